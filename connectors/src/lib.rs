@@ -1,0 +1,23 @@
+//! Tandem's connectors: everything that talks to one database engine.
+//!
+//! Each engine lives in a module of its own with the same file set
+//! (`client`, `install`, `capture`, `apply`, `types`), so knowing one means
+//! knowing all. The agent only sees the [`Connector`] and [`Transaction`]
+//! traits, the canonical [`Value`], and the [`TableSchema`] a connector
+//! describes.
+
+pub mod connector;
+pub mod error;
+pub mod mysql;
+pub mod postgres;
+pub mod schema;
+pub mod template;
+pub mod value;
+
+pub use connector::{
+    connect, CapturedChange, ChangeOp, Connector, EndpointConfig, Engine, IdMapRow, Installation,
+    Transaction,
+};
+pub use error::{ConnectorError, ErrorKind, Result};
+pub use schema::{Column, DataType, ForeignKey, TableName, TableSchema};
+pub use value::{Fingerprint, Key, Row, Value};
