@@ -261,7 +261,7 @@ pub trait Transaction: Send {
 /// naming the host.
 pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
     Ok(match config.engine {
-        Engine::Postgres => { let _c = crate::postgres::PostgresConnector::connect(config).await?; unreachable!() },
-        Engine::Mysql => { let _c = crate::mysql::MysqlConnector::connect(config).await?; unreachable!() },
+        Engine::Postgres => crate::postgres::connect(config).await?,
+        Engine::Mysql => crate::mysql::connect(config).await?,
     })
 }

@@ -1,14 +1,11 @@
 //! The `mysql` engine (placeholder until the connector lands).
 
-use crate::connector::EndpointConfig;
+use std::sync::Arc;
+
+use crate::connector::{Connector, EndpointConfig};
 use crate::error::{ConnectorError, Result};
 
-/// Connector for mysql.
-pub struct MysqlConnector;
-
-impl MysqlConnector {
-    /// Connects.
-    pub async fn connect(_config: &EndpointConfig) -> Result<Self> {
-        Err(ConnectorError::internal("not yet"))
-    }
+/// Connects to Mysql and returns the connector.
+pub async fn connect(_config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
+    Err(ConnectorError::internal("the mysql connector is not built yet"))
 }

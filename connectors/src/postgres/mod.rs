@@ -1,14 +1,11 @@
 //! The `postgres` engine (placeholder until the connector lands).
 
-use crate::connector::EndpointConfig;
+use std::sync::Arc;
+
+use crate::connector::{Connector, EndpointConfig};
 use crate::error::{ConnectorError, Result};
 
-/// Connector for postgres.
-pub struct PostgresConnector;
-
-impl PostgresConnector {
-    /// Connects.
-    pub async fn connect(_config: &EndpointConfig) -> Result<Self> {
-        Err(ConnectorError::internal("not yet"))
-    }
+/// Connects to Postgres and returns the connector.
+pub async fn connect(_config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
+    Err(ConnectorError::internal("the postgres connector is not built yet"))
 }
