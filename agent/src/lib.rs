@@ -1,1 +1,11 @@
-//! x
+//! `tandem-agent`: keeps two databases in step, in both directions.
+//!
+//! The binary's `main` only parses the command line; everything it does is
+//! here so that tests drive the same code paths users run.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod state;
+pub mod store;
+pub mod sync;

@@ -1,1 +1,30 @@
-fn main(){}
+//! `tandem-agent`: parses the command line and hands off to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tandem_agent::cli::Cli;
+use tandem_agent::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    commands::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::execute(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the context chain, outermost first.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

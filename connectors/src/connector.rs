@@ -188,7 +188,8 @@ pub trait Connector: Send + Sync {
     async fn installation(&self, tables: &[TableSchema]) -> Result<Installation>;
 
     /// Up to `limit` committed change rows of `tables`, lowest sequence first.
-    async fn read_changes(&self, tables: &[TableName], limit: usize) -> Result<Vec<CapturedChange>>;
+    async fn read_changes(&self, tables: &[TableName], limit: usize)
+        -> Result<Vec<CapturedChange>>;
 
     /// Deletes exactly the change rows with these sequence numbers.
     async fn delete_changes(&self, seqs: &[i64]) -> Result<()>;
@@ -200,7 +201,12 @@ pub trait Connector: Send + Sync {
     async fn fetch_rows(&self, table: &TableSchema, keys: &[Key]) -> Result<Vec<Row>>;
 
     /// Up to `limit` rows in key order, starting after `after`.
-    async fn scan(&self, table: &TableSchema, after: Option<&Key>, limit: usize) -> Result<Vec<Row>>;
+    async fn scan(
+        &self,
+        table: &TableSchema,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Row>>;
 
     /// A cheap estimate of the number of rows, for progress reports.
     async fn estimate_rows(&self, table: &TableSchema) -> Result<u64>;

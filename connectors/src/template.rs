@@ -15,7 +15,10 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     }
     if let Some(start) = out.find("{{") {
         let end = out[start..].find("}}").map_or(out.len(), |e| start + e + 2);
-        panic!("SQL template placeholder {} left unfilled", &out[start..end]);
+        panic!(
+            "SQL template placeholder {} left unfilled",
+            &out[start..end]
+        );
     }
     out
 }
@@ -39,7 +42,10 @@ mod tests {
 
     #[test]
     fn fills_and_splits() {
-        let script = fill("CREATE {{a}};\n-- ;;\n-- only a comment\n-- ;;\nDROP {{a}};", &[("a", "\"t\"")]);
+        let script = fill(
+            "CREATE {{a}};\n-- ;;\n-- only a comment\n-- ;;\nDROP {{a}};",
+            &[("a", "\"t\"")],
+        );
         assert_eq!(statements(&script), vec!["CREATE \"t\";", "DROP \"t\";"]);
     }
 

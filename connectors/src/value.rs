@@ -271,9 +271,9 @@ impl Key {
 
     /// Reads a key written by [`Key::encode`].
     pub fn decode(text: &str) -> Result<Key> {
-        serde_json::from_str(text)
-            .map(Key)
-            .map_err(|e| ConnectorError::internal(format!("stored key {text:?} is unreadable: {e}")))
+        serde_json::from_str(text).map(Key).map_err(|e| {
+            ConnectorError::internal(format!("stored key {text:?} is unreadable: {e}"))
+        })
     }
 
     /// Reads a key as a capture trigger recorded it: a JSON array of the key
@@ -352,13 +352,22 @@ mod tests {
         let samples = [
             (DataType::Bool, Value::Bool(true)),
             (DataType::Int, Value::Int(-9_223_372_036_854_775_808)),
-            (DataType::Decimal, Value::Decimal("-12345678901234567890.000123".into())),
+            (
+                DataType::Decimal,
+                Value::Decimal("-12345678901234567890.000123".into()),
+            ),
             (DataType::Float, Value::Float(0.1)),
             (DataType::Float, Value::Float(-1.5e300)),
             (DataType::Text, Value::Text("Grüße 🎉 'q'".into())),
             (DataType::Bytes, Value::Bytes(vec![0, 255, 10])),
-            (DataType::Date, Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap())),
-            (DataType::Time, Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap())),
+            (
+                DataType::Date,
+                Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+            ),
+            (
+                DataType::Time,
+                Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
+            ),
             (
                 DataType::Timestamp,
                 Value::Timestamp(
@@ -378,7 +387,10 @@ mod tests {
                         .and_utc(),
                 ),
             ),
-            (DataType::Json, Value::Json(serde_json::json!({"a": [1, "b"]}))),
+            (
+                DataType::Json,
+                Value::Json(serde_json::json!({"a": [1, "b"]})),
+            ),
             (DataType::Uuid, Value::Uuid(uuid::Uuid::from_u128(42))),
         ];
         for (ty, value) in samples {
@@ -396,7 +408,11 @@ mod tests {
             "2024-01-02T03:04:05Z",
             "2024-01-02 03:04:05",
         ] {
-            assert_eq!(Value::parse_text(DataType::TimestampTz, text).unwrap(), expected, "{text}");
+            assert_eq!(
+                Value::parse_text(DataType::TimestampTz, text).unwrap(),
+                expected,
+                "{text}"
+            );
         }
     }
 
@@ -420,6 +436,9 @@ mod tests {
         let key = Key(vec![Value::Int(7), Value::Text("x".into())]);
         assert_eq!(Key::decode(&key.encode()).unwrap(), key);
         let captured = serde_json::json!([7, "x"]);
-        assert_eq!(Key::from_captured(&[DataType::Int, DataType::Text], &captured).unwrap(), key);
+        assert_eq!(
+            Key::from_captured(&[DataType::Int, DataType::Text], &captured).unwrap(),
+            key
+        );
     }
 }

@@ -7,5 +7,7 @@ use crate::error::{ConnectorError, Result};
 
 /// Connects to Mysql and returns the connector.
 pub async fn connect(_config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
-    Err(ConnectorError::internal("the mysql connector is not built yet"))
+    Err(ConnectorError::internal(
+        "the mysql connector is not built yet",
+    ))
 }

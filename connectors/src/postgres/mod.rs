@@ -7,5 +7,7 @@ use crate::error::{ConnectorError, Result};
 
 /// Connects to Postgres and returns the connector.
 pub async fn connect(_config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
-    Err(ConnectorError::internal("the postgres connector is not built yet"))
+    Err(ConnectorError::internal(
+        "the postgres connector is not built yet",
+    ))
 }

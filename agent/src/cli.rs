@@ -1,0 +1,106 @@
+//! The command line, as clap definitions.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Side;
+
+/// Keeps two databases in step, in both directions, continuously.
+#[derive(Debug, Parser)]
+#[command(name = "tandem-agent", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which side(s) a command acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SideArg {
+    /// The `[source]` endpoint.
+    Source,
+    /// The `[target]` endpoint.
+    Target,
+}
+
+impl SideArg {
+    /// The sides selected by an optional `--side`.
+    pub fn sides(side: Option<SideArg>) -> Vec<Side> {
+        match side {
+            None => Side::BOTH.to_vec(),
+            Some(SideArg::Source) => vec![Side::Source],
+            Some(SideArg::Target) => vec![Side::Target],
+        }
+    }
+}
+
+/// What to do with dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeadLetterAction {
+    /// Show them.
+    List,
+    /// Put them back in the change log to be applied again.
+    Retry,
+    /// Forget them (their changes are not applied).
+    Discard,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install (or bring up to date) the change table, mapping table and capture triggers.
+    InstallTriggers {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this side (default: both).
+        #[arg(long, value_enum)]
+        side: Option<SideArg>,
+        /// Print the SQL instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Remove everything install-triggers created.
+    UninstallTriggers {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this side (default: both).
+        #[arg(long, value_enum)]
+        side: Option<SideArg>,
+    },
+    /// Sync continuously until SIGTERM or SIGINT.
+    Run {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// One full pass, then exit: 0 when both sides are in step.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Show per table pair what waits, what was applied, conflicts, dead letters, lag.
+    Status {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config, connect to both sides and report every problem.
+    Check {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List, retry or discard records that could not be applied.
+    DeadLetters {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// What to do.
+        #[arg(value_enum)]
+        action: DeadLetterAction,
+    },
+}

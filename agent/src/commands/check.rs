@@ -1,0 +1,85 @@
+//! `check`: every problem on one line with what to do about it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tandem_connectors::connector::SCHEMA_VERSION;
+
+use super::{describe_side, load};
+use crate::config::Side;
+use crate::sync::plan::{KeyMode, Plan};
+
+pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let file = config.path.display().to_string();
+    let fix_install = format!("run `tandem-agent install-triggers --config {file}`");
+    let mut problems: Vec<String> = Vec::new();
+    let mut described = Vec::new();
+    for side in Side::BOTH {
+        match describe_side(&config, side).await {
+            Ok((connector, tables)) => {
+                match connector.installation(&tables).await {
+                    Ok(installed) => match installed.version {
+                        None => problems.push(format!("{side}: Tandem change table is not installed: {fix_install}")),
+                        Some(v) if v != SCHEMA_VERSION => problems.push(format!(
+                            "{side}: installed Tandem objects are version {v}, this agent needs {SCHEMA_VERSION}: {fix_install}"
+                        )),
+                        Some(_) => {
+                            for table in installed.missing_triggers {
+                                problems.push(format!("{side}: table {table} has no capture trigger: {fix_install}"));
+                            }
+                        }
+                    },
+                    Err(e) => problems.push(format!("{side}: cannot read the installed objects: {e}")),
+                }
+                described.push(Some(tables));
+            }
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                described.push(None);
+            }
+        }
+    }
+    if let [Some(source), Some(target)] = described.as_slice() {
+        let schemas = source
+            .iter()
+            .cloned()
+            .zip(target.iter().cloned())
+            .map(|(s, t)| [s, t])
+            .collect();
+        let (plan, plan_problems) = Plan::build(&config.tables, schemas);
+        problems.extend(
+            plan_problems
+                .into_iter()
+                .map(|p| format!("{file}: {}", p.message)),
+        );
+        for pair in &plan.pairs {
+            for origin in Side::BOTH {
+                let dest = origin.other();
+                if pair.directions[origin.index()].key_mode == KeyMode::Copied
+                    && !pair.table(dest).primary_key.is_empty()
+                {
+                    problems.push(format!(
+                        "{file}: pair {}: {dest} table {} has no auto-generated primary key; new copies would reuse \
+                         the {origin}'s key values and may collide: make the key an identity/auto_increment column",
+                        pair.name,
+                        pair.table(dest).name
+                    ));
+                }
+            }
+        }
+    }
+    // The same problem can be seen from both directions.
+    problems.dedup();
+    if problems.is_empty() {
+        println!(
+            "ok: {} table pair(s), both sides reachable, capture installed",
+            config.tables.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    Ok(ExitCode::FAILURE)
+}

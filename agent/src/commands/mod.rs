@@ -1,0 +1,80 @@
+//! One module per subcommand; each returns the process exit code.
+
+mod check;
+mod dead_letters;
+mod install;
+mod run;
+mod status;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tandem_connectors::{Connector, TableSchema};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Command;
+use crate::config::{Config, Side};
+
+/// Exit status of `run --once` when the sides are not in step.
+pub const EXIT_NOT_IN_STEP: u8 = 3;
+
+/// Runs one subcommand.
+pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::InstallTriggers {
+            config,
+            side,
+            print,
+        } => install::install(&config, side, print).await,
+        Command::UninstallTriggers { config, side } => install::uninstall(&config, side).await,
+        Command::Run { config, once } => run::run(&config, once).await,
+        Command::Status { config, json } => status::status(&config, json).await,
+        Command::Check { config } => check::check(&config).await,
+        Command::DeadLetters { config, action } => {
+            dead_letters::dead_letters(&config, action).await
+        }
+    }
+}
+
+/// Logs to stderr: human-readable on a terminal, JSON when
+/// `TANDEM_LOG_FORMAT=json`; the level comes from `RUST_LOG` (default info).
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if std::env::var("TANDEM_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// Connects to one side and describes its configured tables.
+async fn describe_side(
+    config: &Config,
+    side: Side,
+) -> anyhow::Result<(Arc<dyn Connector>, Vec<TableSchema>)> {
+    let endpoint = config.endpoint(side);
+    let connector = tandem_connectors::connect(endpoint)
+        .await
+        .with_context(|| format!("{side} ({})", endpoint.engine))?;
+    let mut tables = Vec::new();
+    for pair in &config.tables {
+        let name = connector.table_name(pair.table(side));
+        let schema = connector
+            .describe(&name)
+            .await
+            .with_context(|| format!("{}: pair {}: {side}", config.path.display(), pair.name))?;
+        tables.push(schema);
+    }
+    Ok((connector, tables))
+}

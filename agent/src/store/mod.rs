@@ -1,0 +1,119 @@
+//! The agent's durable state: an ordered key-value store behind a small
+//! trait, with a sled implementation for production and an in-memory one for
+//! unit tests.
+//!
+//! Everything above this module (change log, ID map, checkpoints) is written
+//! in terms of [`Kv`]; sled is lightly maintained and stays replaceable.
+
+mod memory;
+mod sled_kv;
+
+pub use memory::MemoryKv;
+pub use sled_kv::SledKv;
+
+/// A store failure. The state directory is the product's memory: any error
+/// here stops the work that needed it, and nothing is acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The underlying store failed (I/O, disk full, corruption).
+    #[error("state store: {0}")]
+    Backend(String),
+    /// A stored record could not be read back.
+    #[error("state store: record {key} is unreadable: {reason}")]
+    Corrupt {
+        /// The record's key, printable.
+        key: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// Another process holds the state directory.
+    #[error("state directory {0} is in use by another tandem-agent process")]
+    Locked(String),
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One write in a [`Batch`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Sets `key` to `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Removes `key`.
+    Delete(Vec<u8>),
+}
+
+/// Writes applied atomically: all or none.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// The writes, applied in order.
+    pub writes: Vec<Write>,
+}
+
+impl Batch {
+    /// Adds a put.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push(Write::Put(key, value));
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.writes.push(Write::Delete(key));
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// An ordered key-value store with atomic batches.
+pub trait Kv: Send + Sync {
+    /// The value at `key`.
+    fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Up to `limit` entries whose key starts with `prefix`, in key order,
+    /// starting after `after` when given.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Number of entries under `prefix`.
+    fn count(&self, prefix: &[u8]) -> StoreResult<usize>;
+    /// Applies `batch` atomically. Not yet durable: see [`Kv::flush`].
+    fn apply(&self, batch: Batch) -> StoreResult<()>;
+    /// Makes everything applied so far durable.
+    fn flush(&self) -> StoreResult<()>;
+    /// A number larger than every number it returned before, across restarts.
+    fn next_id(&self) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every [`Kv`] must have, run against each implementation.
+    use super::*;
+
+    pub fn check(kv: &dyn Kv) {
+        let mut batch = Batch::default();
+        batch.put(b"a/2".to_vec(), b"two".to_vec());
+        batch.put(b"a/1".to_vec(), b"one".to_vec());
+        batch.put(b"b/1".to_vec(), b"other".to_vec());
+        kv.apply(batch).unwrap();
+        kv.flush().unwrap();
+        assert_eq!(kv.get(b"a/1").unwrap().as_deref(), Some(&b"one"[..]));
+        let all = kv.scan(b"a/", None, 10).unwrap();
+        assert_eq!(
+            all.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(),
+            [b"a/1", b"a/2"]
+        );
+        assert_eq!(kv.scan(b"a/", Some(b"a/1"), 10).unwrap().len(), 1);
+        assert_eq!(kv.count(b"a/").unwrap(), 2);
+        let mut batch = Batch::default();
+        batch.delete(b"a/1".to_vec());
+        kv.apply(batch).unwrap();
+        assert_eq!(kv.get(b"a/1").unwrap(), None);
+        let first = kv.next_id().unwrap();
+        assert!(kv.next_id().unwrap() > first);
+    }
+}

@@ -1,0 +1,636 @@
+//! Applying: change-log entries, mapped, written to the other side.
+//!
+//! Per record the rules are:
+//! - an entry read before the agent last wrote to its record is stale and
+//!   dropped (the write superseded it);
+//! - an entry whose values are what was last synced is an echo and dropped;
+//! - otherwise the other side's copy is locked and compared with what was
+//!   last synced there: if it changed too, that is a conflict, and the
+//!   policy decides who wins, for the whole record;
+//! - the write and, for a new copy, its key pair commit in one transaction;
+//!   the fingerprint of the written copy is recorded as pending before the
+//!   commit and as synced after, so a crash in between is recognised.
+//!
+//! Deletes go first (children before parents), then inserts and updates
+//! (parents before children). A record that cannot be written goes to the
+//! dead-letter list and its later changes wait behind it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tandem_connectors::{ErrorKind, Fingerprint, IdMapRow, Key, Row, Transaction};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::plan::Mapped;
+use super::report::Tally;
+use super::{Agent, SyncError, SyncResult};
+use crate::config::{ConflictPolicy, Side};
+use crate::state::{DeadLetter, Link, StateBatch, FORMAT_VERSION};
+
+/// Log entries considered in one round of applying.
+pub const DRAIN_WINDOW: usize = 20_000;
+
+/// All pending changes of one record, coalesced.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The record's key on the side the change comes from.
+    pub key: Key,
+    /// Its latest values; `None` when deleted.
+    pub row: Option<Row>,
+    /// The log entries it stands for.
+    pub seqs: Vec<u64>,
+    /// The newest of them.
+    pub last_seq: u64,
+    /// When its newest change was captured.
+    pub captured_at: DateTime<Utc>,
+}
+
+/// What became of one record.
+// Short-lived, one per record of a batch: boxing the links buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum Outcome {
+    /// Nothing to write (stale, echo, or a lost conflict); entries consumed.
+    Dropped {
+        /// Whether a conflict was lost.
+        conflict: bool,
+    },
+    /// Written; the link as it stands after the commit.
+    Written {
+        old: Option<Link>,
+        link: Link,
+        kind: Kind,
+        partial: bool,
+        conflict: bool,
+    },
+    /// Needs a referenced record that is not linked yet: stays in the log.
+    Waiting,
+    /// Cannot be written: dead-lettered with this reason.
+    Failed(String),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Inserted,
+    Updated,
+    Deleted,
+}
+
+impl Agent {
+    /// Applies everything in the change log that can be applied.
+    pub async fn drain(&self, tally: &mut Tally) -> SyncResult<()> {
+        let pairs = &self.integration.plan.pairs;
+        let index: HashMap<&str, usize> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        loop {
+            let entries = self.state.log_entries(DRAIN_WINDOW)?;
+            if entries.is_empty() {
+                self.state.purge_tombstones()?;
+                return Ok(());
+            }
+            let before = self.state.log_len()?;
+            let mut groups: HashMap<(usize, Side), Vec<Record>> = HashMap::new();
+            let mut slots: HashMap<(usize, Side, String), usize> = HashMap::new();
+            let mut orphans = StateBatch::default();
+            for entry in entries {
+                let Some(&pair) = index.get(entry.pair.as_str()) else {
+                    warn!(pair = %entry.pair, "change of a table pair no longer configured; dropped");
+                    orphans.remove_log([entry.seq]);
+                    continue;
+                };
+                let group = groups.entry((pair, entry.side)).or_default();
+                match slots.get(&(pair, entry.side, entry.key.encode())) {
+                    Some(&i) => {
+                        let record = &mut group[i];
+                        record.row = entry.row;
+                        record.seqs.push(entry.seq);
+                        record.last_seq = entry.seq;
+                        record.captured_at = entry.captured_at;
+                    }
+                    None => {
+                        slots.insert((pair, entry.side, entry.key.encode()), group.len());
+                        group.push(Record {
+                            key: entry.key,
+                            row: entry.row,
+                            seqs: vec![entry.seq],
+                            last_seq: entry.seq,
+                            captured_at: entry.captured_at,
+                        });
+                    }
+                }
+            }
+            self.state.commit(orphans, true)?;
+            self.hold_behind_dead_letters(&mut groups)?;
+            let take =
+                |groups: &mut HashMap<(usize, Side), Vec<Record>>, pair, side, deletes: bool| {
+                    let group = groups.entry((pair, side)).or_default();
+                    let (picked, rest): (Vec<_>, Vec<_>) =
+                        group.drain(..).partition(|r| r.row.is_none() == deletes);
+                    *group = rest;
+                    picked
+                };
+            let mut retry = Vec::new();
+            for pair in (0..pairs.len()).rev() {
+                for side in Side::BOTH {
+                    let records = take(&mut groups, pair, side, true);
+                    for failed in self
+                        .apply_deletes(pair, side, records, false, tally)
+                        .await?
+                    {
+                        retry.push((pair, side, failed));
+                    }
+                }
+            }
+            for pair in 0..pairs.len() {
+                for side in Side::BOTH {
+                    let records = take(&mut groups, pair, side, false);
+                    self.apply_upserts(pair, side, records, tally).await?;
+                }
+            }
+            // A delete refused by a reference (the child was re-parented in
+            // the same round) gets a second chance after the updates.
+            for (pair, side, record) in retry {
+                self.apply_deletes(pair, side, vec![record], true, tally)
+                    .await?;
+            }
+            if self.state.log_len()? >= before {
+                // Everything left waits for something: stop for this pass.
+                return Ok(());
+            }
+        }
+    }
+
+    fn hold_behind_dead_letters(
+        &self,
+        groups: &mut HashMap<(usize, Side), Vec<Record>>,
+    ) -> SyncResult<()> {
+        let pairs = &self.integration.plan.pairs;
+        let mut batch = StateBatch::default();
+        for ((pair, side), records) in groups.iter_mut() {
+            let name = &pairs[*pair].name;
+            let mut kept = Vec::new();
+            for record in records.drain(..) {
+                match self.state.dead_letter(*side, name, &record.key)? {
+                    Some(mut letter) => {
+                        letter.row = record.row;
+                        letter.changes += record.seqs.len() as u64;
+                        batch.put_dead_letter(&letter);
+                        batch.remove_log(record.seqs);
+                    }
+                    None => kept.push(record),
+                }
+            }
+            *records = kept;
+        }
+        self.state.commit(batch, true)?;
+        Ok(())
+    }
+
+    fn wins(&self, origin: Side) -> bool {
+        match self.integration.config.conflict {
+            ConflictPolicy::SourceWins => origin == Side::Source,
+            ConflictPolicy::TargetWins => origin == Side::Target,
+        }
+    }
+
+    /// Inserts or updates the copies of `records`, which changed on
+    /// `origin`. Records written with a reference still missing are tried
+    /// once more at the end (a parent in the same batch is linked by then).
+    async fn apply_upserts(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        tally: &mut Tally,
+    ) -> SyncResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut partial = Vec::new();
+        for chunk in records.chunks(self.integration.config.batch_size) {
+            partial.extend(
+                self.upsert_chunk(pair, origin, chunk.to_vec(), tally)
+                    .await?,
+            );
+        }
+        if !partial.is_empty() {
+            // Whatever is still incomplete stays in the log for a later pass.
+            self.upsert_chunk(pair, origin, partial, tally).await?;
+        }
+        Ok(())
+    }
+
+    /// One transaction's worth of upserts; returns the records written
+    /// with a reference still missing.
+    async fn upsert_chunk(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
+        let plan = &self.integration.plan;
+        let name = plan.pairs[pair].name.clone();
+        let dest = origin.other();
+        let span = info_span!("apply", pair = %name, from = %origin, records = records.len());
+        async {
+            let position = self.state.log_position()?;
+            let connector = self.integration.endpoint(dest);
+            let err = self.integration.error(dest);
+            let mut tx = connector.begin().await.map_err(&err)?;
+            let mut outcomes = Vec::with_capacity(records.len());
+            for record in records {
+                let outcome = match self
+                    .upsert_one(&mut *tx, pair, origin, &record, position)
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(e) if e_is_data(&e) => Outcome::Failed(e.to_string()),
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        return Err(e);
+                    }
+                };
+                outcomes.push((record, outcome));
+            }
+            // Before the commit: what the copies will look like, so a crash
+            // between commit and state update is not mistaken for a change.
+            let mut intents = StateBatch::default();
+            for (_, outcome) in &outcomes {
+                if let Outcome::Written {
+                    old: Some(old),
+                    link,
+                    ..
+                } = outcome
+                {
+                    let mut intent = old.clone();
+                    intent.pending[dest.index()] = link.synced[dest.index()];
+                    intents.put_link(&name, &intent);
+                }
+            }
+            self.state.commit(intents, true)?;
+            tx.commit().await.map_err(&err)?;
+            self.settle(pair, origin, outcomes, tally)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn upsert_one(
+        &self,
+        tx: &mut dyn Transaction,
+        pair: usize,
+        origin: Side,
+        record: &Record,
+        position: u64,
+    ) -> SyncResult<Outcome> {
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let err = self.integration.error(dest);
+        let row = record.row.as_ref().expect("upserts have rows");
+        let fingerprint = Fingerprint::of(row);
+        let link = self.state.link(&plan.name, origin, &record.key)?;
+        if let Some(link) = &link {
+            if record.last_seq < link.written_at[origin.index()] {
+                debug!(key = %record.key, "stale change dropped");
+                return Ok(Outcome::Dropped { conflict: false });
+            }
+            if !link.deleted && link.matches(origin, &fingerprint) {
+                return Ok(Outcome::Dropped { conflict: false });
+            }
+        }
+        let (row_out, partial) =
+            match self
+                .integration
+                .plan
+                .map_row(pair, origin, row, &self.state)?
+            {
+                Mapped::Complete(row) => (row, false),
+                Mapped::Partial(row) => (row, true),
+                Mapped::Waiting(why) => {
+                    debug!(key = %record.key, %why, "waiting");
+                    return Ok(Outcome::Waiting);
+                }
+            };
+        let table = plan.table(dest);
+        tx.savepoint().await.map_err(&err)?;
+        let result: Result<Outcome, tandem_connectors::ConnectorError> = async {
+            let live = link.as_ref().filter(|l| !l.deleted);
+            let mut kind = Kind::Inserted;
+            let mut dest_key = None;
+            let mut conflict = false;
+            if let Some(link) = live {
+                let current = tx.fetch_for_update(table, link.key(dest)).await?;
+                conflict = match &current {
+                    None => true,
+                    Some(copy) => !link.unchanged(dest, &Fingerprint::of(copy)),
+                };
+                if conflict && !self.wins(origin) {
+                    return Ok(Outcome::Dropped { conflict });
+                }
+                if current.is_some() && tx.update(table, link.key(dest), &row_out).await? {
+                    kind = Kind::Updated;
+                    dest_key = Some(link.key(dest).clone());
+                }
+            }
+            let dest_key = match dest_key {
+                Some(key) => key,
+                None => {
+                    let key = tx.insert(table, &row_out).await?;
+                    let (source_key, target_key) = match origin {
+                        Side::Source => (&record.key, &key),
+                        Side::Target => (&key, &record.key),
+                    };
+                    tx.record_link(&IdMapRow {
+                        pair: plan.name.clone(),
+                        source_key: source_key.encode(),
+                        target_key: target_key.encode(),
+                    })
+                    .await?;
+                    key
+                }
+            };
+            let written = tx
+                .fetch_for_update(table, &dest_key)
+                .await?
+                .ok_or_else(|| {
+                    tandem_connectors::ConnectorError::internal(format!(
+                        "{} {dest_key} vanished after writing it",
+                        table.name
+                    ))
+                })?;
+            let mut new_link = match (&link, kind) {
+                (Some(link), Kind::Updated) => link.clone(),
+                _ => match origin {
+                    Side::Source => Link::new(record.key.clone(), dest_key),
+                    Side::Target => Link::new(dest_key, record.key.clone()),
+                },
+            };
+            new_link.deleted = false;
+            // A copy still missing a reference is not "synced" from the
+            // origin's view, so its next change (or retry) is not an echo.
+            new_link.synced[origin.index()] = (!partial).then_some(fingerprint);
+            new_link.synced[dest.index()] = Some(Fingerprint::of(&written));
+            new_link.pending = [None, None];
+            new_link.written_at[dest.index()] = position;
+            Ok(Outcome::Written {
+                old: link.clone(),
+                link: new_link,
+                kind,
+                partial,
+                conflict,
+            })
+        }
+        .await;
+        match result {
+            Ok(outcome) => {
+                tx.release_savepoint().await.map_err(&err)?;
+                Ok(outcome)
+            }
+            Err(e) if e.kind() == ErrorKind::Data => {
+                tx.rollback_to_savepoint().await.map_err(&err)?;
+                Err(err(e.context(format!(
+                    "{} {} -> {}",
+                    plan.name, record.key, table.name
+                ))))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Deletes the copies of `records`, deleted on `origin`. Returns the
+    /// records whose delete failed on a data error when `last_chance` is
+    /// false (they are tried again later in the round).
+    async fn apply_deletes(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        last_chance: bool,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
+        let mut failed = Vec::new();
+        for chunk in records.chunks(self.integration.config.batch_size) {
+            failed.extend(
+                self.delete_chunk(pair, origin, chunk.to_vec(), last_chance, tally)
+                    .await?,
+            );
+        }
+        Ok(failed)
+    }
+
+    async fn delete_chunk(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        last_chance: bool,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let table = plan.table(dest);
+        let err = self.integration.error(dest);
+        let position = self.state.log_position()?;
+        let mut tx = self
+            .integration
+            .endpoint(dest)
+            .begin()
+            .await
+            .map_err(&err)?;
+        let mut outcomes = Vec::new();
+        let mut retry = Vec::new();
+        for record in records {
+            let link = match self.state.link(&plan.name, origin, &record.key)? {
+                Some(link)
+                    if !link.deleted && record.last_seq >= link.written_at[origin.index()] =>
+                {
+                    link
+                }
+                _ => {
+                    outcomes.push((record, Outcome::Dropped { conflict: false }));
+                    continue;
+                }
+            };
+            tx.savepoint().await.map_err(&err)?;
+            let result: Result<Outcome, tandem_connectors::ConnectorError> = async {
+                let dest_key = link.key(dest);
+                let mut conflict = false;
+                if let Some(copy) = tx.fetch_for_update(table, dest_key).await? {
+                    conflict = !link.unchanged(dest, &Fingerprint::of(&copy));
+                    if conflict && !self.wins(origin) {
+                        return Ok(Outcome::Dropped { conflict });
+                    }
+                    tx.delete(table, dest_key).await?;
+                }
+                tx.forget_link(
+                    &plan.name,
+                    &link.source_key.encode(),
+                    &link.target_key.encode(),
+                )
+                .await?;
+                let mut tomb = link.clone();
+                tomb.deleted = true;
+                tomb.written_at[dest.index()] = position;
+                Ok(Outcome::Written {
+                    old: Some(link.clone()),
+                    link: tomb,
+                    kind: Kind::Deleted,
+                    partial: false,
+                    conflict,
+                })
+            }
+            .await;
+            match result {
+                Ok(outcome) => {
+                    tx.release_savepoint().await.map_err(&err)?;
+                    outcomes.push((record, outcome));
+                }
+                Err(e) if e.kind() == ErrorKind::Data => {
+                    tx.rollback_to_savepoint().await.map_err(&err)?;
+                    if last_chance {
+                        let reason =
+                            e.context(format!("{} {} -> {}", plan.name, record.key, table.name));
+                        outcomes.push((record, Outcome::Failed(reason.to_string())));
+                    } else {
+                        retry.push(record);
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(err(e));
+                }
+            }
+        }
+        tx.commit().await.map_err(&err)?;
+        let forgotten: Vec<(String, String)> = outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Written { link, .. } => {
+                    Some((link.source_key.encode(), link.target_key.encode()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.settle(pair, origin, outcomes, tally)?;
+        // The origin's own mapping table may hold the pair too (when the
+        // agent created the origin's record); it goes as well, so a rebuilt
+        // state does not resurrect the link. Best effort: a leftover row
+        // only names records that no longer exist.
+        if !forgotten.is_empty() {
+            if let Err(e) = self.forget_on(origin, &plan.name, &forgotten).await {
+                warn!(pair = %plan.name, side = %origin, error = %e, "could not remove mapping rows of deleted records");
+            }
+        }
+        Ok(retry)
+    }
+
+    async fn forget_on(
+        &self,
+        side: Side,
+        pair: &str,
+        keys: &[(String, String)],
+    ) -> Result<(), tandem_connectors::ConnectorError> {
+        let mut tx = self.integration.endpoint(side).begin().await?;
+        for (source_key, target_key) in keys {
+            tx.forget_link(pair, source_key, target_key).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Records what a committed transaction did: links, consumed log
+    /// entries, dead letters, figures. Returns the records written with a
+    /// reference still missing (their entries stay in the log).
+    fn settle(
+        &self,
+        pair: usize,
+        origin: Side,
+        outcomes: Vec<(Record, Outcome)>,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
+        let name = &self.integration.plan.pairs[pair].name;
+        let mut batch = StateBatch::default();
+        let mut stats = self.state.stats(name)?;
+        let mut partial = Vec::new();
+        let now = Utc::now();
+        let pair_tally = tally.pair(name);
+        let policy = self.integration.config.conflict;
+        for (record, outcome) in outcomes {
+            let conflict = matches!(
+                outcome,
+                Outcome::Dropped { conflict: true } | Outcome::Written { conflict: true, .. }
+            );
+            if conflict {
+                info!(pair = %name, from = %origin, key = %record.key, %policy,
+                    won = matches!(outcome, Outcome::Written { .. }), "conflict: changed on both sides since the last sync");
+                stats.conflicts += 1;
+                pair_tally.conflicts += 1;
+            }
+            match outcome {
+                Outcome::Dropped { .. } => batch.remove_log(record.seqs),
+                Outcome::Waiting => pair_tally.waiting += 1,
+                Outcome::Failed(reason) => {
+                    warn!(pair = %name, from = %origin, key = %record.key, %reason, "dead-lettered");
+                    pair_tally.dead_lettered += 1;
+                    batch.put_dead_letter(&DeadLetter {
+                        v: FORMAT_VERSION,
+                        side: origin,
+                        pair: name.clone(),
+                        key: record.key.clone(),
+                        row: record.row.clone(),
+                        reason,
+                        failed_at: now,
+                        changes: record.seqs.len() as u64,
+                    });
+                    batch.remove_log(record.seqs);
+                }
+                Outcome::Written {
+                    old,
+                    link,
+                    kind,
+                    partial: is_partial,
+                    ..
+                } => {
+                    if let Some(old) = &old {
+                        if old.source_key != link.source_key || old.target_key != link.target_key {
+                            batch.remove_link(name, old);
+                        }
+                    }
+                    batch.put_link(name, &link);
+                    let counts = &mut stats.applied[origin.index()];
+                    let tallied = &mut pair_tally.applied[origin.index()];
+                    match kind {
+                        Kind::Inserted => {
+                            counts.inserted += 1;
+                            tallied.inserted += 1;
+                        }
+                        Kind::Updated => {
+                            counts.updated += 1;
+                            tallied.updated += 1;
+                        }
+                        Kind::Deleted => {
+                            counts.deleted += 1;
+                            tallied.deleted += 1;
+                        }
+                    }
+                    stats.last_lag_ms = Some((now - record.captured_at).num_milliseconds().max(0));
+                    if is_partial {
+                        partial.push(record);
+                    } else {
+                        batch.remove_log(record.seqs);
+                    }
+                }
+            }
+        }
+        stats.v = FORMAT_VERSION;
+        batch.put_stats(name, &stats);
+        self.state.commit(batch, true)?;
+        Ok(partial)
+    }
+}
+
+fn e_is_data(e: &SyncError) -> bool {
+    matches!(e, SyncError::Endpoint { source, .. } if source.kind() == ErrorKind::Data)
+}

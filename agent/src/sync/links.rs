@@ -1,0 +1,61 @@
+//! The ID map's second home: the mapping tables in the databases.
+//!
+//! A new copy's key pair commits with the copy, in the mapping table of the
+//! database written to. If the agent dies before its own state records the
+//! link, the link is taken from there at the next start, so the copy is
+//! never made twice.
+
+use tandem_connectors::Key;
+use tracing::info;
+
+use super::{Agent, SyncResult};
+use crate::config::Side;
+use crate::state::{Link, StateBatch};
+
+impl Agent {
+    /// Adopts key pairs from both mapping tables that the state does not
+    /// know (neither key linked yet); returns how many.
+    pub async fn adopt_mapping_tables(&self) -> SyncResult<usize> {
+        let mut adopted = 0;
+        for side in Side::BOTH {
+            let rows = self
+                .integration
+                .endpoint(side)
+                .read_id_map()
+                .await
+                .map_err(self.integration.error(side))?;
+            let mut batch = StateBatch::default();
+            for row in rows {
+                if !self
+                    .integration
+                    .plan
+                    .pairs
+                    .iter()
+                    .any(|p| p.name == row.pair)
+                {
+                    continue;
+                }
+                let decode = |text: &str| Key::decode(text).map_err(self.integration.error(side));
+                let (source_key, target_key) = (decode(&row.source_key)?, decode(&row.target_key)?);
+                if self
+                    .state
+                    .link(&row.pair, Side::Source, &source_key)?
+                    .is_some()
+                    || self
+                        .state
+                        .link(&row.pair, Side::Target, &target_key)?
+                        .is_some()
+                {
+                    continue;
+                }
+                batch.put_link(&row.pair, &Link::new(source_key, target_key));
+                adopted += 1;
+            }
+            self.state.commit(batch, true)?;
+        }
+        if adopted > 0 {
+            info!(adopted, "links recovered from the mapping tables");
+        }
+        Ok(adopted)
+    }
+}

@@ -1,0 +1,174 @@
+//! The sync engine: what to sync (`plan`), and when and how (`tail`,
+//! `apply`, `first_sync`, `links`, `runner`).
+
+pub mod apply;
+pub mod first_sync;
+pub mod links;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod tail;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tandem_connectors::{Connector, ConnectorError, TableName};
+
+use crate::config::{Config, Side};
+use crate::state::State;
+use crate::store::StoreError;
+use plan::{Plan, PlanProblem};
+
+/// Why a sync step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// One endpoint failed.
+    #[error("{side} ({engine}): {source}")]
+    Endpoint {
+        /// Which side.
+        side: Side,
+        /// Its engine, for the message.
+        engine: tandem_connectors::Engine,
+        /// The connector's error.
+        #[source]
+        source: ConnectorError,
+    },
+    /// The state directory failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The integration cannot run as configured.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl SyncError {
+    /// Whether retrying later may succeed without an operator.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Endpoint { source, .. } => source.is_retryable(),
+            SyncError::Store(_) | SyncError::Setup(_) => false,
+        }
+    }
+}
+
+/// Result of a sync step.
+pub type SyncResult<T> = Result<T, SyncError>;
+
+/// Both endpoints connected and every table pair described and planned.
+pub struct Integration {
+    /// The configuration.
+    pub config: Config,
+    /// The connectors (source, target).
+    pub endpoints: [Arc<dyn Connector>; 2],
+    /// The plan.
+    pub plan: Plan,
+    /// Problems found while planning (fatal ones stop `run`).
+    pub problems: Vec<PlanProblem>,
+    tables_by_name: [HashMap<String, usize>; 2],
+}
+
+impl Integration {
+    /// Connects both sides and describes every configured table.
+    pub async fn connect(config: Config) -> SyncResult<Integration> {
+        let (source, target) = tokio::join!(
+            connect_side(&config, Side::Source),
+            connect_side(&config, Side::Target)
+        );
+        let endpoints = [source?, target?];
+        let mut schemas = Vec::new();
+        for pair in &config.tables {
+            let mut described = Vec::new();
+            for side in Side::BOTH {
+                let connector = &endpoints[side.index()];
+                let name = connector.table_name(pair.table(side));
+                let schema = connector
+                    .describe(&name)
+                    .await
+                    .map_err(|e| SyncError::Endpoint {
+                        side,
+                        engine: connector.engine(),
+                        source: e.context(format!("{}: pair {}", config.path.display(), pair.name)),
+                    })?;
+                described.push(schema);
+            }
+            let target = described.pop().expect("two sides");
+            let source = described.pop().expect("two sides");
+            schemas.push([source, target]);
+        }
+        let (plan, problems) = Plan::build(&config.tables, schemas);
+        let tables_by_name = [0, 1].map(|side| {
+            plan.pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.tables[side].name.to_string(), i))
+                .collect()
+        });
+        Ok(Integration {
+            config,
+            endpoints,
+            plan,
+            problems,
+            tables_by_name,
+        })
+    }
+
+    /// The connector of `side`.
+    pub fn endpoint(&self, side: Side) -> &Arc<dyn Connector> {
+        &self.endpoints[side.index()]
+    }
+
+    /// Wraps a connector error of `side`.
+    pub fn error(&self, side: Side) -> impl Fn(ConnectorError) -> SyncError + '_ {
+        let engine = self.endpoint(side).engine();
+        move |source| SyncError::Endpoint {
+            side,
+            engine,
+            source,
+        }
+    }
+
+    /// The synced tables of `side`.
+    pub fn tables(&self, side: Side) -> Vec<TableName> {
+        self.plan
+            .pairs
+            .iter()
+            .map(|p| p.table(side).name.clone())
+            .collect()
+    }
+
+    /// The pair whose table on `side` is recorded in change rows as `table`.
+    pub fn pair_of(&self, side: Side, table: &str) -> Option<usize> {
+        self.tables_by_name[side.index()].get(table).copied()
+    }
+
+    /// Fails when planning found a problem that makes syncing impossible.
+    pub fn ensure_runnable(&self) -> SyncResult<()> {
+        match self.problems.iter().find(|p| p.fatal) {
+            Some(problem) => Err(SyncError::Setup(format!(
+                "{}: {}",
+                self.config.path.display(),
+                problem.message
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn connect_side(config: &Config, side: Side) -> SyncResult<Arc<dyn Connector>> {
+    let endpoint = config.endpoint(side);
+    tandem_connectors::connect(endpoint)
+        .await
+        .map_err(|source| SyncError::Endpoint {
+            side,
+            engine: endpoint.engine,
+            source,
+        })
+}
+
+/// An integration with its state: the thing that syncs.
+pub struct Agent {
+    /// Endpoints and plan.
+    pub integration: Integration,
+    /// The state directory.
+    pub state: State,
+}

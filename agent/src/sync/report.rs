@@ -1,0 +1,146 @@
+//! What a pass did, and the status snapshot the running agent leaves for
+//! `tandem-agent status`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::state::Applied;
+
+/// Counts of one pair during one command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairTally {
+    /// Applied, by the side the change came from (source, target).
+    pub applied: [Applied; 2],
+    /// Conflicts resolved.
+    pub conflicts: u64,
+    /// Records that wait for a referenced record.
+    pub waiting: u64,
+    /// Records sent to the dead-letter list.
+    pub dead_lettered: u64,
+}
+
+/// Counts per pair during one command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// By pair name.
+    pub pairs: BTreeMap<String, PairTally>,
+}
+
+impl Tally {
+    /// The counts of `pair`, created on first use.
+    pub fn pair(&mut self, pair: &str) -> &mut PairTally {
+        self.pairs.entry(pair.to_owned()).or_default()
+    }
+
+    /// Records written, all pairs and directions.
+    pub fn total_applied(&self) -> u64 {
+        self.pairs
+            .values()
+            .flat_map(|p| p.applied.iter())
+            .map(|a| a.inserted + a.updated + a.deleted)
+            .sum()
+    }
+
+    /// A table of what was done, for a terminal.
+    pub fn render(&self, names: &[(String, String, String)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<24} {:<30} {:>8} {:>8} {:>8} {:>9} {:>12}",
+            "pair", "direction", "inserted", "updated", "deleted", "conflicts", "dead letters"
+        );
+        for (pair, source, target) in names {
+            let tally = self.pairs.get(pair).cloned().unwrap_or_default();
+            for (i, direction) in [
+                format!("{source} -> {target}"),
+                format!("{target} -> {source}"),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let a = tally.applied[i];
+                let (conflicts, dead) = if i == 0 {
+                    (tally.conflicts.to_string(), tally.dead_lettered.to_string())
+                } else {
+                    (String::new(), String::new())
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<30} {:>8} {:>8} {:>8} {:>9} {:>12}",
+                    if i == 0 { pair.as_str() } else { "" },
+                    direction,
+                    a.inserted,
+                    a.updated,
+                    a.deleted,
+                    conflicts,
+                    dead
+                );
+            }
+        }
+        out
+    }
+}
+
+/// One pair in the status snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairStatus {
+    /// Pair name.
+    pub name: String,
+    /// Source table.
+    pub source: String,
+    /// Target table.
+    pub target: String,
+    /// Change-log entries not yet applied.
+    pub logged_not_applied: u64,
+    /// Applied totals since the state was created (source->target, target->source).
+    pub applied: [Applied; 2],
+    /// Conflicts resolved in total.
+    pub conflicts: u64,
+    /// Dead letters waiting.
+    pub dead_letters: u64,
+    /// Last pass that left nothing to apply.
+    pub last_sync: Option<DateTime<Utc>>,
+    /// Capture-to-apply delay of the last applied change, in milliseconds.
+    pub lag_ms: Option<i64>,
+}
+
+/// What the running agent last knew; written after every pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was written.
+    pub written_at: DateTime<Utc>,
+    /// Whether the first sync has finished.
+    pub first_sync_done: bool,
+    /// Per pair.
+    pub pairs: Vec<PairStatus>,
+}
+
+impl Snapshot {
+    /// Where the snapshot lives in a state directory.
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("status.json")
+    }
+
+    /// Writes the snapshot atomically (write, then rename).
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        let path = Snapshot::path(state_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serializable"))?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// Reads the snapshot, `None` when the agent never wrote one.
+    pub fn read(state_dir: &Path) -> std::io::Result<Option<Snapshot>> {
+        match std::fs::read(Snapshot::path(state_dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! When to sync: start-up checks, passes, the continuous loop and `--once`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::report::{PairStatus, Snapshot, Tally};
+use super::{Agent, Integration, SyncError, SyncResult};
+use crate::config::{Config, Side};
+use crate::state::State;
+
+/// Shortest wait after a failed pass.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait after repeated failures.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest wait between passes when nothing wakes the agent.
+pub const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// Passes `--once` makes at most before it gives up on converging.
+pub const ONCE_MAX_PASSES: usize = 50;
+
+/// How `run --once` ended.
+#[derive(Debug, Clone)]
+pub struct OnceReport {
+    /// What was applied.
+    pub tally: Tally,
+    /// Change-log entries left (records waiting for a referenced record).
+    pub waiting: usize,
+    /// Dead letters.
+    pub dead_letters: usize,
+}
+
+impl OnceReport {
+    /// Whether both sides are in step.
+    pub fn in_step(&self) -> bool {
+        self.waiting == 0 && self.dead_letters == 0
+    }
+}
+
+impl Agent {
+    /// Connects, checks that the capture objects are installed on both
+    /// sides, opens the state and recovers links from the mapping tables.
+    pub async fn start(config: Config) -> SyncResult<Agent> {
+        let integration = Integration::connect(config).await?;
+        integration.ensure_runnable()?;
+        for side in Side::BOTH {
+            let tables: Vec<_> = integration
+                .plan
+                .pairs
+                .iter()
+                .map(|p| p.table(side).clone())
+                .collect();
+            let installed = integration
+                .endpoint(side)
+                .installation(&tables)
+                .await
+                .map_err(integration.error(side))?;
+            let fix = format!(
+                "run `tandem-agent install-triggers --config {}`",
+                integration.config.path.display()
+            );
+            match installed.version {
+                None => {
+                    return Err(SyncError::Setup(format!(
+                        "{side} database has no Tandem change table: {fix} first"
+                    )))
+                }
+                Some(v) if v != tandem_connectors::connector::SCHEMA_VERSION => {
+                    return Err(SyncError::Setup(format!(
+                        "{side} database has Tandem objects of version {v}, this agent needs {}: {fix}",
+                        tandem_connectors::connector::SCHEMA_VERSION
+                    )))
+                }
+                Some(_) => {}
+            }
+            if let Some(table) = installed.missing_triggers.first() {
+                return Err(SyncError::Setup(format!(
+                    "{side} table {table} has no capture trigger: {fix}"
+                )));
+            }
+        }
+        let state = State::open(&integration.config.state_dir)?;
+        let agent = Agent { integration, state };
+        agent.adopt_mapping_tables().await?;
+        Ok(agent)
+    }
+
+    /// One pass: tail both sides, then apply everything that can be.
+    /// Returns the number of change rows captured.
+    pub async fn pass(&self, tally: &mut Tally) -> SyncResult<usize> {
+        let captured = self.tail(Side::Source).await? + self.tail(Side::Target).await?;
+        self.drain(tally).await?;
+        Ok(captured)
+    }
+
+    /// The first sync if it is not done, then passes until one finds
+    /// nothing captured.
+    pub async fn run_once(&self) -> SyncResult<OnceReport> {
+        let mut tally = Tally::default();
+        self.first_sync(&mut tally).await?;
+        for _ in 0..ONCE_MAX_PASSES {
+            if self.pass(&mut tally).await? == 0 {
+                break;
+            }
+        }
+        self.write_snapshot(true);
+        Ok(OnceReport {
+            tally,
+            waiting: self.state.log_len()?,
+            dead_letters: self.state.dead_letters()?.len(),
+        })
+    }
+
+    /// Syncs until `shutdown` turns true. A pass in flight finishes first.
+    /// Failures worth a retry are retried with backoff; others end the run.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> SyncResult<()> {
+        let mut backoff = MIN_BACKOFF;
+        let mut first_sync_done = self.first_sync_done()?;
+        let mut tally = Tally::default();
+        info!("running");
+        while !*shutdown.borrow() {
+            let result = async {
+                if !first_sync_done {
+                    self.first_sync(&mut tally).await?;
+                    first_sync_done = true;
+                    info!("first sync complete");
+                }
+                self.pass(&mut tally).await
+            }
+            .await;
+            match result {
+                Ok(_) => {
+                    backoff = MIN_BACKOFF;
+                    self.write_snapshot(first_sync_done);
+                }
+                Err(e) if e.is_retryable() => {
+                    warn!(error = %e, retry_in = ?backoff, "pass failed; will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let source = self.integration.endpoint(Side::Source).clone();
+            let target = self.integration.endpoint(Side::Target).clone();
+            tokio::select! {
+                _ = source.wait_for_changes(IDLE_WAIT) => {}
+                _ = target.wait_for_changes(IDLE_WAIT) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        self.write_snapshot(first_sync_done);
+        info!("stopped");
+        Ok(())
+    }
+
+    /// Leaves the figures for `tandem-agent status`; a failure to write them
+    /// is logged, never fatal.
+    pub fn write_snapshot(&self, first_sync_done: bool) {
+        let build = || -> SyncResult<Snapshot> {
+            let counts = self.state.log_counts()?;
+            let letters = self.state.dead_letters()?;
+            let mut pairs = Vec::new();
+            for pair in &self.integration.plan.pairs {
+                let mut stats = self.state.stats(&pair.name)?;
+                if !counts.contains_key(&pair.name) && first_sync_done {
+                    stats.last_sync = Some(Utc::now());
+                    let mut batch = crate::state::StateBatch::default();
+                    batch.put_stats(&pair.name, &stats);
+                    self.state.commit(batch, false)?;
+                }
+                pairs.push(PairStatus {
+                    name: pair.name.clone(),
+                    source: pair.table(Side::Source).name.to_string(),
+                    target: pair.table(Side::Target).name.to_string(),
+                    logged_not_applied: counts.get(&pair.name).copied().unwrap_or(0),
+                    applied: stats.applied,
+                    conflicts: stats.conflicts,
+                    dead_letters: letters.iter().filter(|l| l.pair == pair.name).count() as u64,
+                    last_sync: stats.last_sync,
+                    lag_ms: stats.last_lag_ms,
+                });
+            }
+            Ok(Snapshot {
+                written_at: Utc::now(),
+                first_sync_done,
+                pairs,
+            })
+        };
+        match build() {
+            Ok(snapshot) => {
+                if let Err(e) = snapshot.write(&self.integration.config.state_dir) {
+                    warn!(error = %e, "could not write status.json");
+                }
+            }
+            Err(e) => warn!(error = %e, "could not build the status snapshot"),
+        }
+    }
+}

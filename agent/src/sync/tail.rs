@@ -1,0 +1,99 @@
+//! Tailing: change rows of one side into the change log.
+//!
+//! The order matters and is the product's durability promise: read change
+//! rows, read the records' current values, append to the change log, flush
+//! it, and only then delete exactly the change rows consumed. A crash
+//! anywhere re-reads the same change rows; re-reading a record is harmless.
+
+use std::collections::HashMap;
+
+use tandem_connectors::{Key, Row};
+use tracing::debug;
+
+use super::{Agent, SyncError, SyncResult};
+use crate::config::Side;
+use crate::state::NewEntry;
+
+/// Change rows read per round trip.
+pub const TAIL_BATCH: usize = 2000;
+
+impl Agent {
+    /// Moves every committed change of `side` into the change log; returns
+    /// the number of change rows consumed.
+    pub async fn tail(&self, side: Side) -> SyncResult<usize> {
+        let integration = &self.integration;
+        let connector = integration.endpoint(side);
+        let err = integration.error(side);
+        let tables = integration.tables(side);
+        let mut consumed = 0;
+        loop {
+            let changes = connector
+                .read_changes(&tables, TAIL_BATCH)
+                .await
+                .map_err(&err)?;
+            if changes.is_empty() {
+                return Ok(consumed);
+            }
+            // Coalesce: one entry per record, however often it changed.
+            let mut keys: Vec<(usize, Key, chrono::DateTime<chrono::Utc>)> = Vec::new();
+            let mut seen: HashMap<(usize, String), usize> = HashMap::new();
+            for change in &changes {
+                let pair = integration.pair_of(side, &change.table).ok_or_else(|| {
+                    SyncError::Setup(format!(
+                        "{side} change table names unknown table {}",
+                        change.table
+                    ))
+                })?;
+                let table = integration.plan.pairs[pair].table(side);
+                let key = Key::from_captured(&table.key_types(), &change.key).map_err(|e| {
+                    err(e.context(format!("change {} of {}", change.seq, change.table)))
+                })?;
+                match seen.get(&(pair, key.encode())) {
+                    Some(&i) => keys[i].2 = keys[i].2.max(change.captured_at),
+                    None => {
+                        seen.insert((pair, key.encode()), keys.len());
+                        keys.push((pair, key, change.captured_at));
+                    }
+                }
+            }
+            let mut rows: HashMap<(usize, String), Row> = HashMap::new();
+            for pair in 0..integration.plan.pairs.len() {
+                let wanted: Vec<Key> = keys
+                    .iter()
+                    .filter(|k| k.0 == pair)
+                    .map(|k| k.1.clone())
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let table = integration.plan.pairs[pair].table(side);
+                for row in connector.fetch_rows(table, &wanted).await.map_err(&err)? {
+                    if let Some(key) = table.key_of(&row) {
+                        rows.insert((pair, key.encode()), row);
+                    }
+                }
+            }
+            let entries: Vec<NewEntry> = keys
+                .into_iter()
+                .map(|(pair, key, captured_at)| {
+                    let row = rows.remove(&(pair, key.encode()));
+                    NewEntry {
+                        side,
+                        pair: integration.plan.pairs[pair].name.clone(),
+                        key,
+                        row,
+                        captured_at,
+                    }
+                })
+                .collect();
+            debug!(%side, changes = changes.len(), records = entries.len(), "tailed");
+            self.state.append_log(entries)?;
+            let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+            connector.delete_changes(&seqs).await.map_err(&err)?;
+            consumed += changes.len();
+            if changes.len() < TAIL_BATCH {
+                return Ok(consumed);
+            }
+        }
+    }
+}
