@@ -1,0 +1,115 @@
+//! An operator's story: bad input gets one clear line and a non-zero exit,
+//! and nothing is written; `check` and `status` say what they see.
+
+mod harness;
+
+use harness::{Agent, Db, Engine};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+async fn fails_with(agent: &Agent, args: &[&str], needle: &str) -> String {
+    let out = agent.output(args).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{args:?} should fail:\n{err}");
+    assert!(err.contains(needle), "{args:?}: expected {needle:?} in:\n{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line:\n{err}");
+    err
+}
+
+async fn pair() -> (Db, Db) {
+    let source = Db::create(Engine::Postgres).await;
+    let target = Db::create(Engine::Mysql).await;
+    for db in [&source, &target] {
+        db.exec(&format!("CREATE TABLE items (id {}, label {})", db.id(), db.text())).await;
+    }
+    (source, target)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_one_line_and_writes_nothing() {
+    let (source, target) = pair().await;
+    let before = [source.catalog().await, target.catalog().await];
+
+    // A malformed config names the file and the line.
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    std::fs::write(&agent.config, "state_dir = \"s\"\n[source\nkind = 1\n").unwrap();
+    let err = fails_with(&agent, &["run", "--once"], "tandem.toml").await;
+    assert!(err.contains("line 2"), "{err}");
+
+    // An incomplete one names what is missing.
+    std::fs::write(&agent.config, "state_dir = \"s\"\n").unwrap();
+    fails_with(&agent, &["check"], "missing field `source`").await;
+
+    // An unknown table is named.
+    let agent = Agent::new(&source, &target, &[("items", "nosuch")], "");
+    fails_with(&agent, &["install-triggers"], "nosuch").await;
+    fails_with(&agent, &["run", "--once"], "nosuch").await;
+
+    // A table without a primary key is named.
+    source.exec("CREATE TABLE nokey (label TEXT)").await;
+    target.exec("CREATE TABLE nokey (label TEXT)").await;
+    let agent = Agent::new(&source, &target, &[("nokey", "nokey")], "");
+    fails_with(&agent, &["run", "--once"], "nokey has no primary key").await;
+    source.exec("DROP TABLE nokey").await;
+    target.exec("DROP TABLE nokey").await;
+
+    // A server that refuses the connection is named by host and port.
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    let config = std::fs::read_to_string(&agent.config).unwrap().replace(":3306/", ":1/");
+    std::fs::write(&agent.config, config).unwrap();
+    fails_with(&agent, &["run", "--once"], "127.0.0.1:1").await;
+
+    // Running before install-triggers says what to do.
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    fails_with(&agent, &["run", "--once"], "install-triggers").await;
+
+    // Nothing was written to either database, nor a state directory.
+    assert_eq!([source.catalog().await, target.catalog().await], before);
+    assert!(!agent.dir.path().join("state").exists(), "a failed start created state");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_lists_every_problem_and_status_reports_figures() {
+    let (source, target) = pair().await;
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+
+    // Before install: one line per side, exit non-zero.
+    let out = agent.output(&["check"]).await;
+    assert!(!out.status.success());
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(lines.lines().any(|l| l.starts_with("source:") && l.contains("install-triggers")), "{lines}");
+    assert!(lines.lines().any(|l| l.starts_with("target:") && l.contains("install-triggers")), "{lines}");
+
+    // A table whose key is not generated is reported with the fix.
+    target.exec("CREATE TABLE manual (id BIGINT PRIMARY KEY, label VARCHAR(20))").await;
+    source.exec("CREATE TABLE manual (id BIGSERIAL PRIMARY KEY, label TEXT)").await;
+    let with_manual = Agent::new(&source, &target, &[("items", "items"), ("manual", "manual")], "");
+    with_manual.install().await;
+    let out = with_manual.output(&["check"]).await;
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success());
+    assert!(lines.contains("target table manual has no auto-generated primary key"), "{lines}");
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+
+    // After install: clean.
+    agent.install().await;
+    assert!(agent.ok(&["check"]).await.starts_with("ok:"));
+
+    source.exec("INSERT INTO items (label) VALUES ('a'), ('b')").await;
+    target.exec("INSERT INTO items (label) VALUES ('c')").await;
+    let report = agent.once().await;
+    assert!(report.contains("items"), "{report}");
+    source.exec("INSERT INTO items (label) VALUES ('d')").await;
+
+    let status: serde_json::Value = serde_json::from_str(&agent.ok(&["status", "--json"]).await).unwrap();
+    let items = &status["pairs"][0];
+    assert_eq!(items["applied"]["source_to_target"]["inserted"], 2, "{status}");
+    assert_eq!(items["applied"]["target_to_source"]["inserted"], 1, "{status}");
+    assert_eq!(items["captured_not_tailed"]["source"], 1, "{status}");
+    assert_eq!(items["logged_not_applied"], 0, "{status}");
+    assert!(items["last_sync"].is_string(), "{status}");
+    let table = agent.ok(&["status"]).await;
+    assert!(table.lines().any(|l| l.starts_with("items")), "{table}");
+}

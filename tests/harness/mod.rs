@@ -1,0 +1,369 @@
+//! Test harness: throw-away databases on the local servers, and the real
+//! `tandem-agent` binary driven as a user would drive it.
+//!
+//! Servers: `TANDEM_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! and `TANDEM_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/mysql`).
+//! Each [`Db`] is a database with a unique name, dropped when the value is.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+/// Which server a test database lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The local PostgreSQL.
+    Postgres,
+    /// The local MariaDB (or MySQL).
+    Mysql,
+}
+
+impl Engine {
+    /// The config `kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+        }
+    }
+}
+
+fn admin_url(engine: Engine) -> String {
+    match engine {
+        Engine::Postgres => std::env::var("TANDEM_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        Engine::Mysql => std::env::var("TANDEM_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into()),
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("admin URL parses");
+    parsed.set_path(&format!("/{db}"));
+    parsed.to_string()
+}
+
+enum Client {
+    Pg(tokio_postgres::Client),
+    My(mysql_async::Pool),
+}
+
+/// A throw-away database.
+pub struct Db {
+    /// Its engine.
+    pub engine: Engine,
+    /// Its name.
+    pub name: String,
+    /// URL the agent uses.
+    pub url: String,
+    client: Client,
+}
+
+impl Db {
+    /// Creates a database with a unique name.
+    pub async fn create(engine: Engine) -> Db {
+        let name = format!("tandem_it_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_url(engine);
+        let url = with_database(&admin, &name);
+        let client = match engine {
+            Engine::Postgres => {
+                let admin_client = pg_connect(&admin).await;
+                admin_client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create database");
+                Client::Pg(pg_connect(&url).await)
+            }
+            Engine::Mysql => {
+                let pool = mysql_async::Pool::new(admin.as_str());
+                let mut conn = pool.get_conn().await.expect("connect to MariaDB");
+                conn.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+                    .await
+                    .expect("create database");
+                drop(conn);
+                pool.disconnect().await.expect("disconnect");
+                Client::My(mysql_async::Pool::new(url.as_str()))
+            }
+        };
+        Db {
+            engine,
+            name,
+            url,
+            client,
+        }
+    }
+
+    /// Runs statements (separated by `;` outside quotes is not parsed: pass one
+    /// statement, or several for PostgreSQL).
+    pub async fn exec(&self, sql: &str) {
+        self.try_exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Like [`Db::exec`] but returns the error.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        match &self.client {
+            Client::Pg(c) => c.batch_execute(sql).await.map_err(|e| format!("{e:?}")),
+            Client::My(pool) => {
+                let mut conn = pool.get_conn().await.map_err(|e| e.to_string())?;
+                conn.query_drop(sql).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Rows of a query, every value as text (NULL as `None`).
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match &self.client {
+            Client::Pg(c) => {
+                let messages = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+                messages
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => {
+                            Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            }
+            Client::My(pool) => {
+                let mut conn = pool.get_conn().await.expect("connect");
+                let rows: Vec<mysql_async::Row> = conn.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                rows.into_iter()
+                    .map(|row| {
+                        row.unwrap()
+                            .into_iter()
+                            .map(|v| match v {
+                                mysql_async::Value::NULL => None,
+                                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                                other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// One value.
+    pub async fn value(&self, sql: &str) -> Option<String> {
+        self.rows(sql).await.into_iter().next().and_then(|r| r.into_iter().next()).flatten()
+    }
+
+    /// A count.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.value(sql).await.expect("a count").parse().expect("a number")
+    }
+
+    /// Quotes an identifier.
+    pub fn q(&self, ident: &str) -> String {
+        match self.engine {
+            Engine::Postgres => format!("\"{}\"", ident.replace('"', "\"\"")),
+            Engine::Mysql => format!("`{}`", ident.replace('`', "``")),
+        }
+    }
+
+    /// Column definition of an auto-generated big-integer primary key.
+    pub fn id(&self) -> &'static str {
+        match self.engine {
+            Engine::Postgres => "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            Engine::Mysql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
+        }
+    }
+
+    /// A text column type.
+    pub fn text(&self) -> &'static str {
+        match self.engine {
+            Engine::Postgres => "TEXT",
+            Engine::Mysql => "VARCHAR(255)",
+        }
+    }
+
+    /// A catalog listing of everything the agent could have created.
+    pub async fn catalog(&self) -> Vec<Vec<Option<String>>> {
+        let sql = match self.engine {
+            Engine::Postgres => "SELECT 'schema', nspname, '' FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' \
+                 UNION ALL SELECT 'table', table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog','information_schema') \
+                 UNION ALL SELECT 'trigger', tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal \
+                 UNION ALL SELECT 'function', n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog','information_schema') \
+                 ORDER BY 1, 2, 3"
+                .to_owned(),
+            Engine::Mysql => format!(
+                "SELECT 'table', TABLE_NAME, '' FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' \
+                 UNION ALL SELECT 'trigger', EVENT_OBJECT_TABLE, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}' \
+                 UNION ALL SELECT 'routine', ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{db}' \
+                 ORDER BY 1, 2, 3",
+                db = self.name
+            ),
+        };
+        self.rows(&sql).await
+    }
+
+    /// A connection of its own, for tests that interleave transactions.
+    pub async fn session(&self) -> Session {
+        match &self.client {
+            Client::Pg(_) => Session::Pg(pg_connect(&self.url).await),
+            Client::My(pool) => Session::My(tokio::sync::Mutex::new(pool.get_conn().await.expect("connect"))),
+        }
+    }
+
+    /// Rows waiting in the change table.
+    pub async fn pending_changes(&self) -> i64 {
+        match self.engine {
+            Engine::Postgres => self.count("SELECT count(*) FROM tandem.changes").await,
+            Engine::Mysql => self.count("SELECT count(*) FROM tandem_changes").await,
+        }
+    }
+}
+
+/// One connection, for explicit transactions.
+pub enum Session {
+    /// PostgreSQL.
+    Pg(tokio_postgres::Client),
+    /// MariaDB.
+    My(tokio::sync::Mutex<mysql_async::Conn>),
+}
+
+impl Session {
+    /// Runs one statement.
+    pub async fn exec(&self, sql: &str) {
+        match self {
+            Session::Pg(c) => c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")),
+            Session::My(c) => c.lock().await.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let engine = self.engine;
+        let name = self.name.clone();
+        // Dropping needs async I/O: do it on a thread of its own, and wait,
+        // so that no database outlives the test.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let admin = admin_url(engine);
+                match engine {
+                    Engine::Postgres => {
+                        if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                            tokio::spawn(conn);
+                            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        }
+                    }
+                    Engine::Mysql => {
+                        let pool = mysql_async::Pool::new(admin.as_str());
+                        if let Ok(mut conn) = pool.get_conn().await {
+                            let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await;
+                        }
+                        let _ = pool.disconnect().await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL ({url}): {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// The real `tandem-agent` binary with a config of its own.
+pub struct Agent {
+    /// Holds config and state.
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub config: PathBuf,
+}
+
+impl Agent {
+    /// Writes a config syncing `pairs` (source table, target table) from
+    /// `source` to `target`; `extra` is appended to the file.
+    pub fn new(source: &Db, target: &Db, pairs: &[(&str, &str)], extra: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut toml = format!(
+            "state_dir = \"state\"\n\n[source]\nkind = \"{}\"\nurl = \"{}\"\npoll_interval = \"50ms\"\n\n[target]\nkind = \"{}\"\nurl = \"{}\"\npoll_interval = \"50ms\"\n\n",
+            source.engine.kind(),
+            source.url,
+            target.engine.kind(),
+            target.url
+        );
+        for (s, t) in pairs {
+            toml.push_str(&format!("[[tables]]\nsource = {s:?}\ntarget = {t:?}\n\n"));
+        }
+        toml.push_str(extra);
+        let config = dir.path().join("tandem.toml");
+        std::fs::write(&config, toml).expect("write config");
+        Agent { dir, config }
+    }
+
+    /// The binary.
+    pub fn binary() -> &'static str {
+        env!("CARGO_BIN_EXE_tandem-agent")
+    }
+
+    /// A command for `args` followed by `--config FILE`.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(Agent::binary());
+        command.args(args).arg("--config").arg(&self.config);
+        command.env("RUST_LOG", std::env::var("TANDEM_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+        command.kill_on_drop(true);
+        command
+    }
+
+    /// Runs the command to completion.
+    pub async fn output(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.expect("run tandem-agent")
+    }
+
+    /// Runs the command and fails the test unless it exits 0; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args).await;
+        assert!(
+            out.status.success(),
+            "tandem-agent {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `install-triggers` on both sides.
+    pub async fn install(&self) {
+        self.ok(&["install-triggers"]).await;
+    }
+
+    /// `run --once`, which must report both sides in step.
+    pub async fn once(&self) -> String {
+        self.ok(&["run", "--once"]).await
+    }
+}
+
+/// Waits until `condition` holds, failing the test after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every pair of engines a scenario runs on: (source, target).
+pub const ENGINE_PAIRS: [(Engine, Engine); 2] = [(Engine::Postgres, Engine::Mysql), (Engine::Mysql, Engine::Postgres)];
