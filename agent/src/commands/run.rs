@@ -12,6 +12,9 @@ use crate::sync::Agent;
 
 pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
+    if let Some(listen) = &config.metrics_listen {
+        tracing::warn!(%listen, "metrics.listen is accepted but not served by this version");
+    }
     let agent = Agent::start(config).await?;
     if once {
         let report = agent.run_once().await?;

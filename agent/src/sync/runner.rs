@@ -118,9 +118,16 @@ impl Agent {
         let mut backoff = MIN_BACKOFF;
         let mut first_sync_done = self.first_sync_done()?;
         let mut tally = Tally::default();
+        // After a failure the last commit may or may not have happened:
+        // links of copies it created are re-read from the mapping tables
+        // before anything is applied again.
+        let mut recover = false;
         info!("running");
         while !*shutdown.borrow() {
             let result = async {
+                if recover {
+                    self.adopt_mapping_tables().await?;
+                }
                 if !first_sync_done {
                     self.first_sync(&mut tally).await?;
                     first_sync_done = true;
@@ -131,10 +138,12 @@ impl Agent {
             .await;
             match result {
                 Ok(_) => {
+                    recover = false;
                     backoff = MIN_BACKOFF;
                     self.write_snapshot(first_sync_done);
                 }
                 Err(e) if e.is_retryable() => {
+                    recover = true;
                     warn!(error = %e, retry_in = ?backoff, "pass failed; will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
