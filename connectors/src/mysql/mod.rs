@@ -1,13 +1,231 @@
-//! The `mysql` engine (placeholder until the connector lands).
+//! The `mysql` engine: MySQL 8 and MariaDB 10.5+, through mysql_async.
+//!
+//! The database of the URL is the namespace: a table is `TableName { schema:
+//! None, name }`, and Tandem's own tables (`tandem_changes`, `tandem_id_map`,
+//! `tandem_version`) live beside the synced ones. Changes are captured by
+//! three triggers per table and polled. The flavour (MariaDB or MySQL) is
+//! read once at connect and decides the SQL where the two differ.
+//!
+//! Files: `client` (URL, pool, session, errors), `schema` (describe),
+//! `types` (values), `install` (scripts), `capture` (change rows), `apply`
+//! (the applying transaction and row SQL).
+
+mod apply;
+mod capture;
+mod client;
+mod install;
+mod schema;
+mod types;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::connector::{Connector, EndpointConfig};
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use mysql_async::Value as MyValue;
+
+use self::apply::{key_params, row_of, scan_sql, select_by_keys_sql, MysqlTransaction};
+pub use self::client::Flavour;
+use self::client::{int_of, text_of, Client};
+use crate::connector::{
+    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
+};
 use crate::error::{ConnectorError, Result};
+use crate::schema::{TableName, TableSchema};
+use crate::value::{Key, Row};
 
-/// Connects to Mysql and returns the connector.
-pub async fn connect(_config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
-    Err(ConnectorError::internal(
-        "the mysql connector is not built yet",
-    ))
+/// Most keys looked up by one statement.
+const FETCH_CHUNK: usize = 500;
+
+/// Connects to MySQL or MariaDB and returns the connector.
+pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
+    Ok(Arc::new(MysqlConnector::connect(config).await?))
+}
+
+/// A MySQL or MariaDB database, reached through a pool.
+#[derive(Debug)]
+pub struct MysqlConnector {
+    client: Client,
+}
+
+impl MysqlConnector {
+    /// Connects (see [`connect`]) and keeps the concrete type.
+    pub async fn connect(config: &EndpointConfig) -> Result<MysqlConnector> {
+        Ok(MysqlConnector {
+            client: Client::open(config).await?,
+        })
+    }
+
+    /// MariaDB or MySQL, as the server said at connect.
+    pub fn flavour(&self) -> Flavour {
+        self.client.flavour
+    }
+
+    /// Uses the SQL of `flavour` whatever the server said: lets the tests
+    /// run the MySQL 8 statements against MariaDB, which understands both.
+    #[doc(hidden)]
+    pub fn with_flavour(mut self, flavour: Flavour) -> Self {
+        self.client.flavour = flavour;
+        self
+    }
+}
+
+#[async_trait]
+impl Connector for MysqlConnector {
+    fn engine(&self) -> Engine {
+        Engine::Mysql
+    }
+
+    fn table_name(&self, configured: &str) -> TableName {
+        TableName::new(None, configured)
+    }
+
+    async fn describe(&self, table: &TableName) -> Result<TableSchema> {
+        schema::describe(&self.client, table).await
+    }
+
+    async fn install_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        install::install_statements(self.client.flavour, tables)
+    }
+
+    async fn uninstall_script(&self, _tables: &[TableSchema]) -> Result<Vec<String>> {
+        // Every tandem_ trigger of the database, configured tables or not.
+        let triggers = install::installed_triggers(&self.client).await?;
+        Ok(install::uninstall_statements(&triggers))
+    }
+
+    async fn run_script(&self, statements: &[String]) -> Result<()> {
+        // DDL commits by itself in MySQL: the statements just run in order.
+        let mut conn = self.client.conn().await?;
+        for (i, statement) in statements.iter().enumerate() {
+            conn.query_drop(statement.as_str()).await.map_err(|e| {
+                client::classify(e).context(format!(
+                    "statement {} of {} of the script",
+                    i + 1,
+                    statements.len()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn installation(&self, tables: &[TableSchema]) -> Result<Installation> {
+        install::installation(&self.client, tables).await
+    }
+
+    async fn read_changes(
+        &self,
+        tables: &[TableName],
+        limit: usize,
+    ) -> Result<Vec<CapturedChange>> {
+        capture::read_changes(&self.client, tables, limit).await
+    }
+
+    async fn delete_changes(&self, seqs: &[i64]) -> Result<()> {
+        capture::delete_changes(&self.client, seqs).await
+    }
+
+    async fn count_changes(&self, tables: &[TableName]) -> Result<Vec<(String, u64)>> {
+        capture::count_changes(&self.client, tables).await
+    }
+
+    async fn fetch_rows(&self, table: &TableSchema, keys: &[Key]) -> Result<Vec<Row>> {
+        let context = |e: ConnectorError| e.context(format!("read rows of table {}", table.name));
+        let mut rows = Vec::with_capacity(keys.len());
+        if keys.is_empty() {
+            return Ok(rows);
+        }
+        let mut conn = self.client.conn().await?;
+        for chunk in keys.chunks(FETCH_CHUNK) {
+            let mut params = Vec::with_capacity(chunk.len() * table.primary_key.len());
+            for key in chunk {
+                params.extend(key_params(table, key).map_err(context)?);
+            }
+            let found =
+                client::exec_rows(&mut conn, &select_by_keys_sql(table, chunk.len()), params)
+                    .await
+                    .map_err(context)?;
+            for values in found {
+                rows.push(row_of(table, values)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn scan(
+        &self,
+        table: &TableSchema,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let context = |e: ConnectorError| e.context(format!("scan table {}", table.name));
+        if table.primary_key.is_empty() {
+            return Err(ConnectorError::schema(format!(
+                "table {} has no primary key and cannot be scanned in key order",
+                table.name
+            )));
+        }
+        let mut params = match after {
+            Some(key) => key_params(table, key).map_err(context)?,
+            None => Vec::new(),
+        };
+        params.push(MyValue::UInt(limit as u64));
+        let found = self
+            .client
+            .rows(&scan_sql(table, after.is_some()), params)
+            .await
+            .map_err(context)?;
+        found
+            .into_iter()
+            .map(|values| row_of(table, values))
+            .collect()
+    }
+
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<u64> {
+        let rows = self
+            .client
+            .rows(
+                "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                vec![table.name.name.as_str().into()],
+            )
+            .await
+            .map_err(|e| e.context(format!("estimate rows of table {}", table.name)))?;
+        Ok(rows
+            .iter()
+            .find(|r| text_of(&r[0]) == table.name.name)
+            .and_then(|r| int_of(&r[1]))
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
+    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
+        let rows = self
+            .client
+            .rows(
+                "SELECT pair, source_key, target_key FROM tandem_id_map ORDER BY pair, source_key",
+                Vec::new(),
+            )
+            .await
+            .map_err(|e| e.context("read tandem_id_map"))?;
+        Ok(rows
+            .iter()
+            .map(|r| IdMapRow {
+                pair: text_of(&r[0]),
+                source_key: text_of(&r[1]),
+                target_key: text_of(&r[2]),
+            })
+            .collect())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        let conn = self.client.conn().await?;
+        Ok(Box::new(
+            MysqlTransaction::begin(conn, self.client.flavour).await?,
+        ))
+    }
+
+    async fn wait_for_changes(&self, timeout: Duration) {
+        capture::wait_for_changes(&self.client, timeout).await
+    }
 }

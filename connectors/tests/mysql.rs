@@ -1,0 +1,1082 @@
+//! Integration tests of the `mysql` connector against the local server
+//! (`TANDEM_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/mysql`).
+//!
+//! Each test creates its own database `tandem_t_<uuid>` and drops it when
+//! its guard goes out of scope, failed test included.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, NaiveTime};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use serde_json::json;
+use tandem_connectors::mysql::{Flavour, MysqlConnector};
+use tandem_connectors::{
+    ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow, Key, Row,
+    TableName, TableSchema, Value,
+};
+
+const DEFAULT_ADMIN_URL: &str = "mysql://root@127.0.0.1:3306/mysql";
+
+fn admin_url() -> String {
+    std::env::var("TANDEM_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// A throw-away database, dropped with the guard.
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let name = format!("tandem_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = Conn::new(Opts::from_url(&admin_url()).unwrap())
+            .await
+            .unwrap();
+        admin
+            .query_drop(format!(
+                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            ))
+            .await
+            .unwrap();
+        admin.disconnect().await.unwrap();
+        let mut url = url::Url::parse(&admin_url()).unwrap();
+        url.set_path(&format!("/{name}"));
+        TestDb {
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    fn config(&self) -> EndpointConfig {
+        EndpointConfig {
+            engine: Engine::Mysql,
+            url: self.url.clone(),
+            password: None,
+            poll_interval: Duration::from_millis(50),
+            max_connections: 4,
+        }
+    }
+
+    async fn connector(&self) -> Arc<dyn Connector> {
+        tandem_connectors::connect(&self.config()).await.unwrap()
+    }
+
+    /// A plain session to the test database (not the agent's).
+    async fn conn(&self) -> Conn {
+        Conn::new(Opts::from_url(&self.url).unwrap()).await.unwrap()
+    }
+
+    async fn exec(&self, statements: &[&str]) {
+        let mut conn = self.conn().await;
+        for s in statements {
+            conn.query_drop(*s)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        conn.disconnect().await.unwrap();
+    }
+
+    async fn strings(&self, sql: &str) -> Vec<String> {
+        let mut conn = self.conn().await;
+        let out: Vec<Option<String>> = conn
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.disconnect().await.unwrap();
+        out.into_iter().map(Option::unwrap_or_default).collect()
+    }
+
+    /// Everything the catalog knows about the database, sorted.
+    async fn catalog(&self) -> Vec<String> {
+        let db = &self.name;
+        let queries = [
+            format!("SELECT CONCAT_WS('|', 'table', TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}'"),
+            format!("SELECT CONCAT_WS('|', 'column', TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT, '<null>'), EXTRA, IFNULL(COLLATION_NAME, '')) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{db}'"),
+            format!("SELECT CONCAT_WS('|', 'index', TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{db}'"),
+            format!("SELECT CONCAT_WS('|', 'constraint', TABLE_NAME, CONSTRAINT_NAME, CONSTRAINT_TYPE) FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = '{db}'"),
+            format!("SELECT CONCAT_WS('|', 'trigger', TRIGGER_NAME, EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER, ACTION_STATEMENT, SQL_MODE, DEFINER) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}'"),
+            format!("SELECT CONCAT_WS('|', 'routine', ROUTINE_NAME, ROUTINE_TYPE) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{db}'"),
+            format!("SELECT CONCAT_WS('|', 'event', EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{db}'"),
+        ];
+        let mut out = Vec::new();
+        for q in &queries {
+            out.extend(self.strings(q).await);
+        }
+        let has_version = out.iter().any(|l| l.starts_with("table|tandem_version|"));
+        if has_version {
+            out.extend(
+                self.strings("SELECT CONCAT('version|', id, '|', version) FROM tandem_version")
+                    .await,
+            );
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Own thread and runtime: the test's runtime may be gone or busy.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let mut admin = Conn::new(Opts::from_url(&admin_url()).unwrap()).await?;
+                // Sessions left behind by a failed test must not block the drop.
+                let ids: Vec<u64> = admin
+                    .exec(
+                        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                        (name.clone(),),
+                    )
+                    .await?;
+                for id in ids {
+                    let _ = admin.query_drop(format!("KILL {id}")).await;
+                }
+                admin.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
+                admin.disconnect().await
+            })
+        });
+        if let Err(e) = cleanup.join().expect("cleanup thread") {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Polls `condition` until it holds, for at most ten seconds.
+async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn row(pairs: &[(&str, Value)]) -> Row {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn table(name: &str) -> TableName {
+    TableName::new(None, name)
+}
+
+async fn install(connector: &Arc<dyn Connector>, tables: &[TableSchema]) {
+    let script = connector.install_script(tables).await.unwrap();
+    connector.run_script(&script).await.unwrap();
+}
+
+/// (op, key) of every change row of `tables`.
+async fn changes(
+    connector: &Arc<dyn Connector>,
+    tables: &[TableName],
+) -> Vec<(ChangeOp, serde_json::Value)> {
+    connector
+        .read_changes(tables, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.op, c.key))
+        .collect()
+}
+
+const ODD: &str = "Customer \"Orders\" ü";
+
+#[tokio::test]
+async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
+    // GIVEN a parent with a key in non-column order and a child with odd names
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, PRIMARY KEY (b, a))",
+        "CREATE TABLE `Customer \"Orders\" ü` (
+            id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+            `First Name` VARCHAR(50) NOT NULL,
+            pa INT, pb VARCHAR(10),
+            manager BIGINT UNSIGNED,
+            doc JSON,
+            total DECIMAL(12,2),
+            ratio DOUBLE,
+            born DATE, at_time TIME(6), created DATETIME(6), stamped TIMESTAMP(6) NULL,
+            raw VARBINARY(16), token UUID DEFAULT uuid(),
+            doubled INT AS (pa * 2) VIRTUAL, tripled INT AS (pa * 3) STORED,
+            flag TINYINT(1), kind ENUM('a','b'), shape POINT,
+            CONSTRAINT fk_parent FOREIGN KEY (pb, pa) REFERENCES parent (b, a),
+            CONSTRAINT fk_self FOREIGN KEY (manager) REFERENCES `Customer \"Orders\" ü` (id))",
+    ])
+    .await;
+    let connector = db.connector().await;
+    assert_eq!(connector.table_name(ODD), table(ODD));
+
+    // WHEN both are described
+    let parent = connector.describe(&table("parent")).await.unwrap();
+    let odd = connector.describe(&table(ODD)).await.unwrap();
+
+    // THEN the key keeps its order, columns their catalog order and types
+    assert_eq!(parent.primary_key, vec!["b", "a"]);
+    let summary: Vec<(&str, DataType, &str, bool, bool, bool)> = odd
+        .columns
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.data_type,
+                c.native_type.as_str(),
+                c.nullable,
+                c.generated,
+                c.always_generated,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("id", DataType::Int, "bigint", false, true, false),
+            ("First Name", DataType::Text, "varchar", false, false, false),
+            ("pa", DataType::Int, "int", true, false, false),
+            ("pb", DataType::Text, "varchar", true, false, false),
+            ("manager", DataType::Int, "bigint", true, false, false),
+            ("doc", DataType::Json, "longtext", true, false, false),
+            ("total", DataType::Decimal, "decimal", true, false, false),
+            ("ratio", DataType::Float, "double", true, false, false),
+            ("born", DataType::Date, "date", true, false, false),
+            ("at_time", DataType::Time, "time", true, false, false),
+            (
+                "created",
+                DataType::Timestamp,
+                "datetime",
+                true,
+                false,
+                false
+            ),
+            (
+                "stamped",
+                DataType::TimestampTz,
+                "timestamp",
+                true,
+                false,
+                false
+            ),
+            ("raw", DataType::Bytes, "varbinary", true, false, false),
+            ("token", DataType::Uuid, "uuid", true, true, false),
+            ("doubled", DataType::Int, "int", true, true, true),
+            ("tripled", DataType::Int, "int", true, true, true),
+            ("flag", DataType::Int, "tinyint", true, false, false),
+            ("kind", DataType::Text, "enum", true, false, false),
+            ("shape", DataType::Other, "point", true, false, false),
+        ]
+    );
+    assert_eq!(odd.primary_key, vec!["id"]);
+    assert!(odd.key_is_generated());
+    // AND the foreign keys keep their column order, self-reference included
+    assert_eq!(odd.foreign_keys.len(), 2);
+    assert_eq!(odd.foreign_keys[0].columns, vec!["pb", "pa"]);
+    assert_eq!(odd.foreign_keys[0].referenced_table, table("parent"));
+    assert_eq!(odd.foreign_keys[0].referenced_columns, vec!["b", "a"]);
+    assert_eq!(odd.foreign_keys[1].columns, vec!["manager"]);
+    assert_eq!(odd.foreign_keys[1].referenced_table, table(ODD));
+    assert_eq!(odd.foreign_keys[1].referenced_columns, vec!["id"]);
+
+    // AND a missing table is a schema error naming it and the database
+    let err = connector.describe(&table("Parent")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema);
+    assert_eq!(
+        err.to_string(),
+        format!("table Parent does not exist in database {}", db.name)
+    );
+}
+
+#[tokio::test]
+async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
+    // GIVEN two tables, one of which will later leave the configuration
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE `Customer \"Orders\" ü` (id INT AUTO_INCREMENT PRIMARY KEY, `First Name` TEXT)",
+        "CREATE TABLE link (a INT, b VARCHAR(20), c VARBINARY(4), PRIMARY KEY (a, b, c))",
+        "CREATE TRIGGER audit BEFORE INSERT ON link FOR EACH ROW SET @audited = 1",
+    ])
+    .await;
+    let connector = db.connector().await;
+    let tables = vec![
+        connector.describe(&table(ODD)).await.unwrap(),
+        connector.describe(&table("link")).await.unwrap(),
+    ];
+    let before = db.catalog().await;
+    let nothing = connector.installation(&tables).await.unwrap();
+    assert_eq!(nothing.version, None);
+    assert_eq!(nothing.missing_triggers, vec![table(ODD), table("link")]);
+
+    // WHEN installed once, then twice
+    install(&connector, &tables).await;
+    let once = db.catalog().await;
+    install(&connector, &tables).await;
+    let twice = db.catalog().await;
+
+    // THEN the second run changed nothing, and everything is in place
+    assert_eq!(once, twice);
+    assert_eq!(
+        once.iter()
+            .filter(|l| l.starts_with("trigger|tandem_"))
+            .count(),
+        6
+    );
+    assert!(once.contains(&"version|1|1".to_owned()), "{once:#?}");
+    let installed = connector.installation(&tables).await.unwrap();
+    assert_eq!(installed.version, Some(1));
+    assert!(installed.missing_triggers.is_empty(), "{installed:?}");
+
+    // AND a dropped trigger is reported
+    db.exec(&["DROP TRIGGER tandem_del_link"]).await;
+    let partial = connector.installation(&tables).await.unwrap();
+    assert_eq!(partial.missing_triggers, vec![table("link")]);
+
+    // WHEN uninstalled with only one table still configured
+    let script = connector.uninstall_script(&tables[..1]).await.unwrap();
+    connector.run_script(&script).await.unwrap();
+
+    // THEN the catalog is exactly as before install (the user's own
+    // trigger kept)
+    assert_eq!(db.catalog().await, before);
+    assert_eq!(connector.installation(&tables).await.unwrap().version, None);
+}
+
+#[tokio::test]
+async fn captures_insert_update_delete_and_key_change() {
+    // GIVEN an installed table with an odd name
+    let db = TestDb::new().await;
+    db.exec(&["CREATE TABLE `Customer \"Orders\" ü` (id INT PRIMARY KEY, `First Name` TEXT)"])
+        .await;
+    let connector = db.connector().await;
+    let schema = connector.describe(&table(ODD)).await.unwrap();
+    install(&connector, std::slice::from_ref(&schema)).await;
+
+    // WHEN an application inserts, updates, changes a key and deletes
+    db.exec(&[
+        "INSERT INTO `Customer \"Orders\" ü` VALUES (1, 'Ann'), (2, 'Bob')",
+        "UPDATE `Customer \"Orders\" ü` SET `First Name` = 'Anna' WHERE id = 1",
+        "UPDATE `Customer \"Orders\" ü` SET id = 3 WHERE id = 2",
+        "DELETE FROM `Customer \"Orders\" ü` WHERE id = 1",
+    ])
+    .await;
+
+    // THEN each is one change row, the key change as delete + insert
+    let read = connector.read_changes(&[table(ODD)], 100).await.unwrap();
+    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(read.iter().all(|c| c.table == ODD));
+    let got: Vec<_> = read.into_iter().map(|c| (c.op, c.key)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (ChangeOp::Insert, json!([1])),
+            (ChangeOp::Insert, json!([2])),
+            (ChangeOp::Update, json!([1])),
+            (ChangeOp::Delete, json!([2])),
+            (ChangeOp::Insert, json!([3])),
+            (ChangeOp::Delete, json!([1])),
+        ]
+    );
+    assert_eq!(
+        connector.count_changes(&[table(ODD)]).await.unwrap(),
+        vec![(ODD.to_owned(), 6)]
+    );
+}
+
+#[tokio::test]
+async fn captured_keys_decode_to_the_stored_key() {
+    // GIVEN a table keyed by bytes, an instant, a decimal and text
+    let db = TestDb::new().await;
+    db.exec(&["CREATE TABLE k (b VARBINARY(8), z TIMESTAMP(6), d DECIMAL(8,3), t VARCHAR(20), v INT, PRIMARY KEY (b, z, d, t))"]).await;
+    let connector = db.connector().await;
+    let schema = connector.describe(&table("k")).await.unwrap();
+    install(&connector, std::slice::from_ref(&schema)).await;
+
+    // WHEN an application writes from a session in another time zone, and
+    // changes only the case of the text key
+    db.exec(&[
+        "SET time_zone = '+05:00'",
+        "INSERT INTO k VALUES (X'00FF27', '2024-03-01 12:00:00.250000', 1.5, 'Ab', 1)",
+    ])
+    .await;
+    let mut conn = db.conn().await;
+    conn.query_drop("UPDATE k SET t = 'AB'").await.unwrap();
+    conn.disconnect().await.unwrap();
+
+    // THEN the captured keys decode to the keys the table holds
+    let stored = connector.scan(&schema, None, 10).await.unwrap();
+    let stored_key = schema.key_of(&stored[0]).unwrap();
+    assert_eq!(
+        stored_key,
+        Key(vec![
+            Value::Bytes(vec![0, 255, 39]),
+            Value::parse_text(DataType::TimestampTz, "2024-03-01 07:00:00.25+00").unwrap(),
+            Value::Decimal("1.500".into()),
+            Value::Text("AB".into()),
+        ])
+    );
+    let read = connector.read_changes(&[table("k")], 10).await.unwrap();
+    let ops: Vec<ChangeOp> = read.iter().map(|c| c.op).collect();
+    assert_eq!(
+        ops,
+        vec![ChangeOp::Insert, ChangeOp::Delete, ChangeOp::Insert]
+    );
+    let last = Key::from_captured(&schema.key_types(), &read[2].key).unwrap();
+    assert_eq!(last, stored_key);
+    let first = Key::from_captured(&schema.key_types(), &read[0].key).unwrap();
+    assert_eq!(first.0[3], Value::Text("Ab".into()));
+    assert_eq!(
+        connector.fetch_rows(&schema, &[last]).await.unwrap(),
+        stored
+    );
+}
+
+#[tokio::test]
+async fn own_writes_are_not_captured_but_concurrent_ones_are() {
+    // GIVEN an installed table
+    let db = TestDb::new().await;
+    db.exec(&["CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)"])
+        .await;
+    let connector = db.connector().await;
+    let schema = connector.describe(&table("t")).await.unwrap();
+    install(&connector, std::slice::from_ref(&schema)).await;
+
+    // WHEN the agent writes in its transaction while an application writes
+    let mut tx = connector.begin().await.unwrap();
+    let own = tx
+        .insert(&schema, &row(&[("v", Value::Text("agent".into()))]))
+        .await
+        .unwrap();
+    db.exec(&["INSERT INTO t (id, v) VALUES (100, 'app')"])
+        .await;
+    assert!(tx
+        .update(&schema, &own, &row(&[("v", Value::Text("agent2".into()))]))
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+
+    // THEN only the application's write is captured
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![(ChangeOp::Insert, json!([100]))]
+    );
+    let rows = connector.fetch_rows(&schema, &[own]).await.unwrap();
+    assert_eq!(rows[0]["v"], Value::Text("agent2".into()));
+}
+
+#[tokio::test]
+async fn the_marker_never_leaks_into_the_pool() {
+    // GIVEN a pool of one connection and an installed table
+    let db = TestDb::new().await;
+    db.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v TEXT)"])
+        .await;
+    let connector = tandem_connectors::connect(&EndpointConfig {
+        max_connections: 1,
+        ..db.config()
+    })
+    .await
+    .unwrap();
+    let schema = connector.describe(&table("t")).await.unwrap();
+    install(&connector, std::slice::from_ref(&schema)).await;
+
+    // WHEN a transaction commits
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&schema, &row(&[("id", Value::Int(1))]))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // THEN the one pooled session writes unmarked again (it is captured)
+    let plain = |id: i64| vec![format!("INSERT INTO t (id) VALUES ({id})")];
+    connector.run_script(&plain(3)).await.unwrap();
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![(ChangeOp::Insert, json!([3]))]
+    );
+
+    // WHEN a transaction is dropped unfinished
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&schema, &row(&[("id", Value::Int(2))]))
+        .await
+        .unwrap();
+    drop(tx);
+    // THEN the pool gets a clean session back
+    tokio::time::timeout(Duration::from_secs(10), connector.run_script(&plain(4)))
+        .await
+        .expect("the pool got its connection back")
+        .unwrap();
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![
+            (ChangeOp::Insert, json!([3])),
+            (ChangeOp::Insert, json!([4]))
+        ]
+    );
+    // AND the dropped transaction left nothing and holds no lock
+    let keys = [Key(vec![Value::Int(1)]), Key(vec![Value::Int(2)])];
+    assert_eq!(connector.fetch_rows(&schema, &keys).await.unwrap().len(), 1);
+    db.exec(&[
+        "SET innodb_lock_wait_timeout = 5",
+        "INSERT INTO t (id) VALUES (2)",
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn changes_are_read_and_deleted_by_identity() {
+    // GIVEN changes of two tables
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE a (id INT PRIMARY KEY)",
+        "CREATE TABLE b (id INT PRIMARY KEY)",
+    ])
+    .await;
+    let connector = db.connector().await;
+    let tables = vec![
+        connector.describe(&table("a")).await.unwrap(),
+        connector.describe(&table("b")).await.unwrap(),
+    ];
+    install(&connector, &tables).await;
+    db.exec(&[
+        "INSERT INTO a VALUES (1), (2), (3)",
+        "INSERT INTO b VALUES (1)",
+    ])
+    .await;
+
+    // WHEN only a's are read, with a limit, and one of them is deleted
+    let read = connector.read_changes(&[table("a")], 2).await.unwrap();
+    assert_eq!(
+        read.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+        vec![json!([1]), json!([2])]
+    );
+    connector.delete_changes(&[read[1].seq]).await.unwrap();
+    connector.delete_changes(&[]).await.unwrap();
+
+    // THEN exactly that row is gone; b's are untouched
+    assert_eq!(
+        changes(&connector, &[table("a")]).await,
+        vec![
+            (ChangeOp::Insert, json!([1])),
+            (ChangeOp::Insert, json!([3]))
+        ]
+    );
+    assert_eq!(
+        changes(&connector, &[table("b")]).await,
+        vec![(ChangeOp::Insert, json!([1]))]
+    );
+    assert_eq!(
+        connector
+            .count_changes(&[table("a"), table("b")])
+            .await
+            .unwrap(),
+        vec![("a".to_owned(), 2), ("b".to_owned(), 1)]
+    );
+    assert!(connector.read_changes(&[], 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn values_round_trip_for_every_type() {
+    // GIVEN a column of every type
+    let db = TestDb::new().await;
+    db.exec(&["CREATE TABLE vals (
+        id INT AUTO_INCREMENT PRIMARY KEY,
+        i BIGINT, u BIGINT UNSIGNED, small SMALLINT UNSIGNED, dec_ DECIMAL(30,6), f FLOAT, d DOUBLE,
+        t VARCHAR(100), tx LONGTEXT, b VARBINARY(50), bl BLOB, dt DATE, tm TIME(6),
+        ts DATETIME(6), tz TIMESTAMP(6) NULL, j JSON, uu UUID, e ENUM('x','y'), y YEAR,
+        bits BIT(8), bin16 BINARY(16))"])
+        .await;
+    let connector = db.connector().await;
+    let schema = connector.describe(&table("vals")).await.unwrap();
+    let at = NaiveDate::from_ymd_opt(1999, 12, 31)
+        .unwrap()
+        .and_hms_micro_opt(1, 2, 3, 456_789)
+        .unwrap();
+    let instant = NaiveDate::from_ymd_opt(2030, 1, 1)
+        .unwrap()
+        .and_hms_micro_opt(0, 0, 0, 123_456)
+        .unwrap();
+    let uuid = uuid::Uuid::new_v4();
+    let full = row(&[
+        ("i", Value::Int(i64::MIN)),
+        ("u", Value::Decimal("18446744073709551615".into())),
+        ("small", Value::Int(65535)),
+        (
+            "dec_",
+            Value::Decimal("-123456789012345678901234.123456".into()),
+        ),
+        ("f", Value::Float(0.1)),
+        ("d", Value::Float(-1.5e300)),
+        ("t", Value::Text("Grüße 🎉 'q' \"x\" \\ `".into())),
+        ("tx", Value::Text("long\ntext".into())),
+        ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
+        ("bl", Value::Bytes(vec![])),
+        (
+            "dt",
+            Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+        ),
+        (
+            "tm",
+            Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
+        ),
+        ("ts", Value::Timestamp(at)),
+        ("tz", Value::TimestampTz(instant.and_utc())),
+        ("j", Value::Json(json!({"a": [1, "b"], "c": null}))),
+        ("uu", Value::Uuid(uuid)),
+        ("e", Value::Text("y".into())),
+        ("y", Value::Int(2024)),
+        ("bits", Value::Bytes(vec![0b1010_0101])),
+        ("bin16", Value::Bytes(uuid.as_bytes().to_vec())),
+    ]);
+    let nulls: Row = full.keys().map(|k| (k.clone(), Value::Null)).collect();
+
+    // WHEN both rows are written by the agent and read back
+    let mut tx = connector.begin().await.unwrap();
+    let full_key = tx.insert(&schema, &full).await.unwrap();
+    let null_key = tx.insert(&schema, &nulls).await.unwrap();
+    // a UUID into BINARY(16) is its 16 bytes
+    let uuid_key = tx
+        .insert(&schema, &row(&[("bin16", Value::Uuid(uuid))]))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let rows = connector
+        .fetch_rows(
+            &schema,
+            &[full_key.clone(), null_key.clone(), uuid_key.clone()],
+        )
+        .await
+        .unwrap();
+
+    // THEN every value comes back as written, NULL included
+    assert_eq!(rows.len(), 3);
+    let mut expected = full.clone();
+    expected.insert("id".into(), full_key.0[0].clone());
+    assert_eq!(rows[0], expected);
+    let mut expected = nulls.clone();
+    expected.insert("id".into(), null_key.0[0].clone());
+    assert_eq!(rows[1], expected);
+    assert_eq!(rows[2]["bin16"], Value::Bytes(uuid.as_bytes().to_vec()));
+    // AND an unconvertible value is a data error naming table, column, value
+    let mut tx = connector.begin().await.unwrap();
+    let err = tx
+        .insert(&schema, &row(&[("dt", Value::Text("someday".into()))]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Data);
+    let message = err.to_string();
+    assert!(
+        message.contains("`dt`") && message.contains("vals") && message.contains("someday"),
+        "{message}"
+    );
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn insert_returns_generated_or_given_keys() {
+    // GIVEN a table with an AUTO_INCREMENT key, one with a uuid() key, and a
+    // link table keyed by its references
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE person (id INT AUTO_INCREMENT PRIMARY KEY, name TEXT)",
+        "CREATE TABLE tag (id UUID DEFAULT uuid() PRIMARY KEY, label TEXT)",
+        "CREATE TABLE person_tag (person INT, tag UUID, PRIMARY KEY (person, tag),
+            FOREIGN KEY (person) REFERENCES person (id), FOREIGN KEY (tag) REFERENCES tag (id))",
+    ])
+    .await;
+    let connector = db.connector().await;
+    let person = connector.describe(&table("person")).await.unwrap();
+    let tag = connector.describe(&table("tag")).await.unwrap();
+    let link = connector.describe(&table("person_tag")).await.unwrap();
+    assert!(tag.key_is_generated());
+    assert!(link.key_is_references());
+
+    // WHEN rows without keys and a link row with its key are inserted
+    let mut tx = connector.begin().await.unwrap();
+    let first = tx
+        .insert(&person, &row(&[("name", Value::Text("a".into()))]))
+        .await
+        .unwrap();
+    let second = tx
+        .insert(
+            &person,
+            &row(&[("id", Value::Null), ("name", Value::Text("b".into()))]),
+        )
+        .await
+        .unwrap();
+    let tag_key = tx
+        .insert(&tag, &row(&[("label", Value::Text("x".into()))]))
+        .await
+        .unwrap();
+    let link_key = tx
+        .insert(
+            &link,
+            &row(&[
+                ("person", Value::Text(" 2".into())),
+                ("tag", tag_key.0[0].clone()),
+            ]),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN the keys are the engine's, and the link's is the row's (as stored)
+    assert_eq!(first, Key(vec![Value::Int(1)]));
+    assert_eq!(second, Key(vec![Value::Int(2)]));
+    assert!(matches!(tag_key.0[0], Value::Uuid(_)), "{tag_key:?}");
+    assert_eq!(link_key, Key(vec![Value::Int(2), tag_key.0[0].clone()]));
+    let rows = connector
+        .fetch_rows(&tag, std::slice::from_ref(&tag_key))
+        .await
+        .unwrap();
+    assert_eq!(rows[0]["label"], Value::Text("x".into()));
+    assert_eq!(
+        connector
+            .fetch_rows(&link, &[link_key])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn update_delete_savepoints_and_locks_report_what_happened() {
+    // GIVEN one row
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO t VALUES (1, 10)",
+    ])
+    .await;
+    let connector = db.connector().await;
+    let schema = connector.describe(&table("t")).await.unwrap();
+    let one = Key(vec![Value::Int(1)]);
+    let missing = Key(vec![Value::Int(9)]);
+
+    let mut tx = connector.begin().await.unwrap();
+    // THEN fetch_for_update finds it (or not)
+    let locked = tx.fetch_for_update(&schema, &one).await.unwrap().unwrap();
+    assert_eq!(locked["v"], Value::Int(10));
+    assert_eq!(tx.fetch_for_update(&schema, &missing).await.unwrap(), None);
+    // AND an update with the same values still counts as existing
+    assert!(tx
+        .update(&schema, &one, &row(&[("v", Value::Int(10))]))
+        .await
+        .unwrap());
+    assert!(tx
+        .update(&schema, &one, &row(&[("id", Value::Int(1))]))
+        .await
+        .unwrap());
+    assert!(!tx
+        .update(&schema, &missing, &row(&[("v", Value::Int(1))]))
+        .await
+        .unwrap());
+    // AND a savepoint undoes only what came after it
+    tx.savepoint().await.unwrap();
+    tx.insert(&schema, &row(&[("id", Value::Int(2))]))
+        .await
+        .unwrap();
+    tx.rollback_to_savepoint().await.unwrap();
+    tx.savepoint().await.unwrap();
+    tx.insert(&schema, &row(&[("id", Value::Int(3))]))
+        .await
+        .unwrap();
+    tx.release_savepoint().await.unwrap();
+    // AND delete says whether there was a row
+    assert!(tx.delete(&schema, &one).await.unwrap());
+    assert!(!tx.delete(&schema, &one).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let page = connector.scan(&schema, None, 10).await.unwrap();
+    assert_eq!(
+        page,
+        vec![row(&[("id", Value::Int(3)), ("v", Value::Null)])]
+    );
+
+    // AND a rolled back transaction leaves nothing
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&schema, &row(&[("id", Value::Int(4))]))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(connector.scan(&schema, None, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn scan_pages_through_a_composite_key_in_order() {
+    // GIVEN rows inserted out of key order
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE pairs (a INT, b VARCHAR(5), PRIMARY KEY (a, b))",
+        "INSERT INTO pairs VALUES (2, 'a'), (1, 'b'), (1, 'a'), (3, 'a'), (2, 'b')",
+    ])
+    .await;
+    let connector = db.connector().await;
+    let schema = connector.describe(&table("pairs")).await.unwrap();
+
+    // WHEN scanned two at a time
+    let mut seen = Vec::new();
+    let mut after: Option<Key> = None;
+    loop {
+        let page = connector.scan(&schema, after.as_ref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        after = schema.key_of(page.last().unwrap());
+        seen.extend(page.iter().map(|r| schema.key_of(r).unwrap().to_string()));
+    }
+
+    // THEN every row comes once, in key order
+    assert_eq!(seen, vec!["(1, a)", "(1, b)", "(2, a)", "(2, b)", "(3, a)"]);
+    let estimate = connector.estimate_rows(&schema).await.unwrap();
+    assert!(estimate <= 1000, "{estimate}");
+}
+
+#[tokio::test]
+async fn links_are_recorded_replaced_and_forgotten() {
+    // GIVEN an installed database
+    let db = TestDb::new().await;
+    let connector = db.connector().await;
+    install(&connector, &[]).await;
+    let link = |pair: &str, s: &str, t: &str| IdMapRow {
+        pair: pair.into(),
+        source_key: s.into(),
+        target_key: t.into(),
+    };
+
+    // WHEN links are recorded, some replacing others by source or target
+    let mut tx = connector.begin().await.unwrap();
+    tx.record_link(&link("p", "[1]", "[10]")).await.unwrap();
+    tx.record_link(&link("p", "[1]", "[11]")).await.unwrap();
+    tx.record_link(&link("p", "[2]", "[11]")).await.unwrap();
+    tx.record_link(&link("p", "[3]", "[13]")).await.unwrap();
+    tx.record_link(&link("p", "[4]", "[14]")).await.unwrap();
+    tx.record_link(&link("q", "[1]", "[11]")).await.unwrap();
+    tx.forget_link("p", "[3]", "[none]").await.unwrap();
+    tx.forget_link("p", "[none]", "[14]").await.unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN the mapping holds one row per source and per target
+    assert_eq!(
+        connector.read_id_map().await.unwrap(),
+        vec![link("p", "[2]", "[11]"), link("q", "[1]", "[11]")]
+    );
+    // AND a rolled back link is not kept
+    let mut tx = connector.begin().await.unwrap();
+    tx.record_link(&link("p", "[5]", "[15]")).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(connector.read_id_map().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn errors_have_the_right_kind() {
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE parent (id INT PRIMARY KEY)",
+        "CREATE TABLE child (id INT PRIMARY KEY, parent INT, name VARCHAR(3) NOT NULL, FOREIGN KEY (parent) REFERENCES parent (id))",
+    ])
+    .await;
+    let connector = db.connector().await;
+    let child = connector.describe(&table("child")).await.unwrap();
+    let name = |v: &str| ("name", Value::Text(v.into()));
+
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&child, &row(&[("id", Value::Int(1)), name("a")]))
+        .await
+        .unwrap();
+    tx.savepoint().await.unwrap();
+    // a unique violation, a foreign key violation, NOT NULL, too long: data
+    for bad in [
+        row(&[("id", Value::Int(1)), name("b")]),
+        row(&[("id", Value::Int(2)), ("parent", Value::Int(7)), name("c")]),
+        row(&[("id", Value::Int(3))]),
+        row(&[("id", Value::Int(4)), name("toolong")]),
+    ] {
+        let err = tx.insert(&child, &bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Data, "{err}");
+        assert!(err.to_string().contains("child"), "{err}");
+        tx.rollback_to_savepoint().await.unwrap();
+    }
+    // an unknown column: schema
+    let err = tx
+        .insert(&child, &row(&[("nope", Value::Int(1))]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    tx.commit().await.unwrap();
+
+    // an unknown table: schema
+    db.exec(&["DROP TABLE child"]).await;
+    let err = connector
+        .fetch_rows(&child, &[Key(vec![Value::Int(1)])])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    assert_eq!(
+        connector
+            .describe(&table("child"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Schema
+    );
+
+    // a refused connection: connection, naming the address
+    let refused = EndpointConfig {
+        url: "mysql://root@127.0.0.1:1/x".into(),
+        ..db.config()
+    };
+    let err = tandem_connectors::connect(&refused).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to MySQL at 127.0.0.1:1: connection refused"
+    );
+
+    // a wrong password: permission, and the password is never shown
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username("tandem_nobody").unwrap();
+    url.set_password(Some("s3cret-pw")).unwrap();
+    let denied = EndpointConfig {
+        url: url.to_string(),
+        ..db.config()
+    };
+    let err = tandem_connectors::connect(&denied).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Permission, "{err}");
+    assert!(!format!("{err} {err:?}").contains("s3cret-pw"), "{err:?}");
+    assert!(!format!("{denied:?}").contains("s3cret-pw"));
+}
+
+#[tokio::test]
+async fn config_password_wins_and_flavour_is_detected() {
+    // GIVEN a URL with a wrong password and the right one given apart
+    let db = TestDb::new().await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    let right = url.password().unwrap_or("").to_owned();
+    url.set_password(Some("wrong")).unwrap();
+    let config = EndpointConfig {
+        url: url.to_string(),
+        password: Some(right),
+        ..db.config()
+    };
+
+    // WHEN connecting
+    let connector = MysqlConnector::connect(&config).await.unwrap();
+
+    // THEN the given password was used, and the server's flavour is known
+    let version = db.strings("SELECT VERSION()").await.remove(0);
+    let expected = if version.contains("MariaDB") {
+        Flavour::MariaDb
+    } else {
+        Flavour::MySql
+    };
+    assert_eq!(connector.flavour(), expected);
+    assert_eq!(connector.engine(), Engine::Mysql);
+
+    // AND waiting for changes never outlasts the poll interval by much
+    let started = Instant::now();
+    connector.wait_for_changes(Duration::from_secs(60)).await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn dropped_transaction_releases_its_locks() {
+    // GIVEN a row locked by an applying transaction that is then dropped
+    let db = TestDb::new().await;
+    db.exec(&[
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO t VALUES (1, 0)",
+    ])
+    .await;
+    let connector = db.connector().await;
+    let schema = connector.describe(&table("t")).await.unwrap();
+    let mut tx = connector.begin().await.unwrap();
+    tx.update(
+        &schema,
+        &Key(vec![Value::Int(1)]),
+        &row(&[("v", Value::Int(5))]),
+    )
+    .await
+    .unwrap();
+    drop(tx);
+
+    // THEN another session can soon update the row, and the update is lost
+    eventually("the dropped transaction to end", || async {
+        let mut conn = db.conn().await;
+        conn.query_drop("SET innodb_lock_wait_timeout = 1")
+            .await
+            .unwrap();
+        let ok = conn
+            .query_drop("UPDATE t SET v = v + 1 WHERE id = 1")
+            .await
+            .is_ok();
+        conn.disconnect().await.unwrap();
+        ok
+    })
+    .await;
+    let rows = connector.scan(&schema, None, 10).await.unwrap();
+    assert_eq!(rows[0]["v"], Value::Int(1));
+}
+
+#[tokio::test]
+async fn mysql8_statements_work_on_a_server_that_knows_both() {
+    // GIVEN the connector forced to MySQL 8's SQL (no CREATE OR REPLACE
+    // TRIGGER, no RETURNING, checks read through TABLE_CONSTRAINTS)
+    let db = TestDb::new().await;
+    db.exec(&["CREATE TABLE t (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, doc JSON, v TEXT)"])
+        .await;
+    let connector: Arc<dyn Connector> = Arc::new(
+        MysqlConnector::connect(&db.config())
+            .await
+            .unwrap()
+            .with_flavour(Flavour::MySql),
+    );
+    let schema = connector.describe(&table("t")).await.unwrap();
+    let expected_doc = if db.strings("SELECT VERSION()").await[0].contains("MariaDB") {
+        "longtext"
+    } else {
+        "json"
+    };
+    assert_eq!(schema.column("doc").unwrap().data_type, DataType::Json);
+    assert_eq!(schema.column("doc").unwrap().native_type, expected_doc);
+    let before = db.catalog().await;
+
+    // WHEN installed twice (drop + create)
+    install(&connector, std::slice::from_ref(&schema)).await;
+    let once = db.catalog().await;
+    install(&connector, std::slice::from_ref(&schema)).await;
+    assert_eq!(db.catalog().await, once);
+    assert!(connector
+        .installation(std::slice::from_ref(&schema))
+        .await
+        .unwrap()
+        .missing_triggers
+        .is_empty());
+
+    // THEN capture works, and an insert learns its key from LAST_INSERT_ID()
+    db.exec(&["INSERT INTO t (id, v) VALUES (41, 'app')"]).await;
+    let mut tx = connector.begin().await.unwrap();
+    let key = tx
+        .insert(&schema, &row(&[("doc", Value::Json(json!([1])))]))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(key, Key(vec![Value::Int(42)]));
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![(ChangeOp::Insert, json!([41]))]
+    );
+
+    // AND uninstall leaves the catalog as before
+    let script = connector.uninstall_script(&[]).await.unwrap();
+    connector.run_script(&script).await.unwrap();
+    assert_eq!(db.catalog().await, before);
+}
