@@ -13,8 +13,15 @@ async fn fails_with(agent: &Agent, args: &[&str], needle: &str) -> String {
     let out = agent.output(args).await;
     let err = stderr(&out);
     assert!(!out.status.success(), "{args:?} should fail:\n{err}");
-    assert!(err.contains(needle), "{args:?}: expected {needle:?} in:\n{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line:\n{err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in:\n{err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line:\n{err}"
+    );
     err
 }
 
@@ -22,7 +29,12 @@ async fn pair() -> (Db, Db) {
     let source = Db::create(Engine::Postgres).await;
     let target = Db::create(Engine::Mysql).await;
     for db in [&source, &target] {
-        db.exec(&format!("CREATE TABLE items (id {}, label {})", db.id(), db.text())).await;
+        db.exec(&format!(
+            "CREATE TABLE items (id {}, label {})",
+            db.id(),
+            db.text()
+        ))
+        .await;
     }
     (source, target)
 }
@@ -57,7 +69,9 @@ async fn bad_input_is_one_line_and_writes_nothing() {
 
     // A server that refuses the connection is named by host and port.
     let agent = Agent::new(&source, &target, &[("items", "items")], "");
-    let config = std::fs::read_to_string(&agent.config).unwrap().replace(":3306/", ":1/");
+    let config = std::fs::read_to_string(&agent.config)
+        .unwrap()
+        .replace(":3306/", ":1/");
     std::fs::write(&agent.config, config).unwrap();
     fails_with(&agent, &["run", "--once"], "127.0.0.1:1").await;
 
@@ -67,7 +81,10 @@ async fn bad_input_is_one_line_and_writes_nothing() {
 
     // Nothing was written to either database, nor a state directory.
     assert_eq!([source.catalog().await, target.catalog().await], before);
-    assert!(!agent.dir.path().join("state").exists(), "a failed start created state");
+    assert!(
+        !agent.dir.path().join("state").exists(),
+        "a failed start created state"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,34 +96,65 @@ async fn check_lists_every_problem_and_status_reports_figures() {
     let out = agent.output(&["check"]).await;
     assert!(!out.status.success());
     let lines = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(lines.lines().any(|l| l.starts_with("source:") && l.contains("install-triggers")), "{lines}");
-    assert!(lines.lines().any(|l| l.starts_with("target:") && l.contains("install-triggers")), "{lines}");
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("source:") && l.contains("install-triggers")),
+        "{lines}"
+    );
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("target:") && l.contains("install-triggers")),
+        "{lines}"
+    );
 
     // A table whose key is not generated is reported with the fix.
-    target.exec("CREATE TABLE manual (id BIGINT PRIMARY KEY, label VARCHAR(20))").await;
-    source.exec("CREATE TABLE manual (id BIGSERIAL PRIMARY KEY, label TEXT)").await;
-    let with_manual = Agent::new(&source, &target, &[("items", "items"), ("manual", "manual")], "");
+    target
+        .exec("CREATE TABLE manual (id BIGINT PRIMARY KEY, label VARCHAR(20))")
+        .await;
+    source
+        .exec("CREATE TABLE manual (id BIGSERIAL PRIMARY KEY, label TEXT)")
+        .await;
+    let with_manual = Agent::new(
+        &source,
+        &target,
+        &[("items", "items"), ("manual", "manual")],
+        "",
+    );
     with_manual.install().await;
     let out = with_manual.output(&["check"]).await;
     let lines = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!out.status.success());
-    assert!(lines.contains("target table manual has no auto-generated primary key"), "{lines}");
+    assert!(
+        lines.contains("target table manual has no auto-generated primary key"),
+        "{lines}"
+    );
     assert_eq!(lines.lines().count(), 1, "{lines}");
 
     // After install: clean.
     agent.install().await;
     assert!(agent.ok(&["check"]).await.starts_with("ok:"));
 
-    source.exec("INSERT INTO items (label) VALUES ('a'), ('b')").await;
+    source
+        .exec("INSERT INTO items (label) VALUES ('a'), ('b')")
+        .await;
     target.exec("INSERT INTO items (label) VALUES ('c')").await;
     let report = agent.once().await;
     assert!(report.contains("items"), "{report}");
     source.exec("INSERT INTO items (label) VALUES ('d')").await;
 
-    let status: serde_json::Value = serde_json::from_str(&agent.ok(&["status", "--json"]).await).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["status", "--json"]).await).unwrap();
     let items = &status["pairs"][0];
-    assert_eq!(items["applied"]["source_to_target"]["inserted"], 2, "{status}");
-    assert_eq!(items["applied"]["target_to_source"]["inserted"], 1, "{status}");
+    assert_eq!(
+        items["applied"]["source_to_target"]["inserted"], 2,
+        "{status}"
+    );
+    assert_eq!(
+        items["applied"]["target_to_source"]["inserted"], 1,
+        "{status}"
+    );
     assert_eq!(items["captured_not_tailed"]["source"], 1, "{status}");
     assert_eq!(items["logged_not_applied"], 0, "{status}");
     assert!(items["last_sync"].is_string(), "{status}");

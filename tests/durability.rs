@@ -19,7 +19,12 @@ async fn a_change_committed_after_a_later_one_still_arrives() {
         let source = Db::create(source_engine).await;
         let target = Db::create(target_engine).await;
         for db in [&source, &target] {
-            db.exec(&format!("CREATE TABLE items (id {}, label {})", db.id(), db.text())).await;
+            db.exec(&format!(
+                "CREATE TABLE items (id {}, label {})",
+                db.id(),
+                db.text()
+            ))
+            .await;
         }
         let agent = Agent::new(&source, &target, &[("items", "items")], "");
         agent.install().await;
@@ -29,7 +34,9 @@ async fn a_change_committed_after_a_later_one_still_arrives() {
         // commits last
         let early = source.session().await;
         early.exec("BEGIN").await;
-        early.exec("INSERT INTO items (label) VALUES ('early')").await;
+        early
+            .exec("INSERT INTO items (label) VALUES ('early')")
+            .await;
         let late = source.session().await;
         late.exec("BEGIN").await;
         late.exec("INSERT INTO items (label) VALUES ('late')").await;
@@ -37,14 +44,20 @@ async fn a_change_committed_after_a_later_one_still_arrives() {
 
         // WHEN the agent tails between the two commits
         agent.once().await;
-        assert_eq!(target.rows("SELECT label FROM items").await, vec![vec![Some("late".to_owned())]]);
+        assert_eq!(
+            target.rows("SELECT label FROM items").await,
+            vec![vec![Some("late".to_owned())]]
+        );
         early.exec("COMMIT").await;
         agent.once().await;
 
         // THEN the early change arrives too
         assert_eq!(
             target.rows("SELECT label FROM items ORDER BY label").await,
-            vec![vec![Some("early".to_owned())], vec![Some("late".to_owned())]],
+            vec![
+                vec![Some("early".to_owned())],
+                vec![Some("late".to_owned())]
+            ],
             "{source_engine:?} -> {target_engine:?}"
         );
     }
@@ -69,13 +82,19 @@ impl Rng {
 
 async fn create_bank(db: &Db) {
     let (id, text) = (db.id(), db.text());
-    db.exec(&format!("CREATE TABLE accounts (id {id}, uid {text}, balance BIGINT)")).await;
+    db.exec(&format!(
+        "CREATE TABLE accounts (id {id}, uid {text}, balance BIGINT)"
+    ))
+    .await;
     db.exec(&format!(
         "CREATE TABLE entries (id {id}, uid {text}, account_id BIGINT NOT NULL, amount BIGINT, \
          FOREIGN KEY (account_id) REFERENCES accounts (id))"
     ))
     .await;
-    db.exec(&format!("CREATE TABLE notes (id {id}, uid {text}, body {text})")).await;
+    db.exec(&format!(
+        "CREATE TABLE notes (id {id}, uid {text}, body {text})"
+    ))
+    .await;
 }
 
 async fn seed(db: &Db, prefix: &str, accounts: usize) {
@@ -83,7 +102,11 @@ async fn seed(db: &Db, prefix: &str, accounts: usize) {
         let values: Vec<String> = (0..250)
             .map(|i| format!("('{prefix}-a{}', {i})", chunk * 250 + i))
             .collect();
-        db.exec(&format!("INSERT INTO accounts (uid, balance) VALUES {}", values.join(", "))).await;
+        db.exec(&format!(
+            "INSERT INTO accounts (uid, balance) VALUES {}",
+            values.join(", ")
+        ))
+        .await;
     }
     db.exec(&format!(
         "INSERT INTO entries (uid, account_id, amount) SELECT CONCAT('{prefix}-e', id), id, 1 FROM accounts WHERE MOD(id, 2) = 0"
@@ -131,9 +154,15 @@ async fn content(db: &Db) -> Vec<Vec<Vec<Option<String>>>> {
 async fn assert_no_record_twice(db: &Db) {
     for table in ["accounts", "entries", "notes"] {
         let twice = db
-            .rows(&format!("SELECT uid, COUNT(*) FROM {table} GROUP BY uid HAVING COUNT(*) > 1"))
+            .rows(&format!(
+                "SELECT uid, COUNT(*) FROM {table} GROUP BY uid HAVING COUNT(*) > 1"
+            ))
             .await;
-        assert!(twice.is_empty(), "{:?} {table} holds records twice: {twice:?}", db.engine);
+        assert!(
+            twice.is_empty(),
+            "{:?} {table} holds records twice: {twice:?}",
+            db.engine
+        );
     }
 }
 
@@ -145,13 +174,32 @@ async fn killed_at_any_moment_the_agent_loses_and_duplicates_nothing() {
     create_bank(&target).await;
     seed(&source, "s", 1500).await;
     seed(&target, "t", 1000).await;
-    let agent = Agent::new(&source, &target, &[("accounts", "accounts"), ("entries", "entries"), ("notes", "notes")], "[sync]\nbatch_size = 50\n");
+    let agent = Agent::new(
+        &source,
+        &target,
+        &[
+            ("accounts", "accounts"),
+            ("entries", "entries"),
+            ("notes", "notes"),
+        ],
+        "[sync]\nbatch_size = 50\n",
+    );
     agent.install().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers = [
-        tokio::spawn(write_until(source.clone(), "s", 0x9E37_79B9_7F4A_7C15, stop.clone())),
-        tokio::spawn(write_until(target.clone(), "t", 0xD1B5_4A32_D192_ED03, stop.clone())),
+        tokio::spawn(write_until(
+            source.clone(),
+            "s",
+            0x9E37_79B9_7F4A_7C15,
+            stop.clone(),
+        )),
+        tokio::spawn(write_until(
+            target.clone(),
+            "t",
+            0xD1B5_4A32_D192_ED03,
+            stop.clone(),
+        )),
     ];
 
     // Kill the agent after a varying number of its log lines: many points in
@@ -174,7 +222,11 @@ async fn killed_at_any_moment_the_agent_loses_and_duplicates_nothing() {
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn the agent");
-        let lines_before_kill = if first_sync_was_done { 1 + rng.below(60) } else { 1 + rng.below(8) };
+        let lines_before_kill = if first_sync_was_done {
+            1 + rng.below(60)
+        } else {
+            1 + rng.below(8)
+        };
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let mut seen = 0;
         // Bounded: an idle agent prints little, so a deadline kills it anyway.
@@ -190,7 +242,10 @@ async fn killed_at_any_moment_the_agent_loses_and_duplicates_nothing() {
         let pid = child.id().expect("running") as i32;
         assert!(sigkill(pid), "round {round}: kill failed");
         let status = child.wait().await.expect("wait");
-        assert!(!status.success(), "round {round}: the agent exited by itself ({status})");
+        assert!(
+            !status.success(),
+            "round {round}: the agent exited by itself ({status})"
+        );
         if first_sync_was_done {
             after_first_sync += 1;
         } else {
@@ -202,7 +257,10 @@ async fn killed_at_any_moment_the_agent_loses_and_duplicates_nothing() {
         let written = writer.await.expect("writer");
         assert!(written > 10, "the writers barely wrote ({written})");
     }
-    assert!(during_first_sync >= 3, "only {during_first_sync} kills landed in the first sync");
+    assert!(
+        during_first_sync >= 3,
+        "only {during_first_sync} kills landed in the first sync"
+    );
     assert!(during_first_sync + after_first_sync >= 20);
 
     // A final clean pass converges.
@@ -211,8 +269,15 @@ async fn killed_at_any_moment_the_agent_loses_and_duplicates_nothing() {
     assert_no_record_twice(&target).await;
     let (s, t) = (content(&source).await, content(&target).await);
     assert_eq!(s[0].len(), t[0].len(), "accounts differ in number");
-    assert_eq!(s, t, "source and target differ after {during_first_sync}+{after_first_sync} kills");
-    assert!(s[0].len() >= 2500, "records were lost: {} accounts", s[0].len());
+    assert_eq!(
+        s, t,
+        "source and target differ after {during_first_sync}+{after_first_sync} kills"
+    );
+    assert!(
+        s[0].len() >= 2500,
+        "records were lost: {} accounts",
+        s[0].len()
+    );
 }
 
 /// SIGKILL: no handler runs, nothing is flushed, as in a power cut of the

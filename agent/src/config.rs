@@ -200,7 +200,10 @@ impl Config {
                     format!("line {line}: ")
                 })
                 .unwrap_or_default();
-            ConfigError::new(path, format!("{location}{}", e.message().trim().replace('\n', "; ")))
+            ConfigError::new(
+                path,
+                format!("{location}{}", e.message().trim().replace('\n', "; ")),
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = if raw.state_dir.is_relative() {

@@ -81,9 +81,11 @@ impl Db {
             Engine::Mysql => {
                 let pool = mysql_async::Pool::new(admin.as_str());
                 let mut conn = pool.get_conn().await.expect("connect to MariaDB");
-                conn.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
-                    .await
-                    .expect("create database");
+                conn.query_drop(format!(
+                    "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                ))
+                .await
+                .expect("create database");
                 drop(conn);
                 pool.disconnect().await.expect("disconnect");
                 Client::My(mysql_async::Pool::new(url.as_str()))
@@ -100,7 +102,9 @@ impl Db {
     /// Runs statements (separated by `;` outside quotes is not parsed: pass one
     /// statement, or several for PostgreSQL).
     pub async fn exec(&self, sql: &str) {
-        self.try_exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.try_exec(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// Like [`Db::exec`] but returns the error.
@@ -118,27 +122,37 @@ impl Db {
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         match &self.client {
             Client::Pg(c) => {
-                let messages = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+                let messages = c
+                    .simple_query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
                 messages
                     .into_iter()
                     .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(row) => {
-                            Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
-                        }
+                        tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_owned))
+                                .collect(),
+                        ),
                         _ => None,
                     })
                     .collect()
             }
             Client::My(pool) => {
                 let mut conn = pool.get_conn().await.expect("connect");
-                let rows: Vec<mysql_async::Row> = conn.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let rows: Vec<mysql_async::Row> = conn
+                    .query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
                 rows.into_iter()
                     .map(|row| {
                         row.unwrap()
                             .into_iter()
                             .map(|v| match v {
                                 mysql_async::Value::NULL => None,
-                                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                                mysql_async::Value::Bytes(b) => {
+                                    Some(String::from_utf8_lossy(&b).into_owned())
+                                }
                                 other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
                             })
                             .collect()
@@ -150,12 +164,21 @@ impl Db {
 
     /// One value.
     pub async fn value(&self, sql: &str) -> Option<String> {
-        self.rows(sql).await.into_iter().next().and_then(|r| r.into_iter().next()).flatten()
+        self.rows(sql)
+            .await
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .flatten()
     }
 
     /// A count.
     pub async fn count(&self, sql: &str) -> i64 {
-        self.value(sql).await.expect("a count").parse().expect("a number")
+        self.value(sql)
+            .await
+            .expect("a count")
+            .parse()
+            .expect("a number")
     }
 
     /// Quotes an identifier.
@@ -206,7 +229,9 @@ impl Db {
     pub async fn session(&self) -> Session {
         match &self.client {
             Client::Pg(_) => Session::Pg(pg_connect(&self.url).await),
-            Client::My(pool) => Session::My(tokio::sync::Mutex::new(pool.get_conn().await.expect("connect"))),
+            Client::My(pool) => Session::My(tokio::sync::Mutex::new(
+                pool.get_conn().await.expect("connect"),
+            )),
         }
     }
 
@@ -231,8 +256,16 @@ impl Session {
     /// Runs one statement.
     pub async fn exec(&self, sql: &str) {
         match self {
-            Session::Pg(c) => c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")),
-            Session::My(c) => c.lock().await.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Session::Pg(c) => c
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}")),
+            Session::My(c) => c
+                .lock()
+                .await
+                .query_drop(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
 }
@@ -244,20 +277,31 @@ impl Drop for Db {
         // Dropping needs async I/O: do it on a thread of its own, and wait,
         // so that no database outlives the test.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             runtime.block_on(async move {
                 let admin = admin_url(engine);
                 match engine {
                     Engine::Postgres => {
-                        if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                        if let Ok((client, conn)) =
+                            tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                        {
                             tokio::spawn(conn);
-                            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                            let _ = client
+                                .batch_execute(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
+                                .await;
                         }
                     }
                     Engine::Mysql => {
                         let pool = mysql_async::Pool::new(admin.as_str());
                         if let Ok(mut conn) = pool.get_conn().await {
-                            let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await;
+                            let _ = conn
+                                .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+                                .await;
                         }
                         let _ = pool.disconnect().await;
                     }
@@ -314,7 +358,10 @@ impl Agent {
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(Agent::binary());
         command.args(args).arg("--config").arg(&self.config);
-        command.env("RUST_LOG", std::env::var("TANDEM_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+        command.env(
+            "RUST_LOG",
+            std::env::var("TANDEM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         command.kill_on_drop(true);
         command
     }
@@ -366,4 +413,7 @@ where
 }
 
 /// Every pair of engines a scenario runs on: (source, target).
-pub const ENGINE_PAIRS: [(Engine, Engine); 2] = [(Engine::Postgres, Engine::Mysql), (Engine::Mysql, Engine::Postgres)];
+pub const ENGINE_PAIRS: [(Engine, Engine); 2] = [
+    (Engine::Postgres, Engine::Mysql),
+    (Engine::Mysql, Engine::Postgres),
+];
