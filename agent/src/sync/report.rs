@@ -50,14 +50,14 @@ impl Tally {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<24} {:<30} {:>8} {:>8} {:>8} {:>9} {:>12}",
+            "{:<20} {:<36} {:>8} {:>8} {:>8} {:>9} {:>12}",
             "pair", "direction", "inserted", "updated", "deleted", "conflicts", "dead letters"
         );
         for (pair, source, target) in names {
             let tally = self.pairs.get(pair).cloned().unwrap_or_default();
             for (i, direction) in [
-                format!("{source} -> {target}"),
-                format!("{target} -> {source}"),
+                format!("source -> target ({source})"),
+                format!("target -> source ({target})"),
             ]
             .iter()
             .enumerate()
@@ -70,7 +70,7 @@ impl Tally {
                 };
                 let _ = writeln!(
                     out,
-                    "{:<24} {:<30} {:>8} {:>8} {:>8} {:>9} {:>12}",
+                    "{:<20} {:<36} {:>8} {:>8} {:>8} {:>9} {:>12}",
                     if i == 0 { pair.as_str() } else { "" },
                     direction,
                     a.inserted,
