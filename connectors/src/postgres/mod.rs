@@ -1,13 +1,291 @@
-//! The `postgres` engine (placeholder until the connector lands).
+//! The `postgres` engine: PostgreSQL 12 and later.
+//!
+//! - Capture: one PL/pgSQL row trigger per table writes the key of every
+//!   change into `tandem.changes` and `pg_notify`s `tandem_changes`; a
+//!   dedicated LISTEN connection wakes the agent, polling is the fallback.
+//! - Echo: [`Connector::begin`] runs `SET LOCAL tandem.applying = 'on'`;
+//!   the triggers skip sessions that set it.
+//! - Values travel as text in the ISO/UTC/hex session formats set in
+//!   [`client`], cast by the server to each column's own type.
+//! - Names: `schema.table` in the config, `public` when no schema is given.
+
+mod apply;
+mod capture;
+mod client;
+mod install;
+mod schema;
+mod types;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::connector::{Connector, EndpointConfig};
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+
+use crate::connector::{
+    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
+};
 use crate::error::{ConnectorError, Result};
+use crate::schema::{TableName, TableSchema};
+use crate::value::{Key, Row};
 
-/// Connects to Postgres and returns the connector.
-pub async fn connect(_config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
-    Err(ConnectorError::internal(
-        "the postgres connector is not built yet",
-    ))
+use self::apply::PgTransaction;
+use self::capture::Waker;
+use self::client::{pg_error, pool_error, qualified, quote_ident, Server, DEFAULT_SCHEMA};
+use self::types::{cast_param, key_columns, key_params, params, read_row, select_list};
+
+/// Keys fetched per statement.
+const KEYS_PER_STATEMENT: usize = 1000;
+
+/// Connects to PostgreSQL: checks the server answers (`SELECT 1`) and sets
+/// up a pool of at most `config.max_connections` connections.
+pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
+    let server = Server::from_endpoint(config)?;
+    let pool = server.pool(config.max_connections)?;
+    let connector = PostgresConnector {
+        pool,
+        address: server.address.clone(),
+        poll_interval: config.poll_interval,
+        waker: Waker::new(server),
+    };
+    connector
+        .client()
+        .await?
+        .simple_query("select 1")
+        .await
+        .map_err(|e| client::connect_error(e, &connector.address))?;
+    Ok(Arc::new(connector))
+}
+
+/// A PostgreSQL endpoint.
+struct PostgresConnector {
+    pool: Pool,
+    /// `host:port`, for messages.
+    address: String,
+    poll_interval: Duration,
+    waker: Waker,
+}
+
+impl PostgresConnector {
+    async fn client(&self) -> Result<Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| pool_error(e, &self.address))
+    }
+}
+
+#[async_trait]
+impl Connector for PostgresConnector {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    fn table_name(&self, configured: &str) -> TableName {
+        match configured.split_once('.') {
+            Some((schema, name)) => TableName::new(Some(schema), name),
+            None => TableName::new(Some(DEFAULT_SCHEMA), configured),
+        }
+    }
+
+    async fn describe(&self, table: &TableName) -> Result<TableSchema> {
+        schema::describe(&*self.client().await?, table).await
+    }
+
+    async fn install_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        install::install_statements(tables)
+    }
+
+    async fn uninstall_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        Ok(install::uninstall_statements(tables))
+    }
+
+    async fn run_script(&self, statements: &[String]) -> Result<()> {
+        install::run_script(&self.pool, &self.address, statements).await
+    }
+
+    async fn installation(&self, tables: &[TableSchema]) -> Result<Installation> {
+        install::installation(&*self.client().await?, tables).await
+    }
+
+    async fn read_changes(
+        &self,
+        tables: &[TableName],
+        limit: usize,
+    ) -> Result<Vec<CapturedChange>> {
+        capture::read_changes(&*self.client().await?, tables, limit).await
+    }
+
+    async fn delete_changes(&self, seqs: &[i64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        capture::delete_changes(&*self.client().await?, seqs).await
+    }
+
+    async fn count_changes(&self, tables: &[TableName]) -> Result<Vec<(String, u64)>> {
+        capture::count_changes(&*self.client().await?, tables).await
+    }
+
+    async fn fetch_rows(&self, table: &TableSchema, keys: &[Key]) -> Result<Vec<Row>> {
+        let columns = key_columns(table)?;
+        let keys: Vec<&Key> = keys.iter().filter(|k| !k.has_null()).collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One text array per key column, cast to the column's type:
+        // `k = any(...)` for one column, `(k1, k2) in (select ... unnest)`
+        // for several.
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::text[]::{}[]", i + 1, c.native_type))
+            .collect();
+        let condition = match (columns.as_slice(), arrays.as_slice()) {
+            ([column], [array]) => format!("{} = any({array})", quote_ident(&column.name)),
+            _ => {
+                let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+                format!(
+                    "({}) in (select * from unnest({}))",
+                    names.join(", "),
+                    arrays.join(", ")
+                )
+            }
+        };
+        let sql = format!(
+            "select {} from {} where {condition}",
+            select_list(table),
+            qualified(&table.name)
+        );
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| pg_error(e, format!("cannot read table {}", table.name)))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let mut per_column: Vec<Vec<Option<String>>> =
+                vec![Vec::with_capacity(chunk.len()); columns.len()];
+            for key in chunk {
+                for (i, value) in key_params(table, &columns, key)?.into_iter().enumerate() {
+                    per_column[i].push(value);
+                }
+            }
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = per_column
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            for row in client
+                .query(&statement, &refs)
+                .await
+                .map_err(|e| pg_error(e, format!("cannot read table {}", table.name)))?
+            {
+                out.push(read_row(table, &row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scan(
+        &self,
+        table: &TableSchema,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let columns = key_columns(table)?;
+        let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let mut values = Vec::new();
+        let mut condition = String::new();
+        if let Some(after) = after {
+            values = key_params(table, &columns, after)?;
+            let casts: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cast_param(i + 1, c))
+                .collect();
+            condition = format!(" where ({}) > ({})", names.join(", "), casts.join(", "));
+        }
+        // Ordered by the columns, not by the select list's text of them.
+        let order: Vec<String> = names.iter().map(|n| format!("r.{n}")).collect();
+        let sql = format!(
+            "select {} from {} as r{condition} order by {} limit {}",
+            select_list(table),
+            qualified(&table.name),
+            order.join(", "),
+            limit
+        );
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| pg_error(e, format!("cannot scan table {}", table.name)))?;
+        client
+            .query(&statement, &params(&values))
+            .await
+            .map_err(|e| pg_error(e, format!("cannot scan table {}", table.name)))?
+            .iter()
+            .map(|row| read_row(table, row))
+            .collect()
+    }
+
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<u64> {
+        let context = || format!("cannot estimate the rows of table {}", table.name);
+        let client = self.client().await?;
+        let relation = qualified(&table.name);
+        let tuples: f64 = client
+            .query_opt(
+                "select c.reltuples::float8 from pg_catalog.pg_class c
+                 where c.oid = pg_catalog.to_regclass($1::text)",
+                &[&relation],
+            )
+            .await
+            .map_err(|e| pg_error(e, context()))?
+            .ok_or_else(|| ConnectorError::schema(format!("table {} does not exist", table.name)))?
+            .get(0);
+        if tuples >= 0.0 {
+            return Ok(tuples as u64);
+        }
+        // Never vacuumed or analyzed: ask the planner, which estimates from
+        // the table's size on disk.
+        let plan: serde_json::Value = client
+            .query_one(
+                &format!("explain (format json) select 1 from {relation}"),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(e, context()))?
+            .get(0);
+        let rows = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0);
+        Ok(rows.max(0.0) as u64)
+    }
+
+    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "select pair, source_key, target_key from tandem.id_map order by pair, source_key",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(e, "cannot read tandem.id_map"))?;
+        Ok(rows
+            .iter()
+            .map(|row| IdMapRow {
+                pair: row.get(0),
+                source_key: row.get(1),
+                target_key: row.get(2),
+            })
+            .collect())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        Ok(Box::new(
+            PgTransaction::begin(&self.pool, &self.address).await?,
+        ))
+    }
+
+    async fn wait_for_changes(&self, timeout: Duration) {
+        self.waker.wait(timeout, self.poll_interval).await;
+    }
 }

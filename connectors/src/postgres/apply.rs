@@ -1,0 +1,368 @@
+//! The applying [`Transaction`]: one pooled connection inside `BEGIN`, with
+//! `tandem.applying` set so the capture triggers skip its writes.
+
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::Row as PgRow;
+
+use crate::connector::{IdMapRow, Transaction};
+use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::schema::{Column, TableName, TableSchema};
+use crate::value::{Key, Row};
+
+use super::client::{kind_of, pg_error, pool_error, qualified, quote_ident, server_message};
+use super::types::{
+    cast_param, column_in_message, key_columns, key_condition, key_params, params, read_key,
+    read_row, select_list, shown, write_text,
+};
+
+/// The one savepoint name (savepoints are not nested).
+const SAVEPOINT: &str = "tandem_record";
+
+/// A server error from a statement writing `written` into `table`: a data
+/// error names the column and value at fault when the server's answer
+/// allows.
+pub(crate) fn write_error(
+    err: tokio_postgres::Error,
+    action: &str,
+    table: &TableName,
+    written: &[(&Column, Option<String>)],
+) -> ConnectorError {
+    let kind = kind_of(&err);
+    let mut context = format!("cannot {action} table {table}");
+    if kind == ErrorKind::Data {
+        if let Some(db) = err.as_db_error() {
+            let found = db
+                .column()
+                .and_then(|name| written.iter().find(|(c, _)| c.name == name))
+                .or_else(|| column_in_message(db.message(), written));
+            match (found, db.column()) {
+                (Some((column, Some(value))), _) => {
+                    context = format!(
+                        "{context}: value {} for column {:?}",
+                        shown(value),
+                        column.name
+                    )
+                }
+                (Some((column, None)), _) => {
+                    context = format!("{context}: column {:?}", column.name)
+                }
+                (None, Some(name)) => context = format!("{context}: column {name:?}"),
+                (None, None) => {}
+            }
+        }
+    }
+    let message = format!("{context}: {}", server_message(&err));
+    ConnectorError::new(kind, message).with_source(err)
+}
+
+/// A transaction of ours. Dropped without commit or rollback, its connection
+/// is taken out of the pool and closed, so the server rolls it back and no
+/// open transaction or applying marker is ever handed out again.
+pub(crate) struct PgTransaction {
+    client: Option<Object>,
+    /// A statement failed: the server has aborted the transaction until it
+    /// rolls back to the savepoint. COMMIT would silently roll back.
+    failed: bool,
+}
+
+impl PgTransaction {
+    /// Takes a pooled connection, begins and marks the session as applying.
+    pub(crate) async fn begin(pool: &Pool, address: &str) -> Result<PgTransaction> {
+        let client = pool.get().await.map_err(|e| pool_error(e, address))?;
+        let transaction = PgTransaction {
+            client: Some(client),
+            failed: false,
+        };
+        transaction
+            .client()?
+            .batch_execute("begin; set local tandem.applying = 'on'")
+            .await
+            .map_err(|e| pg_error(e, "cannot begin a transaction"))?;
+        Ok(transaction)
+    }
+
+    fn client(&self) -> Result<&Object> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| ConnectorError::internal("the transaction has already ended"))
+    }
+
+    /// Runs one statement with text parameters, remembering a failure.
+    async fn query(
+        &mut self,
+        sql: &str,
+        values: &[Option<String>],
+    ) -> Result<std::result::Result<Vec<PgRow>, tokio_postgres::Error>> {
+        let client = self.client()?;
+        let result = match client.prepare_cached(sql).await {
+            Ok(statement) => client.query(&statement, &params(values)).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.failed = true;
+        }
+        Ok(result)
+    }
+
+    /// Like [`Self::query`], returning the number of rows affected.
+    async fn execute(
+        &mut self,
+        sql: &str,
+        values: &[Option<String>],
+    ) -> Result<std::result::Result<u64, tokio_postgres::Error>> {
+        let client = self.client()?;
+        let result = match client.prepare_cached(sql).await {
+            Ok(statement) => client.execute(&statement, &params(values)).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.failed = true;
+        }
+        Ok(result)
+    }
+
+    /// Runs a statement without parameters (transaction control).
+    async fn control(&mut self, sql: &str) -> Result<()> {
+        let result = self.client()?.batch_execute(sql).await;
+        result.map_err(|e| {
+            self.failed = true;
+            pg_error(e, format!("cannot run {sql}"))
+        })
+    }
+
+    /// Ends the transaction with COMMIT or ROLLBACK. On success the
+    /// connection goes back to the pool; on failure it stays here and is
+    /// closed on drop.
+    async fn finish(&mut self, sql: &str) -> Result<()> {
+        self.client()?
+            .batch_execute(sql)
+            .await
+            .map_err(|e| pg_error(e, format!("cannot {sql} the transaction")))?;
+        self.client = None;
+        Ok(())
+    }
+}
+
+impl Drop for PgTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Closing the connection makes the server roll back.
+            drop(Object::take(client));
+        }
+    }
+}
+
+/// The row's columns described by `table`, unknown ones refused.
+fn row_columns<'t>(table: &'t TableSchema, row: &Row) -> Result<Vec<(&'t Column, Option<String>)>> {
+    row.iter()
+        .map(|(name, value)| {
+            let column = table.column(name).ok_or_else(|| {
+                ConnectorError::schema(format!(
+                    "column {name:?} does not exist in table {}",
+                    table.name
+                ))
+            })?;
+            Ok((column, write_text(&table.name, column, value)?))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Transaction for PgTransaction {
+    async fn fetch_for_update(&mut self, table: &TableSchema, key: &Key) -> Result<Option<Row>> {
+        let columns = key_columns(table)?;
+        let values = key_params(table, &columns, key)?;
+        let sql = format!(
+            "select {} from {} where {} for update",
+            select_list(table),
+            qualified(&table.name),
+            key_condition(&columns, 1)
+        );
+        let rows = self
+            .query(&sql, &values)
+            .await?
+            .map_err(|e| write_error(e, "lock a row of", &table.name, &[]))?;
+        rows.first().map(|row| read_row(table, row)).transpose()
+    }
+
+    async fn insert(&mut self, table: &TableSchema, row: &Row) -> Result<Key> {
+        let mut written = row_columns(table, row)?;
+        // Identity ALWAYS and computed columns: a key value is forced with
+        // OVERRIDING SYSTEM VALUE (a link table's key); others the engine
+        // computes, whatever the row says.
+        written.retain(|(c, _)| !c.always_generated || table.primary_key.contains(&c.name));
+        let overriding = written.iter().any(|(c, _)| c.always_generated);
+        let key = if table.primary_key.is_empty() {
+            Vec::new()
+        } else {
+            key_columns(table)?
+        };
+        let returning = if key.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = key
+                .iter()
+                .map(|c| format!("{}::text", quote_ident(&c.name)))
+                .collect();
+            format!(" returning {}", list.join(", "))
+        };
+        let sql = if written.is_empty() {
+            format!(
+                "insert into {} default values{returning}",
+                qualified(&table.name)
+            )
+        } else {
+            let names: Vec<String> = written.iter().map(|(c, _)| quote_ident(&c.name)).collect();
+            let casts: Vec<String> = written
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| cast_param(i + 1, c))
+                .collect();
+            format!(
+                "insert into {} ({}){} values ({}){returning}",
+                qualified(&table.name),
+                names.join(", "),
+                if overriding {
+                    " overriding system value"
+                } else {
+                    ""
+                },
+                casts.join(", ")
+            )
+        };
+        let values: Vec<Option<String>> = written.iter().map(|(_, v)| v.clone()).collect();
+        let rows = self
+            .query(&sql, &values)
+            .await?
+            .map_err(|e| write_error(e, "insert into", &table.name, &written))?;
+        match rows.first() {
+            Some(row) if !key.is_empty() => read_key(table, &key, row),
+            _ => Ok(Key(Vec::new())),
+        }
+    }
+
+    async fn update(&mut self, table: &TableSchema, key: &Key, row: &Row) -> Result<bool> {
+        let columns = key_columns(table)?;
+        let mut written = row_columns(table, row)?;
+        // Key columns are not set; computed columns cannot be.
+        written.retain(|(c, _)| !table.primary_key.contains(&c.name) && !c.always_generated);
+        let key_values = key_params(table, &columns, key)?;
+        if written.is_empty() {
+            let sql = format!(
+                "select 1 from {} where {} for update",
+                qualified(&table.name),
+                key_condition(&columns, 1)
+            );
+            let rows = self
+                .query(&sql, &key_values)
+                .await?
+                .map_err(|e| write_error(e, "lock a row of", &table.name, &[]))?;
+            return Ok(!rows.is_empty());
+        }
+        let sets: Vec<String> = written
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| format!("{} = {}", quote_ident(&c.name), cast_param(i + 1, c)))
+            .collect();
+        let sql = format!(
+            "update {} set {} where {}",
+            qualified(&table.name),
+            sets.join(", "),
+            key_condition(&columns, written.len() + 1)
+        );
+        let mut values: Vec<Option<String>> = written.iter().map(|(_, v)| v.clone()).collect();
+        values.extend(key_values);
+        let count = self
+            .execute(&sql, &values)
+            .await?
+            .map_err(|e| write_error(e, "update", &table.name, &written))?;
+        Ok(count > 0)
+    }
+
+    async fn delete(&mut self, table: &TableSchema, key: &Key) -> Result<bool> {
+        let columns = key_columns(table)?;
+        let values = key_params(table, &columns, key)?;
+        let sql = format!(
+            "delete from {} where {}",
+            qualified(&table.name),
+            key_condition(&columns, 1)
+        );
+        let count = self
+            .execute(&sql, &values)
+            .await?
+            .map_err(|e| write_error(e, "delete from", &table.name, &[]))?;
+        Ok(count > 0)
+    }
+
+    async fn record_link(&mut self, link: &IdMapRow) -> Result<()> {
+        let values = [
+            Some(link.pair.clone()),
+            Some(link.source_key.clone()),
+            Some(link.target_key.clone()),
+        ];
+        let context = |e| pg_error(e, format!("cannot record a link of pair {:?}", link.pair));
+        self.execute(
+            "delete from tandem.id_map
+             where pair = $1::text and (source_key = $2::text or target_key = $3::text)",
+            &values,
+        )
+        .await?
+        .map_err(context)?;
+        self.execute(
+            "insert into tandem.id_map (pair, source_key, target_key)
+             values ($1::text, $2::text, $3::text)",
+            &values,
+        )
+        .await?
+        .map_err(context)?;
+        Ok(())
+    }
+
+    async fn forget_link(&mut self, pair: &str, source_key: &str, target_key: &str) -> Result<()> {
+        let values = [
+            Some(pair.to_owned()),
+            Some(source_key.to_owned()),
+            Some(target_key.to_owned()),
+        ];
+        self.execute(
+            "delete from tandem.id_map
+             where pair = $1::text and (source_key = $2::text or target_key = $3::text)",
+            &values,
+        )
+        .await?
+        .map_err(|e| pg_error(e, format!("cannot forget a link of pair {pair:?}")))?;
+        Ok(())
+    }
+
+    async fn savepoint(&mut self) -> Result<()> {
+        self.control(&format!("savepoint {SAVEPOINT}")).await
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        self.control(&format!("rollback to savepoint {SAVEPOINT}"))
+            .await?;
+        self.failed = false;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> Result<()> {
+        self.control(&format!("release savepoint {SAVEPOINT}"))
+            .await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.failed {
+            self.finish("rollback").await?;
+            return Err(ConnectorError::internal(
+                "transaction rolled back, not committed: a statement in it failed \
+                 and it was not rolled back to the savepoint",
+            ));
+        }
+        self.finish("commit").await
+    }
+
+    async fn rollback(mut self: Box<Self>) -> Result<()> {
+        self.finish("rollback").await
+    }
+}

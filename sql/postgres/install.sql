@@ -1,0 +1,35 @@
+-- Tandem's objects in a PostgreSQL database, schema version {{version}}.
+-- Running this script again changes nothing. Statements are separated by
+-- lines holding only "-- ;;".
+create schema if not exists tandem;
+-- ;;
+-- One row per captured insert ('I'), update ('U') or delete ('D'): the
+-- primary key of the row as a JSON array. The agent deletes the rows it has
+-- consumed, by seq.
+create table if not exists tandem.changes (
+    seq bigint generated always as identity primary key,
+    table_name text not null,
+    op char(1) not null check (op in ('I', 'U', 'D')),
+    pk jsonb not null,
+    captured_at timestamptz not null default clock_timestamp()
+);
+-- ;;
+-- The records the agent created in this database, and the records they copy;
+-- written in the same transaction as the data.
+create table if not exists tandem.id_map (
+    pair text not null,
+    source_key text not null,
+    target_key text not null,
+    created_at timestamptz not null default now(),
+    primary key (pair, source_key),
+    unique (pair, target_key)
+);
+-- ;;
+create table if not exists tandem.version (
+    singleton boolean primary key default true check (singleton),
+    version integer not null
+);
+-- ;;
+insert into tandem.version (singleton, version) values (true, {{version}})
+on conflict (singleton) do update set version = excluded.version
+where tandem.version.version is distinct from excluded.version;

@@ -1,0 +1,2 @@
+-- Removes the capture trigger of one configured table.
+drop trigger if exists tandem_capture on {{table}};
