@@ -5,21 +5,29 @@
 //! already quoted for its engine. Nothing user-supplied reaches SQL any other
 //! way.
 
-/// Replaces every `{{name}}` in `template` by its value. Panics on a
-/// placeholder left unfilled: that is a bug in the connector, caught by its
-/// unit tests.
+/// Replaces every `{{name}}` in `template` by its value, in one pass: text
+/// that a value brings in is never scanned for placeholders again (a table
+/// may well be called `{{table}}`). Panics on a placeholder without a value:
+/// that is a bug in the connector, caught by its unit tests.
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .unwrap_or_else(|| panic!("SQL template has an unclosed placeholder at {:?}", &rest[start..]));
+        let name = &after[..end];
+        let value = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("SQL template placeholder {{{{{name}}}}} left unfilled"));
+        out.push_str(value);
+        rest = &after[end + 2..];
     }
-    if let Some(start) = out.find("{{") {
-        let end = out[start..].find("}}").map_or(out.len(), |e| start + e + 2);
-        panic!(
-            "SQL template placeholder {} left unfilled",
-            &out[start..end]
-        );
-    }
+    out.push_str(rest);
     out
 }
 
@@ -36,6 +44,12 @@ pub fn statements(script: &str) -> Vec<String> {
         .collect()
 }
 
+/// Splits `script` into statements first, then fills each: a name can
+/// never forge a statement separator.
+pub fn fill_statements(script: &str, values: &[(&str, &str)]) -> Vec<String> {
+    statements(script).iter().map(|s| fill(s, values)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +61,17 @@ mod tests {
             &[("a", "\"t\"")],
         );
         assert_eq!(statements(&script), vec!["CREATE \"t\";", "DROP \"t\";"]);
+    }
+
+    #[test]
+    fn names_cannot_forge_statements() {
+        let filled = fill_statements("DROP {{t}};\n-- ;;\nSELECT 1;", &[("t", "\"x\n-- ;;\ny\"")]);
+        assert_eq!(filled.len(), 2, "{filled:?}");
+    }
+
+    #[test]
+    fn values_are_not_filled_again() {
+        assert_eq!(fill("[{{a}}]", &[("a", "{{a}}")]), "[{{a}}]");
     }
 
     #[test]

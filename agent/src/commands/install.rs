@@ -15,12 +15,18 @@ pub(super) async fn install(
     print: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
+    // Every side is described and its script prepared before anything is
+    // installed: an unknown table on one side leaves both untouched.
+    let mut prepared = Vec::new();
     for side in SideArg::sides(side) {
         let (connector, tables) = describe_side(&config, side).await?;
         let script = connector
             .install_script(&tables)
             .await
             .with_context(|| format!("{side}: preparing the install script"))?;
+        prepared.push((side, connector, tables, script));
+    }
+    for (side, connector, tables, script) in prepared {
         if print {
             print!(
                 "{}",
@@ -43,12 +49,16 @@ pub(super) async fn install(
 
 pub(super) async fn uninstall(path: &Path, side: Option<SideArg>) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
+    let mut prepared = Vec::new();
     for side in SideArg::sides(side) {
         let (connector, tables) = describe_side(&config, side).await?;
         let script = connector
             .uninstall_script(&tables)
             .await
             .with_context(|| format!("{side}: preparing the uninstall script"))?;
+        prepared.push((side, connector, script));
+    }
+    for (side, connector, script) in prepared {
         connector
             .run_script(&script)
             .await

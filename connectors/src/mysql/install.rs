@@ -12,12 +12,21 @@ use super::client::{int_of, one_line, quote_ident, text_literal, text_of, Client
 use crate::connector::{Installation, SCHEMA_VERSION};
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableSchema};
-use crate::template::fill;
+use crate::template;
 
 const INSTALL: &str = include_str!("../../../sql/mysql/install.sql");
 const CAPTURE_TRIGGER: &str = include_str!("../../../sql/mysql/capture_trigger.sql");
 const DROP_TRIGGER: &str = include_str!("../../../sql/mysql/drop_trigger.sql");
 const UNINSTALL: &str = include_str!("../../../sql/mysql/uninstall.sql");
+
+/// Splits, strips the opening comments, then fills: see
+/// [`template::fill_statements`].
+fn fill_statements(script: &str, values: &[(&str, &str)]) -> Vec<String> {
+    statements(script)
+        .iter()
+        .map(|s| template::fill(s, values))
+        .collect()
+}
 
 /// The statements of a script, without the comment lines that open them.
 fn statements(script: &str) -> Vec<String> {
@@ -131,7 +140,7 @@ pub fn trigger_statements(flavour: Flavour, table: &TableSchema) -> Result<Vec<S
         Flavour::MariaDb => "CREATE OR REPLACE TRIGGER",
         Flavour::MySql => "CREATE TRIGGER",
     };
-    let filled = fill(
+    let creates = fill_statements(
         CAPTURE_TRIGGER,
         &[
             ("create_trigger", create),
@@ -145,7 +154,6 @@ pub fn trigger_statements(flavour: Flavour, table: &TableSchema) -> Result<Vec<S
             ("key_unchanged", &key_unchanged(&key)),
         ],
     );
-    let creates = statements(&filled);
     Ok(match flavour {
         Flavour::MariaDb => creates,
         Flavour::MySql => names
@@ -158,12 +166,12 @@ pub fn trigger_statements(flavour: Flavour, table: &TableSchema) -> Result<Vec<S
 
 /// `DROP TRIGGER IF EXISTS` for an already quoted trigger name.
 fn drop_trigger(quoted: &str) -> String {
-    statements(&fill(DROP_TRIGGER, &[("trigger", quoted)])).concat()
+    fill_statements(DROP_TRIGGER, &[("trigger", quoted)]).concat()
 }
 
 /// The whole install script for `tables`.
 pub fn install_statements(flavour: Flavour, tables: &[TableSchema]) -> Result<Vec<String>> {
-    let mut out = statements(&fill(INSTALL, &[("version", &SCHEMA_VERSION.to_string())]));
+    let mut out = fill_statements(INSTALL, &[("version", &SCHEMA_VERSION.to_string())]);
     for table in tables {
         out.extend(trigger_statements(flavour, table)?);
     }

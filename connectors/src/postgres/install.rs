@@ -53,42 +53,6 @@ pub(crate) fn capture_function(table: &TableName) -> String {
     format!("tandem.{}", quote_ident(&capture_function_name(table)))
 }
 
-/// Fills `{{name}}` placeholders in one pass: text inserted is never scanned
-/// again, so a table called `{{table}}` stays a name. (The shared
-/// [`template::fill`] replaces placeholders one after the other, so a value
-/// holding `{{...}}` would be filled again.) Panics on an unknown
-/// placeholder: a bug, caught by the unit tests.
-fn fill(statement: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(statement.len() + 64);
-    let mut rest = statement;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .unwrap_or_else(|| panic!("unterminated SQL template placeholder in {statement}"));
-        let name = &after[..end];
-        let value = values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("SQL template placeholder {{{{{name}}}}} left unfilled"));
-        out.push_str(value);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Splits a template into statements first, then fills each, so that no
-/// name can forge a statement separator.
-fn fill_statements(script: &str, values: &[(&str, &str)]) -> Vec<String> {
-    template::statements(script)
-        .iter()
-        .map(|s| fill(s, values))
-        .collect()
-}
-
 /// One key column as a `jsonb_build_array` element. Decimals go as text
 /// (a JSON number would lose digits), bytes as `\x` hex whatever the
 /// session's `bytea_output`; the rest as themselves (JSON prints dates and
@@ -150,13 +114,13 @@ pub(crate) fn capture_statements(table: &TableSchema) -> Result<Vec<String>> {
     }
     let mut values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     values.push(("tag", &tag));
-    Ok(fill_statements(CAPTURE_TRIGGER_SQL, &values))
+    Ok(template::fill_statements(CAPTURE_TRIGGER_SQL, &values))
 }
 
 /// The full install script.
 pub(crate) fn install_statements(tables: &[TableSchema]) -> Result<Vec<String>> {
     let version = SCHEMA_VERSION.to_string();
-    let mut statements = fill_statements(INSTALL_SQL, &[("version", &version)]);
+    let mut statements = template::fill_statements(INSTALL_SQL, &[("version", &version)]);
     for table in tables {
         statements.extend(capture_statements(table)?);
     }
@@ -169,7 +133,7 @@ pub(crate) fn uninstall_statements(tables: &[TableSchema]) -> Vec<String> {
     let mut statements = Vec::new();
     for table in tables {
         let relation = qualified(&table.name);
-        statements.extend(fill_statements(
+        statements.extend(template::fill_statements(
             UNINSTALL_TRIGGER_SQL,
             &[("table", &relation)],
         ));
