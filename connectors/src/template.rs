@@ -15,9 +15,12 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .unwrap_or_else(|| panic!("SQL template has an unclosed placeholder at {:?}", &rest[start..]));
+        let end = after.find("}}").unwrap_or_else(|| {
+            panic!(
+                "SQL template has an unclosed placeholder at {:?}",
+                &rest[start..]
+            )
+        });
         let name = &after[..end];
         let value = values
             .iter()

@@ -627,6 +627,7 @@ impl Agent {
         stats.v = FORMAT_VERSION;
         batch.put_stats(name, &stats);
         self.state.commit(batch, true)?;
+        debug!(pair = %name, from = %origin, "batch settled");
         Ok(partial)
     }
 }

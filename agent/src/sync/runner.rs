@@ -122,6 +122,7 @@ impl Agent {
         // links of copies it created are re-read from the mapping tables
         // before anything is applied again.
         let mut recover = false;
+        self.write_snapshot(first_sync_done);
         info!("running");
         while !*shutdown.borrow() {
             let result = async {
@@ -131,6 +132,7 @@ impl Agent {
                 if !first_sync_done {
                     self.first_sync(&mut tally).await?;
                     first_sync_done = true;
+                    self.write_snapshot(true);
                     info!("first sync complete");
                 }
                 self.pass(&mut tally).await
