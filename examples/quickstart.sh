@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 PG_URL="${TANDEM_DEMO_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 MY_URL="${TANDEM_DEMO_MYSQL_URL:-mysql://root@127.0.0.1:3306}"
+export RUST_LOG="${RUST_LOG:-warn}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
