@@ -165,39 +165,73 @@ async fn check_lists_every_problem_and_status_reports_figures() {
 #[tokio::test(flavor = "multi_thread")]
 async fn run_follows_changes_both_ways_until_sigterm() {
     let (source, target) = pair().await;
-    source.exec("INSERT INTO items (label) VALUES ('before')").await;
+    source
+        .exec("INSERT INTO items (label) VALUES ('before')")
+        .await;
     let agent = Agent::new(&source, &target, &[("items", "items")], "");
     agent.install().await;
 
     // GIVEN the agent running as a service would
     let mut child = agent.command(&["run"]).spawn().expect("spawn");
     let timeout = std::time::Duration::from_secs(30);
-    harness::eventually("the first sync copies the source's row", timeout, || async {
-        target.count("SELECT count(*) FROM items WHERE label = 'before'").await == 1
-    })
+    harness::eventually(
+        "the first sync copies the source's row",
+        timeout,
+        || async {
+            target
+                .count("SELECT count(*) FROM items WHERE label = 'before'")
+                .await
+                == 1
+        },
+    )
     .await;
 
     // WHEN applications write on either side, THEN the change arrives
-    source.exec("INSERT INTO items (label) VALUES ('from pg')").await;
+    source
+        .exec("INSERT INTO items (label) VALUES ('from pg')")
+        .await;
     harness::eventually("a PostgreSQL insert reaches MariaDB", timeout, || async {
-        target.count("SELECT count(*) FROM items WHERE label = 'from pg'").await == 1
+        target
+            .count("SELECT count(*) FROM items WHERE label = 'from pg'")
+            .await
+            == 1
     })
     .await;
-    target.exec("UPDATE items SET label = 'edited in mariadb' WHERE label = 'from pg'").await;
+    target
+        .exec("UPDATE items SET label = 'edited in mariadb' WHERE label = 'from pg'")
+        .await;
     harness::eventually("a MariaDB update reaches PostgreSQL", timeout, || async {
-        source.count("SELECT count(*) FROM items WHERE label = 'edited in mariadb'").await == 1
+        source
+            .count("SELECT count(*) FROM items WHERE label = 'edited in mariadb'")
+            .await
+            == 1
     })
     .await;
-    target.exec("DELETE FROM items WHERE label = 'before'").await;
+    target
+        .exec("DELETE FROM items WHERE label = 'before'")
+        .await;
     harness::eventually("a MariaDB delete reaches PostgreSQL", timeout, || async {
-        source.count("SELECT count(*) FROM items WHERE label = 'before'").await == 0
+        source
+            .count("SELECT count(*) FROM items WHERE label = 'before'")
+            .await
+            == 0
     })
     .await;
 
     // WHEN it is asked to stop, THEN it stops cleanly
     let pid = child.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(timeout, child.wait()).await.expect("stops in time").expect("wait");
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(timeout, child.wait())
+        .await
+        .expect("stops in time")
+        .expect("wait");
     assert!(status.success(), "{status}");
-    assert_eq!(source.count("SELECT count(*) FROM items").await, target.count("SELECT count(*) FROM items").await);
+    assert_eq!(
+        source.count("SELECT count(*) FROM items").await,
+        target.count("SELECT count(*) FROM items").await
+    );
 }

@@ -311,7 +311,10 @@ async fn target_wins_when_configured() {
 }
 
 /// Reads a table with Tandem's own connector: canonical values by label.
-async fn canonical_rows(db: &Db, table: &str) -> std::collections::BTreeMap<String, tandem_connectors::Row> {
+async fn canonical_rows(
+    db: &Db,
+    table: &str,
+) -> std::collections::BTreeMap<String, tandem_connectors::Row> {
     let engine = match db.engine {
         Engine::Postgres => tandem_connectors::Engine::Postgres,
         Engine::Mysql => tandem_connectors::Engine::Mysql,
@@ -325,7 +328,10 @@ async fn canonical_rows(db: &Db, table: &str) -> std::collections::BTreeMap<Stri
     })
     .await
     .expect("connect");
-    let schema = connector.describe(&connector.table_name(table)).await.expect("describe");
+    let schema = connector
+        .describe(&connector.table_name(table))
+        .await
+        .expect("describe");
     connector
         .scan(&schema, None, 1000)
         .await
@@ -369,7 +375,8 @@ async fn values_of_every_type_round_trip_both_ways() {
              flag BOOLEAN, txt TEXT, bin BLOB, day DATE, clock TIME(6), ts DATETIME(6), tstz TIMESTAMP(6) NULL, doc JSON, uid UUID)",
         )
         .await;
-    let columns = "label, i16, i32, i64, amount, f64, f32, flag, txt, bin, day, clock, ts, tstz, doc, uid";
+    let columns =
+        "label, i16, i32, i64, amount, f64, f32, flag, txt, bin, day, clock, ts, tstz, doc, uid";
     // The same values, written in each engine's literal syntax.
     source
         .exec(&format!(
@@ -402,9 +409,15 @@ async fn values_of_every_type_round_trip_both_ways() {
     agent.install().await;
     agent.once().await;
 
-    let (on_source, on_target) = (canonical_rows(&source, "kinds").await, canonical_rows(&target, "kinds").await);
+    let (on_source, on_target) = (
+        canonical_rows(&source, "kinds").await,
+        canonical_rows(&target, "kinds").await,
+    );
     assert_eq!(on_source.len(), 6, "{on_source:?}");
-    assert_eq!(on_source.keys().collect::<Vec<_>>(), on_target.keys().collect::<Vec<_>>());
+    assert_eq!(
+        on_source.keys().collect::<Vec<_>>(),
+        on_target.keys().collect::<Vec<_>>()
+    );
     for (label, row) in &on_source {
         let copy = &on_target[label];
         for (column, value) in row {
@@ -420,16 +433,31 @@ async fn values_of_every_type_round_trip_both_ways() {
     }
     // Every column of the full rows holds a value (nothing was dropped to NULL).
     for label in ["max from pg", "min from mariadb"] {
-        let nulls: Vec<_> = on_target[label].iter().filter(|(_, v)| v.is_null()).collect();
+        let nulls: Vec<_> = on_target[label]
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .collect();
         assert!(nulls.is_empty(), "{label}: {nulls:?}");
     }
-    assert_eq!(on_target["max from pg"]["amount"], tandem_connectors::Value::Decimal("12345678901234567890.0123456789".into()));
-    assert_eq!(on_source["min from mariadb"]["i64"], tandem_connectors::Value::Int(i64::MIN));
+    assert_eq!(
+        on_target["max from pg"]["amount"],
+        tandem_connectors::Value::Decimal("12345678901234567890.0123456789".into())
+    );
+    assert_eq!(
+        on_source["min from mariadb"]["i64"],
+        tandem_connectors::Value::Int(i64::MIN)
+    );
     // Both directions produced the same values from the same literals.
-    for (a, b) in [("max from pg", "max from mariadb"), ("min from pg", "min from mariadb")] {
+    for (a, b) in [
+        ("max from pg", "max from mariadb"),
+        ("min from pg", "min from mariadb"),
+    ] {
         for (column, value) in &on_source[a] {
             if column != "id" && column != "label" {
-                assert!(same_value(value, &on_source[b][column]), "{a} vs {b}: {column}");
+                assert!(
+                    same_value(value, &on_source[b][column]),
+                    "{a} vs {b}: {column}"
+                );
             }
         }
     }

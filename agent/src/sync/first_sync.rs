@@ -42,7 +42,12 @@ impl Agent {
 
     /// Copies what is not copied yet: source records to the target (parents
     /// first), then the target's records that are not linked to the source.
-    pub async fn first_sync(&self, tally: &mut Tally) -> SyncResult<()> {
+    /// Checks `stop` between batches; returns whether the copy is complete.
+    pub async fn first_sync(
+        &self,
+        tally: &mut Tally,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> SyncResult<bool> {
         for origin in Side::BOTH {
             for pair in &self.integration.plan.pairs {
                 let name = checkpoint_name(origin, &pair.name);
@@ -94,11 +99,15 @@ impl Agent {
                     if checkpoint.done {
                         break;
                     }
+                    if stop() {
+                        info!(pair = %pair.name, from = %origin, copied, "first sync: interrupted, resumes at the next start");
+                        return Ok(false);
+                    }
                     info!(pair = %pair.name, from = %origin, copied, of = estimate, "first sync: progress");
                 }
                 info!(pair = %pair.name, from = %origin, copied, "first sync: done");
             }
         }
-        Ok(())
+        Ok(true)
     }
 }

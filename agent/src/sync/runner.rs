@@ -98,7 +98,7 @@ impl Agent {
     /// nothing captured.
     pub async fn run_once(&self) -> SyncResult<OnceReport> {
         let mut tally = Tally::default();
-        self.first_sync(&mut tally).await?;
+        self.first_sync(&mut tally, &|| false).await?;
         for _ in 0..ONCE_MAX_PASSES {
             if self.pass(&mut tally).await? == 0 {
                 break;
@@ -130,7 +130,13 @@ impl Agent {
                     self.adopt_mapping_tables().await?;
                 }
                 if !first_sync_done {
-                    self.first_sync(&mut tally).await?;
+                    let stopping = shutdown.clone();
+                    if !self
+                        .first_sync(&mut tally, &move || *stopping.borrow())
+                        .await?
+                    {
+                        return Ok(0);
+                    }
                     first_sync_done = true;
                     self.write_snapshot(true);
                     info!("first sync complete");
