@@ -95,6 +95,19 @@ impl Integration {
             let source = described.pop().expect("two sides");
             schemas.push([source, target]);
         }
+        for side in Side::BOTH {
+            let mut seen = HashMap::new();
+            for (pair, schemas) in config.tables.iter().zip(&schemas) {
+                let name = schemas[side.index()].name.to_string();
+                if let Some(other) = seen.insert(name.clone(), &pair.name) {
+                    return Err(SyncError::Setup(format!(
+                        "{}: pairs {other} and {} both name {side} table {name}",
+                        config.path.display(),
+                        pair.name
+                    )));
+                }
+            }
+        }
         let (plan, problems) = Plan::build(&config.tables, schemas);
         let tables_by_name = [0, 1].map(|side| {
             plan.pairs

@@ -114,7 +114,7 @@ impl Plan {
                 .collect()
         });
         let mut pairs = Vec::new();
-        for (config, schemas) in configs.iter().zip(tables) {
+        for (config, schemas) in configs.iter().zip(&tables) {
             for side in Side::BOTH {
                 let table = &schemas[side.index()];
                 if table.primary_key.is_empty() {
@@ -128,10 +128,10 @@ impl Plan {
                 }
             }
             let directions = [Side::Source, Side::Target]
-                .map(|origin| direction(config, &schemas, origin, &index, &mut problems));
+                .map(|origin| direction(config, &tables, schemas, origin, &index, &mut problems));
             pairs.push(PairPlan {
                 name: config.name.clone(),
-                tables: schemas,
+                tables: schemas.clone(),
                 directions,
             });
         }
@@ -216,6 +216,7 @@ impl Plan {
 
 fn direction(
     config: &TablePairConfig,
+    all: &[[TableSchema; 2]],
     schemas: &[TableSchema; 2],
     origin: Side,
     index: &[HashMap<TableName, usize>; 2],
@@ -231,8 +232,33 @@ fn direction(
             let Some(&pair) = index[side.index()].get(&fk.referenced_table) else {
                 continue;
             };
-            if fk
-                .columns
+            // Links are keyed by primary key: only a reference to the whole
+            // key can be translated, and its columns are taken in key order.
+            let referenced = &all[pair][side.index()];
+            let columns: Option<Vec<String>> = referenced
+                .primary_key
+                .iter()
+                .map(|k| {
+                    let i = fk.referenced_columns.iter().position(|c| c == k)?;
+                    fk.columns.get(i).cloned()
+                })
+                .collect();
+            let Some(columns) = columns.filter(|c| c.len() == fk.columns.len()) else {
+                problems.push(PlanProblem {
+                    message: format!(
+                        "pair {}: foreign key ({}) of {side} table {} references ({}), not the primary key of {}; \
+                         its values are copied as they are, not translated",
+                        config.name,
+                        fk.columns.join(", "),
+                        table.name,
+                        fk.referenced_columns.join(", "),
+                        referenced.name
+                    ),
+                    fatal: false,
+                });
+                continue;
+            };
+            if columns
                 .iter()
                 .any(|c| from.column(c).is_none() || to.column(c).is_none())
             {
@@ -248,17 +274,16 @@ fn direction(
                 });
                 continue;
             }
-            if relations.iter().any(|r| r.to == fk.columns) {
+            if relations.iter().any(|r| r.to == columns) {
                 continue;
             }
-            let in_key = fk.columns.iter().any(|c| to.primary_key.contains(c));
-            let nullable = fk
-                .columns
+            let in_key = columns.iter().any(|c| to.primary_key.contains(c));
+            let nullable = columns
                 .iter()
                 .all(|c| to.column(c).is_some_and(|col| col.nullable));
             relations.push(Relation {
-                from: fk.columns.clone(),
-                to: fk.columns.clone(),
+                from: columns.clone(),
+                to: columns,
                 pair,
                 deferrable: nullable && !in_key,
             });
@@ -456,6 +481,44 @@ mod tests {
                 .unwrap(),
             Mapped::Partial(_)
         ));
+    }
+
+    #[test]
+    fn only_references_to_the_whole_primary_key_are_translated() {
+        let customers = table(
+            "customers",
+            vec![column("id", true, false), column("number", false, false)],
+            &["id"],
+            vec![],
+        );
+        let mut orders = table(
+            "orders",
+            vec![
+                column("id", true, false),
+                column("customer_number", false, false),
+            ],
+            &["id"],
+            vec![],
+        );
+        orders.foreign_keys.push(ForeignKey {
+            columns: vec!["customer_number".into()],
+            referenced_table: TableName::new(None, "customers"),
+            referenced_columns: vec!["number".into()],
+        });
+        let (plan, problems) = Plan::build(
+            &[pair("customers"), pair("orders")],
+            vec![[customers.clone(), customers], [orders.clone(), orders]],
+        );
+        assert!(plan.pairs[1].directions[0].relations.is_empty());
+        assert!(plan.pairs[1].directions[0]
+            .columns
+            .contains(&("customer_number".to_string(), "customer_number".to_string())));
+        assert!(
+            problems
+                .iter()
+                .any(|p| !p.fatal && p.message.contains("not the primary key of customers")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::state::NewEntry;
 
 /// Change rows read per round trip.
 pub const TAIL_BATCH: usize = 2000;
+/// Round trips per tail: under sustained load the other side and applying
+/// get their turn after this many.
+pub const TAIL_ROUNDS: usize = 10;
 
 impl Agent {
     /// Moves every committed change of `side` into the change log; returns
@@ -26,7 +29,7 @@ impl Agent {
         let err = integration.error(side);
         let tables = integration.tables(side);
         let mut consumed = 0;
-        loop {
+        for _ in 0..TAIL_ROUNDS {
             let changes = connector
                 .read_changes(&tables, TAIL_BATCH)
                 .await
@@ -95,5 +98,6 @@ impl Agent {
                 return Ok(consumed);
             }
         }
+        Ok(consumed)
     }
 }
