@@ -26,6 +26,7 @@ const CHECKPOINT: &[u8] = b"ck/";
 const DEAD_LETTER: &[u8] = b"dl/";
 const STATS: &[u8] = b"st/";
 const TOMBSTONE: &[u8] = b"tomb/";
+const IN_FLIGHT: &[u8] = b"if/";
 
 /// One captured change in the change log: the record's key on the side it
 /// happened, and the record's values when it was tailed (`None`: deleted).
@@ -125,6 +126,31 @@ impl Link {
         let i = side.index();
         (self.synced[i].is_none() && self.pending[i].is_none()) || self.matches(side, fingerprint)
     }
+}
+
+/// A new copy whose transaction was about to commit: written just before
+/// the commit and removed once the link is recorded. Found at start-up, it
+/// means the agent stopped in between: the copy exists (the link is taken)
+/// or it does not (the record is dropped and the change applied again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Format version.
+    pub v: u8,
+    /// The table pair.
+    pub pair: String,
+    /// The side the copy was created on.
+    pub dest: Side,
+    /// The link as it stands once the copy exists.
+    pub link: Link,
+    /// The link it replaces (a copy re-created after it went missing).
+    pub replaces: Option<Link>,
+}
+
+fn in_flight_key(pair: &str, dest: Side, key: &Key) -> Vec<u8> {
+    let mut prefix = IN_FLIGHT.to_vec();
+    prefix.extend_from_slice(dest.to_string().as_bytes());
+    prefix.push(b'/');
+    pair_key(&prefix, pair, &key.encode())
 }
 
 /// A record that could not be applied, with why; later changes of the same
@@ -266,6 +292,17 @@ impl StateBatch {
     pub fn remove_target_index(&mut self, pair: &str, target_key: &Key) {
         self.batch
             .delete(pair_key(LINK_BY_TARGET, pair, &target_key.encode()));
+    }
+
+    /// Records a new copy about to be committed.
+    pub fn put_in_flight(&mut self, record: &InFlight) {
+        let key = in_flight_key(&record.pair, record.dest, record.link.key(record.dest));
+        self.batch.put(key, encode(record));
+    }
+
+    /// Forgets an in-flight record (its link is settled).
+    pub fn remove_in_flight(&mut self, pair: &str, dest: Side, key: &Key) {
+        self.batch.delete(in_flight_key(pair, dest, key));
     }
 
     /// Removes change-log entries.
@@ -482,6 +519,15 @@ impl State {
     ) -> StoreResult<Option<DeadLetter>> {
         let k = dead_letter_key(side, pair, key);
         self.kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// Every in-flight record.
+    pub fn in_flight(&self) -> StoreResult<Vec<InFlight>> {
+        self.kv
+            .scan(IN_FLIGHT, None, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
     }
 
     /// Every dead letter.

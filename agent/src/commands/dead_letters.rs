@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 
-use super::load;
+use super::{describe_side, load};
 use crate::cli::DeadLetterAction;
-use crate::state::{NewEntry, State, StateBatch};
+use crate::config::Side;
+use crate::state::{DeadLetter, NewEntry, State, StateBatch};
 
 pub(super) async fn dead_letters(
     path: &Path,
@@ -36,7 +37,37 @@ pub(super) async fn dead_letters(
             }
         }
         DeadLetterAction::Retry => {
-            for letter in &letters {
+            // The record is read again where it changed: the stored values
+            // may be older than what the agent wrote since (a later change
+            // from the other side), and re-reading also brings its latest
+            // change. Nothing is queued unless every side answers.
+            let mut queued = Vec::new();
+            for side in Side::BOTH {
+                let mine: Vec<&DeadLetter> = letters.iter().filter(|l| l.side == side).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let (connector, tables) = describe_side(&config, side).await?;
+                for letter in mine {
+                    let Some(index) = config.tables.iter().position(|p| p.name == letter.pair)
+                    else {
+                        println!(
+                            "{} key {}: pair no longer configured; discard it instead",
+                            letter.pair, letter.key
+                        );
+                        continue;
+                    };
+                    let table = &tables[index];
+                    let row = connector
+                        .fetch_rows(table, std::slice::from_ref(&letter.key))
+                        .await
+                        .with_context(|| format!("{side}: reading {} {}", table.name, letter.key))?
+                        .into_iter()
+                        .next();
+                    queued.push((letter.clone(), row));
+                }
+            }
+            for (letter, row) in &queued {
                 let mut batch = StateBatch::default();
                 batch.remove_dead_letter(letter);
                 state.append_log_with(
@@ -44,7 +75,7 @@ pub(super) async fn dead_letters(
                         side: letter.side,
                         pair: letter.pair.clone(),
                         key: letter.key.clone(),
-                        row: letter.row.clone(),
+                        row: row.clone(),
                         captured_at: Utc::now(),
                     }],
                     batch,
@@ -52,7 +83,7 @@ pub(super) async fn dead_letters(
             }
             println!(
                 "{} record(s) queued again; the next pass applies them",
-                letters.len()
+                queued.len()
             );
         }
         DeadLetterAction::Discard => {

@@ -25,7 +25,7 @@ use super::plan::Mapped;
 use super::report::Tally;
 use super::{Agent, SyncError, SyncResult};
 use crate::config::{ConflictPolicy, Side};
-use crate::state::{DeadLetter, Link, StateBatch, FORMAT_VERSION};
+use crate::state::{DeadLetter, InFlight, Link, StateBatch, FORMAT_VERSION};
 
 /// Log entries considered in one round of applying.
 pub const DRAIN_WINDOW: usize = 20_000;
@@ -43,6 +43,15 @@ pub struct Record {
     pub last_seq: u64,
     /// When its newest change was captured.
     pub captured_at: DateTime<Utc>,
+}
+
+/// Records of a chunk that need another try.
+#[derive(Default)]
+struct ChunkResult {
+    /// Written with a reference still missing.
+    partial: Vec<Record>,
+    /// Refused for a data reason; tried again at the end of the round.
+    retry: Vec<Record>,
 }
 
 /// What became of one record.
@@ -143,16 +152,28 @@ impl Agent {
                     }
                 }
             }
+            let mut retry_upserts = Vec::new();
             for pair in 0..pairs.len() {
                 for side in Side::BOTH {
                     let records = take(&mut groups, pair, side, false);
-                    self.apply_upserts(pair, side, records, tally).await?;
+                    for failed in self
+                        .apply_upserts(pair, side, records, false, tally)
+                        .await?
+                    {
+                        retry_upserts.push((pair, side, failed));
+                    }
                 }
             }
-            // A delete refused by a reference (the child was re-parented in
-            // the same round) gets a second chance after the updates.
+            // A record refused for a data reason may only have met the
+            // round's order (a delete refused by a child re-parented later
+            // in the round, a unique value freed by a later update): each
+            // gets a second chance after everything else.
             for (pair, side, record) in retry {
                 self.apply_deletes(pair, side, vec![record], true, tally)
+                    .await?;
+            }
+            for (pair, side, record) in retry_upserts {
+                self.apply_upserts(pair, side, vec![record], true, tally)
                     .await?;
             }
             if self.state.log_len()? >= before {
@@ -198,39 +219,119 @@ impl Agent {
     /// Inserts or updates the copies of `records`, which changed on
     /// `origin`. Records written with a reference still missing are tried
     /// once more at the end (a parent in the same batch is linked by then).
+    /// Returns the records refused for a data reason when `last_chance` is
+    /// false (the round tries them again after everything else).
     async fn apply_upserts(
         &self,
         pair: usize,
         origin: Side,
         records: Vec<Record>,
+        last_chance: bool,
         tally: &mut Tally,
-    ) -> SyncResult<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
+    ) -> SyncResult<Vec<Record>> {
         let mut partial = Vec::new();
+        let mut retry = Vec::new();
         for chunk in records.chunks(self.integration.config.batch_size) {
-            partial.extend(
-                self.upsert_chunk(pair, origin, chunk.to_vec(), tally)
-                    .await?,
-            );
+            let done = self
+                .upsert_chunk_or_split(pair, origin, chunk.to_vec(), last_chance, tally)
+                .await?;
+            partial.extend(done.partial);
+            retry.extend(done.retry);
         }
         if !partial.is_empty() {
             // Whatever is still incomplete stays in the log for a later pass.
-            self.upsert_chunk(pair, origin, partial, tally).await?;
+            let done = self
+                .upsert_chunk_or_split(pair, origin, partial, last_chance, tally)
+                .await?;
+            retry.extend(done.retry);
+        }
+        Ok(retry)
+    }
+
+    /// [`Agent::upsert_chunk`]; when the commit itself is refused for a data
+    /// reason (a deferred constraint), each record is tried alone so that
+    /// only the one at fault fails.
+    async fn upsert_chunk_or_split(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        last_chance: bool,
+        tally: &mut Tally,
+    ) -> SyncResult<ChunkResult> {
+        let refused = match self
+            .upsert_chunk(pair, origin, records.clone(), last_chance, tally)
+            .await
+        {
+            Err(e) if e_is_data(&e) => e,
+            other => return other,
+        };
+        let mut out = ChunkResult::default();
+        if let [record] = records.as_slice() {
+            self.refuse(
+                pair,
+                origin,
+                record.clone(),
+                refused,
+                last_chance,
+                &mut out,
+                tally,
+            )?;
+            return Ok(out);
+        }
+        for record in records {
+            match self
+                .upsert_chunk(pair, origin, vec![record.clone()], last_chance, tally)
+                .await
+            {
+                Ok(done) => {
+                    out.partial.extend(done.partial);
+                    out.retry.extend(done.retry);
+                }
+                Err(e) if e_is_data(&e) => {
+                    self.refuse(pair, origin, record, e, last_chance, &mut out, tally)?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A record refused for a data reason: kept for the retry at the end of
+    /// the round, or dead-lettered when that was its last chance.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &self,
+        pair: usize,
+        origin: Side,
+        record: Record,
+        reason: SyncError,
+        last_chance: bool,
+        out: &mut ChunkResult,
+        tally: &mut Tally,
+    ) -> SyncResult<()> {
+        if last_chance {
+            self.settle(
+                pair,
+                origin,
+                vec![(record, Outcome::Failed(reason.to_string()))],
+                tally,
+            )?;
+        } else {
+            out.retry.push(record);
         }
         Ok(())
     }
 
-    /// One transaction's worth of upserts; returns the records written
-    /// with a reference still missing.
+    /// One transaction's worth of upserts.
     async fn upsert_chunk(
         &self,
         pair: usize,
         origin: Side,
         records: Vec<Record>,
+        last_chance: bool,
         tally: &mut Tally,
-    ) -> SyncResult<Vec<Record>> {
+    ) -> SyncResult<ChunkResult> {
         let plan = &self.integration.plan;
         let name = plan.pairs[pair].name.clone();
         let dest = origin.other();
@@ -241,12 +342,17 @@ impl Agent {
             let err = self.integration.error(dest);
             let mut tx = connector.begin().await.map_err(&err)?;
             let mut outcomes = Vec::with_capacity(records.len());
+            let mut result = ChunkResult::default();
             for record in records {
                 let outcome = match self
                     .upsert_one(&mut *tx, pair, origin, &record, position)
                     .await
                 {
                     Ok(outcome) => outcome,
+                    Err(e) if e_is_data(&e) && !last_chance => {
+                        result.retry.push(record);
+                        continue;
+                    }
                     Err(e) if e_is_data(&e) => Outcome::Failed(e.to_string()),
                     Err(e) => {
                         let _ = tx.rollback().await;
@@ -255,24 +361,42 @@ impl Agent {
                 };
                 outcomes.push((record, outcome));
             }
-            // Before the commit: what the copies will look like, so a crash
-            // between commit and state update is not mistaken for a change.
+            // Before the commit: what the copies will look like, so that a
+            // crash between the commit and the state update is recognised:
+            // an updated copy's fingerprint as pending, a new copy's link as
+            // in flight (confirmed at start-up if the copy exists).
             let mut intents = StateBatch::default();
             for (_, outcome) in &outcomes {
-                if let Outcome::Written {
-                    old: Some(old),
-                    link,
-                    ..
-                } = outcome
-                {
-                    let mut intent = old.clone();
-                    intent.pending[dest.index()] = link.synced[dest.index()];
-                    intents.put_link(&name, &intent);
+                match outcome {
+                    Outcome::Written {
+                        old: Some(old),
+                        link,
+                        kind: Kind::Updated,
+                        ..
+                    } => {
+                        let mut intent = old.clone();
+                        intent.pending[dest.index()] = link.synced[dest.index()];
+                        intents.put_link(&name, &intent);
+                    }
+                    Outcome::Written {
+                        old,
+                        link,
+                        kind: Kind::Inserted,
+                        ..
+                    } => intents.put_in_flight(&InFlight {
+                        v: FORMAT_VERSION,
+                        pair: name.clone(),
+                        dest,
+                        link: link.clone(),
+                        replaces: old.clone(),
+                    }),
+                    _ => {}
                 }
             }
             self.state.commit(intents, true)?;
             tx.commit().await.map_err(&err)?;
-            self.settle(pair, origin, outcomes, tally)
+            result.partial = self.settle(pair, origin, outcomes, tally)?;
+            Ok(result)
         }
         .instrument(span)
         .await
@@ -413,10 +537,39 @@ impl Agent {
     ) -> SyncResult<Vec<Record>> {
         let mut failed = Vec::new();
         for chunk in records.chunks(self.integration.config.batch_size) {
-            failed.extend(
-                self.delete_chunk(pair, origin, chunk.to_vec(), last_chance, tally)
-                    .await?,
-            );
+            match self
+                .delete_chunk(pair, origin, chunk.to_vec(), last_chance, tally)
+                .await
+            {
+                Ok(retry) => failed.extend(retry),
+                // The commit itself was refused (a deferred constraint):
+                // each record alone, so that only the one at fault fails.
+                Err(e) if e_is_data(&e) => {
+                    for record in chunk {
+                        let alone = self
+                            .delete_chunk(pair, origin, vec![record.clone()], last_chance, tally)
+                            .await;
+                        match alone {
+                            Ok(retry) => failed.extend(retry),
+                            Err(e) if e_is_data(&e) => {
+                                let mut out = ChunkResult::default();
+                                self.refuse(
+                                    pair,
+                                    origin,
+                                    record.clone(),
+                                    e,
+                                    last_chance,
+                                    &mut out,
+                                    tally,
+                                )?;
+                                failed.extend(out.retry);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(failed)
     }
@@ -599,6 +752,9 @@ impl Agent {
                         }
                     }
                     batch.put_link(name, &link);
+                    if kind == Kind::Inserted {
+                        batch.remove_in_flight(name, origin.other(), link.key(origin.other()));
+                    }
                     let counts = &mut stats.applied[origin.index()];
                     let tallied = &mut pair_tally.applied[origin.index()];
                     match kind {

@@ -13,6 +13,50 @@ use crate::config::Side;
 use crate::state::{Link, StateBatch};
 
 impl Agent {
+    /// Settles the new copies the agent was committing when it stopped:
+    /// a copy that exists gets its link; one that does not is forgotten
+    /// (its change is still in the log and is applied again).
+    pub async fn resolve_in_flight(&self) -> SyncResult<usize> {
+        let records = self.state.in_flight()?;
+        let mut confirmed = 0;
+        for record in &records {
+            let Some(pair) = self
+                .integration
+                .plan
+                .pairs
+                .iter()
+                .find(|p| p.name == record.pair)
+            else {
+                continue;
+            };
+            let key = record.link.key(record.dest).clone();
+            let exists = !self
+                .integration
+                .endpoint(record.dest)
+                .fetch_rows(pair.table(record.dest), std::slice::from_ref(&key))
+                .await
+                .map_err(self.integration.error(record.dest))?
+                .is_empty();
+            let mut batch = StateBatch::default();
+            if exists {
+                if let Some(old) = &record.replaces {
+                    batch.remove_link(&record.pair, old);
+                }
+                batch.put_link(&record.pair, &record.link);
+                confirmed += 1;
+            }
+            batch.remove_in_flight(&record.pair, record.dest, &key);
+            self.state.commit(batch, true)?;
+        }
+        if !records.is_empty() {
+            info!(
+                in_flight = records.len(),
+                confirmed, "settled the copies in flight at the last stop"
+            );
+        }
+        Ok(confirmed)
+    }
+
     /// Adopts key pairs from both mapping tables that the state does not
     /// know (neither key linked yet); returns how many.
     pub async fn adopt_mapping_tables(&self) -> SyncResult<usize> {

@@ -82,6 +82,7 @@ impl Agent {
         }
         let state = State::open(&integration.config.state_dir)?;
         let agent = Agent { integration, state };
+        agent.resolve_in_flight().await?;
         agent.adopt_mapping_tables().await?;
         Ok(agent)
     }
@@ -127,6 +128,7 @@ impl Agent {
         while !*shutdown.borrow() {
             let result = async {
                 if recover {
+                    self.resolve_in_flight().await?;
                     self.adopt_mapping_tables().await?;
                 }
                 if !first_sync_done {
