@@ -4,79 +4,74 @@
 //! Each test creates its own database `tandem_t_<uuid>` and drops it when
 //! its guard goes out of scope, failed test included.
 
+mod common;
+
+use std::slice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveTime};
+use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use serde_json::json;
 use tandem_connectors::mysql::{Flavour, MysqlConnector};
 use tandem_connectors::{
-    ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow, Key, Row,
-    TableName, TableSchema, Value,
+    ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
+    TableSchema, Value,
 };
 
-const DEFAULT_ADMIN_URL: &str = "mysql://root@127.0.0.1:3306/mysql";
+struct Mysql;
 
-fn admin_url() -> String {
-    std::env::var("TANDEM_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+type TestDb = common::TestDb<Mysql>;
+
+async fn session(url: &str) -> mysql_async::Result<Conn> {
+    Conn::new(Opts::from_url(url)?).await
 }
 
-/// A throw-away database, dropped with the guard.
-struct TestDb {
-    name: String,
-    url: String,
+impl Server for Mysql {
+    const ENGINE: Engine = Engine::Mysql;
+    const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+    async fn create_database(admin_url: &str, name: &str) {
+        let create =
+            format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci");
+        Self::execute(admin_url, &create).await;
+    }
+
+    async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+        let dropped: mysql_async::Result<()> = async {
+            let mut admin = session(admin_url).await?;
+            // Sessions left behind by a failed test must not block the drop.
+            let ids: Vec<u64> = admin
+                .exec(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                    (name,),
+                )
+                .await?;
+            for id in ids {
+                let _ = admin.query_drop(format!("KILL {id}")).await;
+            }
+            admin.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
+            admin.disconnect().await
+        }
+        .await;
+        dropped.map_err(|e| e.to_string())
+    }
+
+    async fn execute(url: &str, sql: &str) {
+        let mut conn = session(url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        conn.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.disconnect().await.unwrap();
+    }
 }
 
 impl TestDb {
-    async fn new() -> TestDb {
-        let name = format!("tandem_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = Conn::new(Opts::from_url(&admin_url()).unwrap())
-            .await
-            .unwrap();
-        admin
-            .query_drop(format!(
-                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            ))
-            .await
-            .unwrap();
-        admin.disconnect().await.unwrap();
-        let mut url = url::Url::parse(&admin_url()).unwrap();
-        url.set_path(&format!("/{name}"));
-        TestDb {
-            name,
-            url: url.to_string(),
-        }
-    }
-
-    fn config(&self) -> EndpointConfig {
-        EndpointConfig {
-            engine: Engine::Mysql,
-            url: self.url.clone(),
-            password: None,
-            poll_interval: Duration::from_millis(50),
-            max_connections: 4,
-        }
-    }
-
-    async fn connector(&self) -> Arc<dyn Connector> {
-        tandem_connectors::connect(&self.config()).await.unwrap()
-    }
-
     /// A plain session to the test database (not the agent's).
     async fn conn(&self) -> Conn {
-        Conn::new(Opts::from_url(&self.url).unwrap()).await.unwrap()
-    }
-
-    async fn exec(&self, statements: &[&str]) {
-        let mut conn = self.conn().await;
-        for s in statements {
-            conn.query_drop(*s)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
-        }
-        conn.disconnect().await.unwrap();
+        session(&self.url).await.unwrap()
     }
 
     async fn strings(&self, sql: &str) -> Vec<String> {
@@ -87,6 +82,10 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         conn.disconnect().await.unwrap();
         out.into_iter().map(Option::unwrap_or_default).collect()
+    }
+
+    async fn is_mariadb(&self) -> bool {
+        self.strings("SELECT VERSION()").await[0].contains("MariaDB")
     }
 
     /// Everything the catalog knows about the database, sorted.
@@ -117,37 +116,6 @@ impl TestDb {
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Own thread and runtime: the test's runtime may be gone or busy.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let mut admin = Conn::new(Opts::from_url(&admin_url()).unwrap()).await?;
-                // Sessions left behind by a failed test must not block the drop.
-                let ids: Vec<u64> = admin
-                    .exec(
-                        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-                        (name.clone(),),
-                    )
-                    .await?;
-                for id in ids {
-                    let _ = admin.query_drop(format!("KILL {id}")).await;
-                }
-                admin.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
-                admin.disconnect().await
-            })
-        });
-        if let Err(e) = cleanup.join().expect("cleanup thread") {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
-    }
-}
-
 /// Polls `condition` until it holds, for at most ten seconds.
 async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
@@ -161,34 +129,21 @@ where
     }
 }
 
-fn row(pairs: &[(&str, Value)]) -> Row {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
 fn table(name: &str) -> TableName {
     TableName::new(None, name)
 }
 
-async fn install(connector: &Arc<dyn Connector>, tables: &[TableSchema]) {
-    let script = connector.install_script(tables).await.unwrap();
-    connector.run_script(&script).await.unwrap();
-}
-
-/// (op, key) of every change row of `tables`.
-async fn changes(
-    connector: &Arc<dyn Connector>,
-    tables: &[TableName],
-) -> Vec<(ChangeOp, serde_json::Value)> {
-    connector
-        .read_changes(tables, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.op, c.key))
-        .collect()
+/// A table `t (id, v)` holding the row `(1, v)`: the database, its
+/// connector and the table.
+async fn one_row(v: i64) -> (TestDb, Arc<dyn Connector>, TableSchema) {
+    let db = TestDb::with(&format!(
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT);
+         INSERT INTO t VALUES (1, {v})"
+    ))
+    .await;
+    let connector = db.connector().await;
+    let schema = describe(&connector, "t").await;
+    (db, connector, schema)
 }
 
 const ODD: &str = "Customer \"Orders\" ü";
@@ -196,10 +151,9 @@ const ODD: &str = "Customer \"Orders\" ü";
 #[tokio::test]
 async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
     // GIVEN a parent with a key in non-column order and a child with odd names
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, PRIMARY KEY (b, a))",
-        "CREATE TABLE `Customer \"Orders\" ü` (
+    let db = TestDb::with(
+        "CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, PRIMARY KEY (b, a));
+         CREATE TABLE `Customer \"Orders\" ü` (
             id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
             `First Name` VARCHAR(50) NOT NULL,
             pa INT, pb VARCHAR(10),
@@ -213,104 +167,65 @@ async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
             flag TINYINT(1), kind ENUM('a','b'), shape POINT,
             CONSTRAINT fk_parent FOREIGN KEY (pb, pa) REFERENCES parent (b, a),
             CONSTRAINT fk_self FOREIGN KEY (manager) REFERENCES `Customer \"Orders\" ü` (id))",
-    ])
+    )
     .await;
     let connector = db.connector().await;
     assert_eq!(connector.table_name(ODD), table(ODD));
 
     // WHEN both are described
-    let parent = connector.describe(&table("parent")).await.unwrap();
-    let odd = connector.describe(&table(ODD)).await.unwrap();
+    let [parent, odd] = describe_all(&connector, ["parent", ODD]).await;
 
     // THEN the key keeps its order, columns their catalog order and types
     assert_eq!(parent.primary_key, vec!["b", "a"]);
-    let summary: Vec<(&str, DataType, &str, bool, bool, bool)> = odd
-        .columns
-        .iter()
-        .map(|c| {
-            (
-                c.name.as_str(),
-                c.data_type,
-                c.native_type.as_str(),
-                c.nullable,
-                c.generated,
-                c.always_generated,
-            )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        vec![
-            ("id", DataType::Int, "bigint", false, true, false),
-            ("First Name", DataType::Text, "varchar", false, false, false),
-            ("pa", DataType::Int, "int", true, false, false),
-            ("pb", DataType::Text, "varchar", true, false, false),
-            ("manager", DataType::Int, "bigint", true, false, false),
-            ("doc", DataType::Json, "longtext", true, false, false),
-            ("total", DataType::Decimal, "decimal", true, false, false),
-            ("ratio", DataType::Float, "double", true, false, false),
-            ("born", DataType::Date, "date", true, false, false),
-            ("at_time", DataType::Time, "time", true, false, false),
-            (
-                "created",
-                DataType::Timestamp,
-                "datetime",
-                true,
-                false,
-                false
-            ),
-            (
-                "stamped",
-                DataType::TimestampTz,
-                "timestamp",
-                true,
-                false,
-                false
-            ),
-            ("raw", DataType::Bytes, "varbinary", true, false, false),
-            ("token", DataType::Uuid, "uuid", true, true, false),
-            ("doubled", DataType::Int, "int", true, true, true),
-            ("tripled", DataType::Int, "int", true, true, true),
-            ("flag", DataType::Int, "tinyint", true, false, false),
-            ("kind", DataType::Text, "enum", true, false, false),
-            ("shape", DataType::Other, "point", true, false, false),
-        ]
-    );
+    #[rustfmt::skip]
+    let expected = vec![
+        ("id", DataType::Int, "bigint", false, true, false),
+        ("First Name", DataType::Text, "varchar", false, false, false),
+        ("pa", DataType::Int, "int", true, false, false),
+        ("pb", DataType::Text, "varchar", true, false, false),
+        ("manager", DataType::Int, "bigint", true, false, false),
+        ("doc", DataType::Json, "longtext", true, false, false),
+        ("total", DataType::Decimal, "decimal", true, false, false),
+        ("ratio", DataType::Float, "double", true, false, false),
+        ("born", DataType::Date, "date", true, false, false),
+        ("at_time", DataType::Time, "time", true, false, false),
+        ("created", DataType::Timestamp, "datetime", true, false, false),
+        ("stamped", DataType::TimestampTz, "timestamp", true, false, false),
+        ("raw", DataType::Bytes, "varbinary", true, false, false),
+        ("token", DataType::Uuid, "uuid", true, true, false),
+        ("doubled", DataType::Int, "int", true, true, true),
+        ("tripled", DataType::Int, "int", true, true, true),
+        ("flag", DataType::Int, "tinyint", true, false, false),
+        ("kind", DataType::Text, "enum", true, false, false),
+        ("shape", DataType::Other, "point", true, false, false),
+    ];
+    assert_eq!(column_summary(&odd), expected);
     assert_eq!(odd.primary_key, vec!["id"]);
     assert!(odd.key_is_generated());
     // AND the foreign keys keep their column order, self-reference included
-    assert_eq!(odd.foreign_keys.len(), 2);
-    assert_eq!(odd.foreign_keys[0].columns, vec!["pb", "pa"]);
-    assert_eq!(odd.foreign_keys[0].referenced_table, table("parent"));
-    assert_eq!(odd.foreign_keys[0].referenced_columns, vec!["b", "a"]);
-    assert_eq!(odd.foreign_keys[1].columns, vec!["manager"]);
-    assert_eq!(odd.foreign_keys[1].referenced_table, table(ODD));
-    assert_eq!(odd.foreign_keys[1].referenced_columns, vec!["id"]);
+    assert_eq!(
+        foreign_keys(&odd),
+        vec![
+            (vec!["pb", "pa"], table("parent"), vec!["b", "a"]),
+            (vec!["manager"], table(ODD), vec!["id"]),
+        ]
+    );
 
     // AND a missing table is a schema error naming it and the database
-    let err = connector.describe(&table("Parent")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Schema);
-    assert_eq!(
-        err.to_string(),
-        format!("table Parent does not exist in database {}", db.name)
-    );
+    assert_missing_table(&connector, "Parent", &db.name).await;
 }
 
 #[tokio::test]
 async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
     // GIVEN two tables, one of which will later leave the configuration
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE `Customer \"Orders\" ü` (id INT AUTO_INCREMENT PRIMARY KEY, `First Name` TEXT)",
-        "CREATE TABLE link (a INT, b VARCHAR(20), c VARBINARY(4), PRIMARY KEY (a, b, c))",
-        "CREATE TRIGGER audit BEFORE INSERT ON link FOR EACH ROW SET @audited = 1",
-    ])
+    let db = TestDb::with(
+        "CREATE TABLE `Customer \"Orders\" ü` (id INT AUTO_INCREMENT PRIMARY KEY, `First Name` TEXT);
+         CREATE TABLE link (a INT, b VARCHAR(20), c VARBINARY(4), PRIMARY KEY (a, b, c));
+         CREATE TRIGGER audit BEFORE INSERT ON link FOR EACH ROW SET @audited = 1",
+    )
     .await;
     let connector = db.connector().await;
-    let tables = vec![
-        connector.describe(&table(ODD)).await.unwrap(),
-        connector.describe(&table("link")).await.unwrap(),
-    ];
+    let tables = describe_all(&connector, [ODD, "link"]).await;
     let before = db.catalog().await;
     let nothing = connector.installation(&tables).await.unwrap();
     assert_eq!(nothing.version, None);
@@ -324,25 +239,20 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
 
     // THEN the second run changed nothing, and everything is in place
     assert_eq!(once, twice);
-    assert_eq!(
-        once.iter()
-            .filter(|l| l.starts_with("trigger|tandem_"))
-            .count(),
-        6
-    );
+    let triggers = once.iter().filter(|l| l.starts_with("trigger|tandem_"));
+    assert_eq!(triggers.count(), 6);
     assert!(once.contains(&"version|1|1".to_owned()), "{once:#?}");
     let installed = connector.installation(&tables).await.unwrap();
     assert_eq!(installed.version, Some(1));
     assert!(installed.missing_triggers.is_empty(), "{installed:?}");
 
     // AND a dropped trigger is reported
-    db.exec(&["DROP TRIGGER tandem_del_link"]).await;
+    db.exec("DROP TRIGGER tandem_del_link").await;
     let partial = connector.installation(&tables).await.unwrap();
     assert_eq!(partial.missing_triggers, vec![table("link")]);
 
     // WHEN uninstalled with only one table still configured
-    let script = connector.uninstall_script(&tables[..1]).await.unwrap();
-    connector.run_script(&script).await.unwrap();
+    uninstall(&connector, &tables[..1]).await;
 
     // THEN the catalog is exactly as before install (the user's own
     // trigger kept)
@@ -353,20 +263,20 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
 #[tokio::test]
 async fn captures_insert_update_delete_and_key_change() {
     // GIVEN an installed table with an odd name
-    let db = TestDb::new().await;
-    db.exec(&["CREATE TABLE `Customer \"Orders\" ü` (id INT PRIMARY KEY, `First Name` TEXT)"])
-        .await;
+    let db = TestDb::with(
+        "CREATE TABLE `Customer \"Orders\" ü` (id INT PRIMARY KEY, `First Name` TEXT)",
+    )
+    .await;
     let connector = db.connector().await;
-    let schema = connector.describe(&table(ODD)).await.unwrap();
-    install(&connector, std::slice::from_ref(&schema)).await;
+    install_capture(&connector, [ODD]).await;
 
     // WHEN an application inserts, updates, changes a key and deletes
-    db.exec(&[
-        "INSERT INTO `Customer \"Orders\" ü` VALUES (1, 'Ann'), (2, 'Bob')",
-        "UPDATE `Customer \"Orders\" ü` SET `First Name` = 'Anna' WHERE id = 1",
-        "UPDATE `Customer \"Orders\" ü` SET id = 3 WHERE id = 2",
-        "DELETE FROM `Customer \"Orders\" ü` WHERE id = 1",
-    ])
+    db.exec(
+        "INSERT INTO `Customer \"Orders\" ü` VALUES (1, 'Ann'), (2, 'Bob');
+         UPDATE `Customer \"Orders\" ü` SET `First Name` = 'Anna' WHERE id = 1;
+         UPDATE `Customer \"Orders\" ü` SET id = 3 WHERE id = 2;
+         DELETE FROM `Customer \"Orders\" ü` WHERE id = 1",
+    )
     .await;
 
     // THEN each is one change row, the key change as delete + insert
@@ -394,33 +304,33 @@ async fn captures_insert_update_delete_and_key_change() {
 #[tokio::test]
 async fn captured_keys_decode_to_the_stored_key() {
     // GIVEN a table keyed by bytes, an instant, a decimal and text
-    let db = TestDb::new().await;
-    db.exec(&["CREATE TABLE k (b VARBINARY(8), z TIMESTAMP(6), d DECIMAL(8,3), t VARCHAR(20), v INT, PRIMARY KEY (b, z, d, t))"]).await;
+    let db = TestDb::with(
+        "CREATE TABLE k (b VARBINARY(8), z TIMESTAMP(6), d DECIMAL(8,3), t VARCHAR(20), v INT,
+                         PRIMARY KEY (b, z, d, t))",
+    )
+    .await;
     let connector = db.connector().await;
-    let schema = connector.describe(&table("k")).await.unwrap();
-    install(&connector, std::slice::from_ref(&schema)).await;
+    let [schema] = install_capture(&connector, ["k"]).await;
 
     // WHEN an application writes from a session in another time zone, and
     // changes only the case of the text key
-    db.exec(&[
-        "SET time_zone = '+05:00'",
-        "INSERT INTO k VALUES (X'00FF27', '2024-03-01 12:00:00.250000', 1.5, 'Ab', 1)",
-    ])
+    db.exec(
+        "SET time_zone = '+05:00';
+         INSERT INTO k VALUES (X'00FF27', '2024-03-01 12:00:00.250000', 1.5, 'Ab', 1)",
+    )
     .await;
-    let mut conn = db.conn().await;
-    conn.query_drop("UPDATE k SET t = 'AB'").await.unwrap();
-    conn.disconnect().await.unwrap();
+    db.exec("UPDATE k SET t = 'AB'").await;
 
     // THEN the captured keys decode to the keys the table holds
     let stored = connector.scan(&schema, None, 10).await.unwrap();
     let stored_key = schema.key_of(&stored[0]).unwrap();
     assert_eq!(
         stored_key,
-        Key(vec![
+        key(&[
             Value::Bytes(vec![0, 255, 39]),
             Value::parse_text(DataType::TimestampTz, "2024-03-01 07:00:00.25+00").unwrap(),
             Value::Decimal("1.500".into()),
-            Value::Text("AB".into()),
+            text("AB"),
         ])
     );
     let read = connector.read_changes(&[table("k")], 10).await.unwrap();
@@ -429,10 +339,10 @@ async fn captured_keys_decode_to_the_stored_key() {
         ops,
         vec![ChangeOp::Insert, ChangeOp::Delete, ChangeOp::Insert]
     );
-    let last = Key::from_captured(&schema.key_types(), &read[2].key).unwrap();
+    let captured = |i: usize| Key::from_captured(&schema.key_types(), &read[i].key).unwrap();
+    let last = captured(2);
     assert_eq!(last, stored_key);
-    let first = Key::from_captured(&schema.key_types(), &read[0].key).unwrap();
-    assert_eq!(first.0[3], Value::Text("Ab".into()));
+    assert_eq!(captured(0).0[3], text("Ab"));
     assert_eq!(
         connector.fetch_rows(&schema, &[last]).await.unwrap(),
         stored
@@ -442,25 +352,19 @@ async fn captured_keys_decode_to_the_stored_key() {
 #[tokio::test]
 async fn own_writes_are_not_captured_but_concurrent_ones_are() {
     // GIVEN an installed table
-    let db = TestDb::new().await;
-    db.exec(&["CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)"])
-        .await;
+    let db = TestDb::with("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)").await;
     let connector = db.connector().await;
-    let schema = connector.describe(&table("t")).await.unwrap();
-    install(&connector, std::slice::from_ref(&schema)).await;
+    let [schema] = install_capture(&connector, ["t"]).await;
 
     // WHEN the agent writes in its transaction while an application writes
     let mut tx = connector.begin().await.unwrap();
     let own = tx
-        .insert(&schema, &row(&[("v", Value::Text("agent".into()))]))
+        .insert(&schema, &row(&[("v", text("agent"))]))
         .await
         .unwrap();
-    db.exec(&["INSERT INTO t (id, v) VALUES (100, 'app')"])
-        .await;
-    assert!(tx
-        .update(&schema, &own, &row(&[("v", Value::Text("agent2".into()))]))
-        .await
-        .unwrap());
+    db.exec("INSERT INTO t (id, v) VALUES (100, 'app')").await;
+    let agent2 = row(&[("v", text("agent2"))]);
+    assert!(tx.update(&schema, &own, &agent2).await.unwrap());
     tx.commit().await.unwrap();
 
     // THEN only the application's write is captured
@@ -469,29 +373,20 @@ async fn own_writes_are_not_captured_but_concurrent_ones_are() {
         vec![(ChangeOp::Insert, json!([100]))]
     );
     let rows = connector.fetch_rows(&schema, &[own]).await.unwrap();
-    assert_eq!(rows[0]["v"], Value::Text("agent2".into()));
+    assert_eq!(rows[0]["v"], text("agent2"));
 }
 
 #[tokio::test]
 async fn the_marker_never_leaks_into_the_pool() {
     // GIVEN a pool of one connection and an installed table
-    let db = TestDb::new().await;
-    db.exec(&["CREATE TABLE t (id INT PRIMARY KEY, v TEXT)"])
-        .await;
-    let connector = tandem_connectors::connect(&EndpointConfig {
-        max_connections: 1,
-        ..db.config()
-    })
-    .await
-    .unwrap();
-    let schema = connector.describe(&table("t")).await.unwrap();
-    install(&connector, std::slice::from_ref(&schema)).await;
+    let db = TestDb::with("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)").await;
+    let connector = db.connector_with(|c| c.max_connections = 1).await;
+    let [schema] = install_capture(&connector, ["t"]).await;
+    let id = |i| row(&[("id", Value::Int(i))]);
 
     // WHEN a transaction commits
     let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &row(&[("id", Value::Int(1))]))
-        .await
-        .unwrap();
+    tx.insert(&schema, &id(1)).await.unwrap();
     tx.commit().await.unwrap();
     // THEN the one pooled session writes unmarked again (it is captured)
     let plain = |id: i64| vec![format!("INSERT INTO t (id) VALUES ({id})")];
@@ -503,9 +398,7 @@ async fn the_marker_never_leaks_into_the_pool() {
 
     // WHEN a transaction is dropped unfinished
     let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &row(&[("id", Value::Int(2))]))
-        .await
-        .unwrap();
+    tx.insert(&schema, &id(2)).await.unwrap();
     drop(tx);
     // THEN the pool gets a clean session back
     tokio::time::timeout(Duration::from_secs(10), connector.run_script(&plain(4)))
@@ -520,34 +413,29 @@ async fn the_marker_never_leaks_into_the_pool() {
         ]
     );
     // AND the dropped transaction left nothing and holds no lock
-    let keys = [Key(vec![Value::Int(1)]), Key(vec![Value::Int(2)])];
+    let keys = [key(&[Value::Int(1)]), key(&[Value::Int(2)])];
     assert_eq!(connector.fetch_rows(&schema, &keys).await.unwrap().len(), 1);
-    db.exec(&[
-        "SET innodb_lock_wait_timeout = 5",
-        "INSERT INTO t (id) VALUES (2)",
-    ])
+    db.exec(
+        "SET innodb_lock_wait_timeout = 5;
+         INSERT INTO t (id) VALUES (2)",
+    )
     .await;
 }
 
 #[tokio::test]
 async fn changes_are_read_and_deleted_by_identity() {
     // GIVEN changes of two tables
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE a (id INT PRIMARY KEY)",
-        "CREATE TABLE b (id INT PRIMARY KEY)",
-    ])
+    let db = TestDb::with(
+        "CREATE TABLE a (id INT PRIMARY KEY);
+         CREATE TABLE b (id INT PRIMARY KEY)",
+    )
     .await;
     let connector = db.connector().await;
-    let tables = vec![
-        connector.describe(&table("a")).await.unwrap(),
-        connector.describe(&table("b")).await.unwrap(),
-    ];
-    install(&connector, &tables).await;
-    db.exec(&[
-        "INSERT INTO a VALUES (1), (2), (3)",
-        "INSERT INTO b VALUES (1)",
-    ])
+    install_capture(&connector, ["a", "b"]).await;
+    db.exec(
+        "INSERT INTO a VALUES (1), (2), (3);
+         INSERT INTO b VALUES (1)",
+    )
     .await;
 
     // WHEN only a's are read, with a limit, and one of them is deleted
@@ -560,17 +448,12 @@ async fn changes_are_read_and_deleted_by_identity() {
     connector.delete_changes(&[]).await.unwrap();
 
     // THEN exactly that row is gone; b's are untouched
+    let inserted = |id| (ChangeOp::Insert, json!([id]));
     assert_eq!(
         changes(&connector, &[table("a")]).await,
-        vec![
-            (ChangeOp::Insert, json!([1])),
-            (ChangeOp::Insert, json!([3]))
-        ]
+        vec![inserted(1), inserted(3)]
     );
-    assert_eq!(
-        changes(&connector, &[table("b")]).await,
-        vec![(ChangeOp::Insert, json!([1]))]
-    );
+    assert_eq!(changes(&connector, &[table("b")]).await, vec![inserted(1)]);
     assert_eq!(
         connector
             .count_changes(&[table("a"), table("b")])
@@ -584,24 +467,21 @@ async fn changes_are_read_and_deleted_by_identity() {
 #[tokio::test]
 async fn values_round_trip_for_every_type() {
     // GIVEN a column of every type
-    let db = TestDb::new().await;
-    db.exec(&["CREATE TABLE vals (
+    let db = TestDb::with(
+        "CREATE TABLE vals (
         id INT AUTO_INCREMENT PRIMARY KEY,
         i BIGINT, u BIGINT UNSIGNED, small SMALLINT UNSIGNED, dec_ DECIMAL(30,6), f FLOAT, d DOUBLE,
         t VARCHAR(100), tx LONGTEXT, b VARBINARY(50), bl BLOB, dt DATE, tm TIME(6),
         ts DATETIME(6), tz TIMESTAMP(6) NULL, j JSON, uu UUID, e ENUM('x','y'), y YEAR,
-        bits BIT(8), bin16 BINARY(16))"])
-        .await;
+        bits BIT(8), bin16 BINARY(16))",
+    )
+    .await;
     let connector = db.connector().await;
-    let schema = connector.describe(&table("vals")).await.unwrap();
-    let at = NaiveDate::from_ymd_opt(1999, 12, 31)
-        .unwrap()
-        .and_hms_micro_opt(1, 2, 3, 456_789)
-        .unwrap();
-    let instant = NaiveDate::from_ymd_opt(2030, 1, 1)
-        .unwrap()
-        .and_hms_micro_opt(0, 0, 0, 123_456)
-        .unwrap();
+    let schema = describe(&connector, "vals").await;
+    let at = |y, mo, d, h, mi, s, micro| {
+        let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
+        date.and_hms_micro_opt(h, mi, s, micro).unwrap()
+    };
     let uuid = uuid::Uuid::new_v4();
     let full = row(&[
         ("i", Value::Int(i64::MIN)),
@@ -613,8 +493,8 @@ async fn values_round_trip_for_every_type() {
         ),
         ("f", Value::Float(0.1)),
         ("d", Value::Float(-1.5e300)),
-        ("t", Value::Text("Grüße 🎉 'q' \"x\" \\ `".into())),
-        ("tx", Value::Text("long\ntext".into())),
+        ("t", text("Grüße 🎉 'q' \"x\" \\ `")),
+        ("tx", text("long\ntext")),
         ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
         ("bl", Value::Bytes(vec![])),
         (
@@ -625,11 +505,14 @@ async fn values_round_trip_for_every_type() {
             "tm",
             Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
         ),
-        ("ts", Value::Timestamp(at)),
-        ("tz", Value::TimestampTz(instant.and_utc())),
+        ("ts", Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789))),
+        (
+            "tz",
+            Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456).and_utc()),
+        ),
         ("j", Value::Json(json!({"a": [1, "b"], "c": null}))),
         ("uu", Value::Uuid(uuid)),
-        ("e", Value::Text("y".into())),
+        ("e", text("y")),
         ("y", Value::Int(2024)),
         ("bits", Value::Bytes(vec![0b1010_0101])),
         ("bin16", Value::Bytes(uuid.as_bytes().to_vec())),
@@ -646,27 +529,21 @@ async fn values_round_trip_for_every_type() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let rows = connector
-        .fetch_rows(
-            &schema,
-            &[full_key.clone(), null_key.clone(), uuid_key.clone()],
-        )
-        .await
-        .unwrap();
+    let keys = [full_key, null_key, uuid_key];
+    let rows = connector.fetch_rows(&schema, &keys).await.unwrap();
 
     // THEN every value comes back as written, NULL included
     assert_eq!(rows.len(), 3);
-    let mut expected = full.clone();
-    expected.insert("id".into(), full_key.0[0].clone());
-    assert_eq!(rows[0], expected);
-    let mut expected = nulls.clone();
-    expected.insert("id".into(), null_key.0[0].clone());
-    assert_eq!(rows[1], expected);
+    for (i, written) in [full, nulls].into_iter().enumerate() {
+        let mut expected = written;
+        expected.insert("id".into(), keys[i].0[0].clone());
+        assert_eq!(rows[i], expected);
+    }
     assert_eq!(rows[2]["bin16"], Value::Bytes(uuid.as_bytes().to_vec()));
     // AND an unconvertible value is a data error naming table, column, value
     let mut tx = connector.begin().await.unwrap();
     let err = tx
-        .insert(&schema, &row(&[("dt", Value::Text("someday".into()))]))
+        .insert(&schema, &row(&[("dt", text("someday"))]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Data);
@@ -682,83 +559,53 @@ async fn values_round_trip_for_every_type() {
 async fn insert_returns_generated_or_given_keys() {
     // GIVEN a table with an AUTO_INCREMENT key, one with a uuid() key, and a
     // link table keyed by its references
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE person (id INT AUTO_INCREMENT PRIMARY KEY, name TEXT)",
-        "CREATE TABLE tag (id UUID DEFAULT uuid() PRIMARY KEY, label TEXT)",
-        "CREATE TABLE person_tag (person INT, tag UUID, PRIMARY KEY (person, tag),
+    let db = TestDb::with(
+        "CREATE TABLE person (id INT AUTO_INCREMENT PRIMARY KEY, name TEXT);
+         CREATE TABLE tag (id UUID DEFAULT uuid() PRIMARY KEY, label TEXT);
+         CREATE TABLE person_tag (person INT, tag UUID, PRIMARY KEY (person, tag),
             FOREIGN KEY (person) REFERENCES person (id), FOREIGN KEY (tag) REFERENCES tag (id))",
-    ])
+    )
     .await;
     let connector = db.connector().await;
-    let person = connector.describe(&table("person")).await.unwrap();
-    let tag = connector.describe(&table("tag")).await.unwrap();
-    let link = connector.describe(&table("person_tag")).await.unwrap();
+    let [person, tag, link] = describe_all(&connector, ["person", "tag", "person_tag"]).await;
     assert!(tag.key_is_generated());
     assert!(link.key_is_references());
 
     // WHEN rows without keys and a link row with its key are inserted
     let mut tx = connector.begin().await.unwrap();
-    let first = tx
-        .insert(&person, &row(&[("name", Value::Text("a".into()))]))
-        .await
-        .unwrap();
-    let second = tx
-        .insert(
-            &person,
-            &row(&[("id", Value::Null), ("name", Value::Text("b".into()))]),
-        )
-        .await
-        .unwrap();
-    let tag_key = tx
-        .insert(&tag, &row(&[("label", Value::Text("x".into()))]))
-        .await
-        .unwrap();
-    let link_key = tx
-        .insert(
-            &link,
-            &row(&[
-                ("person", Value::Text(" 2".into())),
-                ("tag", tag_key.0[0].clone()),
-            ]),
-        )
-        .await
-        .unwrap();
+    let mut people = Vec::new();
+    for person_row in [
+        row(&[("name", text("a"))]),
+        row(&[("id", Value::Null), ("name", text("b"))]),
+    ] {
+        people.push(tx.insert(&person, &person_row).await.unwrap());
+    }
+    let labelled = row(&[("label", text("x"))]);
+    let tag_key = tx.insert(&tag, &labelled).await.unwrap();
+    let tagged = row(&[("person", text(" 2")), ("tag", tag_key.0[0].clone())]);
+    let link_key = tx.insert(&link, &tagged).await.unwrap();
     tx.commit().await.unwrap();
 
     // THEN the keys are the engine's, and the link's is the row's (as stored)
-    assert_eq!(first, Key(vec![Value::Int(1)]));
-    assert_eq!(second, Key(vec![Value::Int(2)]));
+    assert_eq!(people, vec![key(&[Value::Int(1)]), key(&[Value::Int(2)])]);
     assert!(matches!(tag_key.0[0], Value::Uuid(_)), "{tag_key:?}");
-    assert_eq!(link_key, Key(vec![Value::Int(2), tag_key.0[0].clone()]));
+    assert_eq!(link_key, key(&[Value::Int(2), tag_key.0[0].clone()]));
     let rows = connector
-        .fetch_rows(&tag, std::slice::from_ref(&tag_key))
+        .fetch_rows(&tag, slice::from_ref(&tag_key))
         .await
         .unwrap();
-    assert_eq!(rows[0]["label"], Value::Text("x".into()));
-    assert_eq!(
-        connector
-            .fetch_rows(&link, &[link_key])
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(rows[0]["label"], text("x"));
+    let links = connector.fetch_rows(&link, &[link_key]).await.unwrap();
+    assert_eq!(links.len(), 1);
 }
 
 #[tokio::test]
 async fn update_delete_savepoints_and_locks_report_what_happened() {
     // GIVEN one row
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
-        "INSERT INTO t VALUES (1, 10)",
-    ])
-    .await;
-    let connector = db.connector().await;
-    let schema = connector.describe(&table("t")).await.unwrap();
-    let one = Key(vec![Value::Int(1)]);
-    let missing = Key(vec![Value::Int(9)]);
+    let (_db, connector, schema) = one_row(10).await;
+    let one = key(&[Value::Int(1)]);
+    let missing = key(&[Value::Int(9)]);
+    let id = |i| row(&[("id", Value::Int(i))]);
 
     let mut tx = connector.begin().await.unwrap();
     // THEN fetch_for_update finds it (or not)
@@ -766,28 +613,21 @@ async fn update_delete_savepoints_and_locks_report_what_happened() {
     assert_eq!(locked["v"], Value::Int(10));
     assert_eq!(tx.fetch_for_update(&schema, &missing).await.unwrap(), None);
     // AND an update with the same values still counts as existing
-    assert!(tx
-        .update(&schema, &one, &row(&[("v", Value::Int(10))]))
-        .await
-        .unwrap());
-    assert!(tx
-        .update(&schema, &one, &row(&[("id", Value::Int(1))]))
-        .await
-        .unwrap());
-    assert!(!tx
-        .update(&schema, &missing, &row(&[("v", Value::Int(1))]))
-        .await
-        .unwrap());
+    assert_updates(
+        &mut tx,
+        &[
+            (&schema, &one, row(&[("v", Value::Int(10))]), true),
+            (&schema, &one, id(1), true),
+            (&schema, &missing, row(&[("v", Value::Int(1))]), false),
+        ],
+    )
+    .await;
     // AND a savepoint undoes only what came after it
     tx.savepoint().await.unwrap();
-    tx.insert(&schema, &row(&[("id", Value::Int(2))]))
-        .await
-        .unwrap();
+    tx.insert(&schema, &id(2)).await.unwrap();
     tx.rollback_to_savepoint().await.unwrap();
     tx.savepoint().await.unwrap();
-    tx.insert(&schema, &row(&[("id", Value::Int(3))]))
-        .await
-        .unwrap();
+    tx.insert(&schema, &id(3)).await.unwrap();
     tx.release_savepoint().await.unwrap();
     // AND delete says whether there was a row
     assert!(tx.delete(&schema, &one).await.unwrap());
@@ -802,9 +642,7 @@ async fn update_delete_savepoints_and_locks_report_what_happened() {
 
     // AND a rolled back transaction leaves nothing
     let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &row(&[("id", Value::Int(4))]))
-        .await
-        .unwrap();
+    tx.insert(&schema, &id(4)).await.unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(connector.scan(&schema, None, 10).await.unwrap().len(), 1);
 }
@@ -812,27 +650,16 @@ async fn update_delete_savepoints_and_locks_report_what_happened() {
 #[tokio::test]
 async fn scan_pages_through_a_composite_key_in_order() {
     // GIVEN rows inserted out of key order
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE pairs (a INT, b VARCHAR(5), PRIMARY KEY (a, b))",
-        "INSERT INTO pairs VALUES (2, 'a'), (1, 'b'), (1, 'a'), (3, 'a'), (2, 'b')",
-    ])
+    let db = TestDb::with(
+        "CREATE TABLE pairs (a INT, b VARCHAR(5), PRIMARY KEY (a, b));
+         INSERT INTO pairs VALUES (2, 'a'), (1, 'b'), (1, 'a'), (3, 'a'), (2, 'b')",
+    )
     .await;
     let connector = db.connector().await;
-    let schema = connector.describe(&table("pairs")).await.unwrap();
+    let schema = describe(&connector, "pairs").await;
 
     // WHEN scanned two at a time
-    let mut seen = Vec::new();
-    let mut after: Option<Key> = None;
-    loop {
-        let page = connector.scan(&schema, after.as_ref(), 2).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        assert!(page.len() <= 2);
-        after = schema.key_of(page.last().unwrap());
-        seen.extend(page.iter().map(|r| schema.key_of(r).unwrap().to_string()));
-    }
+    let seen = scanned_keys(&connector, &schema, 2).await;
 
     // THEN every row comes once, in key order
     assert_eq!(seen, vec!["(1, a)", "(1, b)", "(2, a)", "(2, b)", "(3, a)"]);
@@ -843,50 +670,37 @@ async fn scan_pages_through_a_composite_key_in_order() {
 #[tokio::test]
 async fn links_are_recorded_replaced_and_forgotten() {
     // GIVEN an installed database
-    let db = TestDb::new().await;
-    let connector = db.connector().await;
-    install(&connector, &[]).await;
-    let link = |pair: &str, s: &str, t: &str| IdMapRow {
-        pair: pair.into(),
-        source_key: s.into(),
-        target_key: t.into(),
-    };
+    let (_db, connector) = TestDb::installed().await;
 
     // WHEN links are recorded, some replacing others by source or target
     let mut tx = connector.begin().await.unwrap();
-    tx.record_link(&link("p", "[1]", "[10]")).await.unwrap();
-    tx.record_link(&link("p", "[1]", "[11]")).await.unwrap();
-    tx.record_link(&link("p", "[2]", "[11]")).await.unwrap();
-    tx.record_link(&link("p", "[3]", "[13]")).await.unwrap();
-    tx.record_link(&link("p", "[4]", "[14]")).await.unwrap();
-    tx.record_link(&link("q", "[1]", "[11]")).await.unwrap();
+    record_links(
+        &mut tx,
+        "p [1]=[10], p [1]=[11], p [2]=[11], p [3]=[13], p [4]=[14], q [1]=[11]",
+    )
+    .await;
     tx.forget_link("p", "[3]", "[none]").await.unwrap();
     tx.forget_link("p", "[none]", "[14]").await.unwrap();
     tx.commit().await.unwrap();
 
     // THEN the mapping holds one row per source and per target
-    assert_eq!(
-        connector.read_id_map().await.unwrap(),
-        vec![link("p", "[2]", "[11]"), link("q", "[1]", "[11]")]
-    );
+    assert_links(&connector, "p [2]=[11], q [1]=[11]").await;
     // AND a rolled back link is not kept
-    let mut tx = connector.begin().await.unwrap();
-    tx.record_link(&link("p", "[5]", "[15]")).await.unwrap();
-    tx.rollback().await.unwrap();
+    record_links_then_roll_back(&connector, "p [5]=[15]").await;
     assert_eq!(connector.read_id_map().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn errors_have_the_right_kind() {
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE parent (id INT PRIMARY KEY)",
-        "CREATE TABLE child (id INT PRIMARY KEY, parent INT, name VARCHAR(3) NOT NULL, FOREIGN KEY (parent) REFERENCES parent (id))",
-    ])
+    let db = TestDb::with(
+        "CREATE TABLE parent (id INT PRIMARY KEY);
+         CREATE TABLE child (id INT PRIMARY KEY, parent INT, name VARCHAR(3) NOT NULL,
+                             FOREIGN KEY (parent) REFERENCES parent (id))",
+    )
     .await;
     let connector = db.connector().await;
-    let child = connector.describe(&table("child")).await.unwrap();
-    let name = |v: &str| ("name", Value::Text(v.into()));
+    let child = describe(&connector, "child").await;
+    let name = |v: &str| ("name", text(v));
 
     let mut tx = connector.begin().await.unwrap();
     tx.insert(&child, &row(&[("id", Value::Int(1)), name("a")]))
@@ -901,8 +715,7 @@ async fn errors_have_the_right_kind() {
         row(&[("id", Value::Int(4)), name("toolong")]),
     ] {
         let err = tx.insert(&child, &bad).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Data, "{err}");
-        assert!(err.to_string().contains("child"), "{err}");
+        assert_error(&err, ErrorKind::Data, &["child"]);
         tx.rollback_to_savepoint().await.unwrap();
     }
     // an unknown column: schema
@@ -910,31 +723,21 @@ async fn errors_have_the_right_kind() {
         .insert(&child, &row(&[("nope", Value::Int(1))]))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    assert_error(&err, ErrorKind::Schema, &[]);
     tx.commit().await.unwrap();
 
     // an unknown table: schema
-    db.exec(&["DROP TABLE child"]).await;
+    db.exec("DROP TABLE child").await;
     let err = connector
-        .fetch_rows(&child, &[Key(vec![Value::Int(1)])])
+        .fetch_rows(&child, &[key(&[Value::Int(1)])])
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
-    assert_eq!(
-        connector
-            .describe(&table("child"))
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Schema
-    );
+    assert_error(&err, ErrorKind::Schema, &[]);
+    let err = connector.describe(&table("child")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema);
 
     // a refused connection: connection, naming the address
-    let refused = EndpointConfig {
-        url: "mysql://root@127.0.0.1:1/x".into(),
-        ..db.config()
-    };
-    let err = tandem_connectors::connect(&refused).await.err().unwrap();
+    let err = db.connect_error("mysql://root@127.0.0.1:1/x").await;
     assert_eq!(err.kind(), ErrorKind::Connection);
     assert_eq!(
         err.to_string(),
@@ -942,14 +745,14 @@ async fn errors_have_the_right_kind() {
     );
 
     // a wrong password: permission, and the password is never shown
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_username("tandem_nobody").unwrap();
-    url.set_password(Some("s3cret-pw")).unwrap();
     let denied = EndpointConfig {
-        url: url.to_string(),
+        url: db.url_with(|url| {
+            url.set_username("tandem_nobody").unwrap();
+            url.set_password(Some("s3cret-pw")).unwrap();
+        }),
         ..db.config()
     };
-    let err = tandem_connectors::connect(&denied).await.err().unwrap();
+    let err = db.connect_error(&denied.url).await;
     assert_eq!(err.kind(), ErrorKind::Permission, "{err}");
     assert!(!format!("{err} {err:?}").contains("s3cret-pw"), "{err:?}");
     assert!(!format!("{denied:?}").contains("s3cret-pw"));
@@ -958,7 +761,7 @@ async fn errors_have_the_right_kind() {
 #[tokio::test]
 async fn config_password_wins_and_flavour_is_detected() {
     // GIVEN a URL with a wrong password and the right one given apart
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let mut url = url::Url::parse(&db.url).unwrap();
     let right = url.password().unwrap_or("").to_owned();
     url.set_password(Some("wrong")).unwrap();
@@ -972,8 +775,7 @@ async fn config_password_wins_and_flavour_is_detected() {
     let connector = MysqlConnector::connect(&config).await.unwrap();
 
     // THEN the given password was used, and the server's flavour is known
-    let version = db.strings("SELECT VERSION()").await.remove(0);
-    let expected = if version.contains("MariaDB") {
+    let expected = if db.is_mariadb().await {
         Flavour::MariaDb
     } else {
         Flavour::MySql
@@ -990,22 +792,12 @@ async fn config_password_wins_and_flavour_is_detected() {
 #[tokio::test]
 async fn dropped_transaction_releases_its_locks() {
     // GIVEN a row locked by an applying transaction that is then dropped
-    let db = TestDb::new().await;
-    db.exec(&[
-        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
-        "INSERT INTO t VALUES (1, 0)",
-    ])
-    .await;
-    let connector = db.connector().await;
-    let schema = connector.describe(&table("t")).await.unwrap();
+    let (db, connector, schema) = one_row(0).await;
     let mut tx = connector.begin().await.unwrap();
-    tx.update(
-        &schema,
-        &Key(vec![Value::Int(1)]),
-        &row(&[("v", Value::Int(5))]),
-    )
-    .await
-    .unwrap();
+    let five = row(&[("v", Value::Int(5))]);
+    tx.update(&schema, &key(&[Value::Int(1)]), &five)
+        .await
+        .unwrap();
     drop(tx);
 
     // THEN another session can soon update the row, and the update is lost
@@ -1030,17 +822,18 @@ async fn dropped_transaction_releases_its_locks() {
 async fn mysql8_statements_work_on_a_server_that_knows_both() {
     // GIVEN the connector forced to MySQL 8's SQL (no CREATE OR REPLACE
     // TRIGGER, no RETURNING, checks read through TABLE_CONSTRAINTS)
-    let db = TestDb::new().await;
-    db.exec(&["CREATE TABLE t (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, doc JSON, v TEXT)"])
-        .await;
+    let db = TestDb::with(
+        "CREATE TABLE t (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, doc JSON, v TEXT)",
+    )
+    .await;
     let connector: Arc<dyn Connector> = Arc::new(
         MysqlConnector::connect(&db.config())
             .await
             .unwrap()
             .with_flavour(Flavour::MySql),
     );
-    let schema = connector.describe(&table("t")).await.unwrap();
-    let expected_doc = if db.strings("SELECT VERSION()").await[0].contains("MariaDB") {
+    let schema = describe(&connector, "t").await;
+    let expected_doc = if db.is_mariadb().await {
         "longtext"
     } else {
         "json"
@@ -1050,19 +843,16 @@ async fn mysql8_statements_work_on_a_server_that_knows_both() {
     let before = db.catalog().await;
 
     // WHEN installed twice (drop + create)
-    install(&connector, std::slice::from_ref(&schema)).await;
+    let tables = slice::from_ref(&schema);
+    install(&connector, tables).await;
     let once = db.catalog().await;
-    install(&connector, std::slice::from_ref(&schema)).await;
+    install(&connector, tables).await;
     assert_eq!(db.catalog().await, once);
-    assert!(connector
-        .installation(std::slice::from_ref(&schema))
-        .await
-        .unwrap()
-        .missing_triggers
-        .is_empty());
+    let installation = connector.installation(tables).await.unwrap();
+    assert!(installation.missing_triggers.is_empty());
 
     // THEN capture works, and an insert learns its key from LAST_INSERT_ID()
-    db.exec(&["INSERT INTO t (id, v) VALUES (41, 'app')"]).await;
+    db.exec("INSERT INTO t (id, v) VALUES (41, 'app')").await;
     let mut tx = connector.begin().await.unwrap();
     let key = tx
         .insert(&schema, &row(&[("doc", Value::Json(json!([1])))]))
@@ -1076,7 +866,6 @@ async fn mysql8_statements_work_on_a_server_that_knows_both() {
     );
 
     // AND uninstall leaves the catalog as before
-    let script = connector.uninstall_script(&[]).await.unwrap();
-    connector.run_script(&script).await.unwrap();
+    uninstall(&connector, &[]).await;
     assert_eq!(db.catalog().await, before);
 }

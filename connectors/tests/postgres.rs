@@ -5,120 +5,75 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and drops it when the test
 //! ends, passing or failing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::slice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveTime};
+use common::*;
+use serde_json::json;
+use tandem_connectors::connector::{Installation, SCHEMA_VERSION};
 use tandem_connectors::{
-    connect, ChangeOp, Column, Connector, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow,
-    Key, Row, TableName, TableSchema, Value,
+    ChangeOp, Connector, DataType, Engine, ErrorKind, Key, Row, TableName, TableSchema, Value,
 };
 use tokio_postgres::NoTls;
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+struct Postgres;
 
-fn admin_url() -> String {
-    std::env::var("TANDEM_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
-}
+type TestDb = common::TestDb<Postgres>;
 
-async fn raw_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+async fn try_client(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    client
+    Ok(client)
 }
 
-/// A throw-away database, dropped (with its sessions) when the guard is.
-struct TestDb {
-    name: String,
-    url: String,
+async fn raw_client(url: &str) -> tokio_postgres::Client {
+    try_client(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
-impl TestDb {
-    async fn create() -> TestDb {
-        let name = format!("tandem_t_{}", uuid::Uuid::new_v4().simple());
-        raw_client(&admin_url())
+impl Server for Postgres {
+    const ENGINE: Engine = Engine::Postgres;
+    const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+    async fn create_database(admin_url: &str, name: &str) {
+        raw_client(admin_url)
             .await
             .batch_execute(&format!("create database {name}"))
             .await
             .expect("create the test database");
-        let mut url = url::Url::parse(&admin_url()).expect("admin URL");
-        url.set_path(&format!("/{name}"));
-        TestDb {
-            name,
-            url: url.to_string(),
-        }
     }
 
+    async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+        try_client(admin_url)
+            .await
+            .map_err(|e| e.to_string())?
+            .batch_execute(&format!("drop database if exists {name} with (force)"))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn execute(url: &str, sql: &str) {
+        raw_client(url)
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+impl TestDb {
     /// A plain session (not the agent's): its writes are captured.
     async fn client(&self) -> tokio_postgres::Client {
         raw_client(&self.url).await
     }
-
-    fn config(&self) -> EndpointConfig {
-        EndpointConfig {
-            engine: Engine::Postgres,
-            url: self.url.clone(),
-            password: None,
-            poll_interval: Duration::from_secs(1),
-            max_connections: 4,
-        }
-    }
-
-    async fn connector(&self) -> Arc<dyn Connector> {
-        connect(&self.config()).await.expect("connect")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                raw_client(&admin_url())
-                    .await
-                    .batch_execute(&format!("drop database if exists {name} with (force)"))
-                    .await
-                    .expect("drop the test database");
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
-
-async fn install(connector: &dyn Connector, tables: &[TableSchema]) {
-    let script = connector
-        .install_script(tables)
-        .await
-        .expect("install script");
-    connector.run_script(&script).await.expect("install");
-}
-
-async fn describe(connector: &dyn Connector, configured: &str) -> TableSchema {
-    connector
-        .describe(&connector.table_name(configured))
-        .await
-        .expect("describe")
-}
-
-fn row(values: &[(&str, Value)]) -> Row {
-    values
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
-fn key(values: &[Value]) -> Key {
-    Key(values.to_vec())
 }
 
 /// Everything a user could see of the database's catalog, by name.
@@ -167,153 +122,99 @@ async fn catalog_dump(client: &tokio_postgres::Client) -> Vec<String> {
 async fn describe_reads_odd_names_types_generated_columns_keys_and_foreign_keys() {
     // GIVEN tables with odd names, a composite key out of column order, a
     // dropped column, generated columns and composite / self foreign keys.
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            r#"
-            create schema "Sales";
-            create table "Sales"."Parent" (id1 int, id2 text, primary key (id2, id1));
-            create table "Customer ""Orders"" ü" (
-                "Order Id" bigint generated always as identity,
-                gone int,
-                "First Name" varchar(50) not null,
-                ref uuid default gen_random_uuid(),
-                counter serial,
-                by_default int generated by default as identity,
-                total numeric(10, 2),
-                doubled numeric generated always as (total * 2) stored,
-                created timestamptz default now(),
-                p1 text,
-                p2 int,
-                parent_id bigint,
-                primary key ("Order Id"),
-                foreign key (p1, p2) references "Sales"."Parent" (id2, id1),
-                foreign key (parent_id) references "Customer ""Orders"" ü" ("Order Id")
-            );
-            alter table "Customer ""Orders"" ü" drop column gone;
-            "#,
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        r#"
+        create schema "Sales";
+        create table "Sales"."Parent" (id1 int, id2 text, primary key (id2, id1));
+        create table "Customer ""Orders"" ü" (
+            "Order Id" bigint generated always as identity,
+            gone int,
+            "First Name" varchar(50) not null,
+            ref uuid default gen_random_uuid(),
+            counter serial,
+            by_default int generated by default as identity,
+            total numeric(10, 2),
+            doubled numeric generated always as (total * 2) stored,
+            created timestamptz default now(),
+            p1 text,
+            p2 int,
+            parent_id bigint,
+            primary key ("Order Id"),
+            foreign key (p1, p2) references "Sales"."Parent" (id2, id1),
+            foreign key (parent_id) references "Customer ""Orders"" ü" ("Order Id")
+        );
+        alter table "Customer ""Orders"" ü" drop column gone;
+        "#,
+    )
+    .await;
     let connector = db.connector().await;
 
     // WHEN described
-    let table = describe(&*connector, "Customer \"Orders\" ü").await;
-    let parent = describe(&*connector, "Sales.Parent").await;
+    let [table, parent] = describe_all(&connector, ["Customer \"Orders\" ü", "Sales.Parent"]).await;
 
     // THEN columns come in catalog order with their types and generation
     assert_eq!(
         table.name,
         TableName::new(Some("public"), "Customer \"Orders\" ü")
     );
-    let summary: Vec<(&str, DataType, &str, bool, bool, bool)> = table
-        .columns
-        .iter()
-        .map(|c: &Column| {
-            (
-                c.name.as_str(),
-                c.data_type,
-                c.native_type.as_str(),
-                c.nullable,
-                c.generated,
-                c.always_generated,
-            )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        vec![
-            ("Order Id", DataType::Int, "bigint", false, true, true),
-            (
-                "First Name",
-                DataType::Text,
-                "character varying",
-                false,
-                false,
-                false
-            ),
-            ("ref", DataType::Uuid, "uuid", true, true, false),
-            ("counter", DataType::Int, "integer", false, true, false),
-            ("by_default", DataType::Int, "integer", false, true, false),
-            ("total", DataType::Decimal, "numeric", true, false, false),
-            ("doubled", DataType::Decimal, "numeric", true, true, true),
-            (
-                "created",
-                DataType::TimestampTz,
-                "timestamp with time zone",
-                true,
-                false,
-                false
-            ),
-            ("p1", DataType::Text, "text", true, false, false),
-            ("p2", DataType::Int, "integer", true, false, false),
-            ("parent_id", DataType::Int, "bigint", true, false, false),
-        ]
-    );
+    #[rustfmt::skip]
+    let expected = vec![
+        ("Order Id", DataType::Int, "bigint", false, true, true),
+        ("First Name", DataType::Text, "character varying", false, false, false),
+        ("ref", DataType::Uuid, "uuid", true, true, false),
+        ("counter", DataType::Int, "integer", false, true, false),
+        ("by_default", DataType::Int, "integer", false, true, false),
+        ("total", DataType::Decimal, "numeric", true, false, false),
+        ("doubled", DataType::Decimal, "numeric", true, true, true),
+        ("created", DataType::TimestampTz, "timestamp with time zone", true, false, false),
+        ("p1", DataType::Text, "text", true, false, false),
+        ("p2", DataType::Int, "integer", true, false, false),
+        ("parent_id", DataType::Int, "bigint", true, false, false),
+    ];
+    assert_eq!(column_summary(&table), expected);
     assert_eq!(table.primary_key, vec!["Order Id"]);
     assert!(table.key_is_generated());
-    let fks: BTreeMap<Vec<String>, (TableName, Vec<String>)> = table
-        .foreign_keys
-        .iter()
-        .map(|fk| {
+    // AND its foreign keys, composite and to itself (in any order)
+    let mut fks = foreign_keys(&table);
+    fks.sort();
+    assert_eq!(
+        fks,
+        vec![
             (
-                fk.columns.clone(),
-                (fk.referenced_table.clone(), fk.referenced_columns.clone()),
-            )
-        })
-        .collect();
-    assert_eq!(fks.len(), 2);
-    assert_eq!(
-        fks[&vec!["p1".to_owned(), "p2".to_owned()]],
-        (
-            TableName::new(Some("Sales"), "Parent"),
-            vec!["id2".to_owned(), "id1".to_owned()]
-        )
-    );
-    assert_eq!(
-        fks[&vec!["parent_id".to_owned()]],
-        (table.name.clone(), vec!["Order Id".to_owned()])
+                vec!["p1", "p2"],
+                TableName::new(Some("Sales"), "Parent"),
+                vec!["id2", "id1"]
+            ),
+            (vec!["parent_id"], table.name.clone(), vec!["Order Id"]),
+        ]
     );
     // AND a composite key keeps its key order, not the column order
     assert_eq!(parent.name, TableName::new(Some("Sales"), "Parent"));
     assert_eq!(parent.primary_key, vec!["id2", "id1"]);
 
     // AND a missing table is a schema error naming it and the database
-    let err = connector
-        .describe(&connector.table_name("nope.missing"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Schema);
-    assert_eq!(
-        err.to_string(),
-        format!("table nope.missing does not exist in database {}", db.name)
-    );
+    assert_missing_table(&connector, "nope.missing", &db.name).await;
 }
 
 #[tokio::test]
 async fn describe_maps_every_type_domains_and_enums() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            "create type mood as enum ('happy', 'sad');
-             create domain positive_int as integer check (value > 0);
-             create domain small_positive as positive_int check (value < 100);
-             create table every_type (
-                 id int primary key, b boolean, i2 smallint, i8 bigint, d numeric(12, 3),
-                 f4 real, f8 double precision, t text, vc varchar(3), c char(3), n name,
-                 by bytea, dt date, tm time(3), ts timestamp, tz timestamptz, j json, jb jsonb,
-                 u uuid, e mood, dom small_positive, arr integer[], iv interval, ttz timetz);",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        "
+        create type mood as enum ('happy', 'sad');
+        create domain positive_int as integer check (value > 0);
+        create domain small_positive as positive_int check (value < 100);
+        create table every_type (
+            id int primary key, b boolean, i2 smallint, i8 bigint, d numeric(12, 3),
+            f4 real, f8 double precision, t text, vc varchar(3), c char(3), n name,
+            by bytea, dt date, tm time(3), ts timestamp, tz timestamptz, j json, jb jsonb,
+            u uuid, e mood, dom small_positive, arr integer[], iv interval, ttz timetz);",
+    )
+    .await;
     let connector = db.connector().await;
-    let table = describe(&*connector, "every_type").await;
-    let types: Vec<(&str, DataType, &str)> = table
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.data_type, c.native_type.as_str()))
+    let table = describe(&connector, "every_type").await;
+    let types: Vec<(&str, DataType, &str)> = column_summary(&table)
+        .into_iter()
+        .map(|(name, data_type, native, ..)| (name, data_type, native))
         .collect();
     assert_eq!(
         types,
@@ -348,35 +249,31 @@ async fn describe_maps_every_type_domains_and_enums() {
 
 #[tokio::test]
 async fn install_twice_equals_once_and_uninstall_restores_the_catalog() {
-    let db = TestDb::create().await;
+    let db = TestDb::with(
+        r#"
+        create table kept (id int primary key);
+        create table "We""ird ü" (a text, b int, primary key (a, b));
+        create table dropped_later (id int primary key);"#,
+    )
+    .await;
     let client = db.client().await;
-    client
-        .batch_execute(
-            r#"create table kept (id int primary key);
-               create table "We""ird ü" (a text, b int, primary key (a, b));
-               create table dropped_later (id int primary key);"#,
-        )
-        .await
-        .unwrap();
     let connector = db.connector().await;
-    let kept = describe(&*connector, "kept").await;
-    let weird = describe(&*connector, "We\"ird ü").await;
-    let dropped_later = describe(&*connector, "dropped_later").await;
-    let all = [kept.clone(), weird.clone(), dropped_later.clone()];
+    let all = describe_all(&connector, ["kept", "We\"ird ü", "dropped_later"]).await;
+    let (weird, still_configured) = (&all[1], &all[..2]);
 
     let before = catalog_dump(&client).await;
     assert_eq!(
         connector.installation(&all).await.unwrap(),
-        tandem_connectors::Installation {
+        Installation {
             version: None,
             missing_triggers: all.iter().map(|t| t.name.clone()).collect()
         }
     );
 
     // WHEN installed once, then again
-    install(&*connector, &all).await;
+    install(&connector, &all).await;
     let once = catalog_dump(&client).await;
-    install(&*connector, &all).await;
+    install(&connector, &all).await;
     let twice = catalog_dump(&client).await;
 
     // THEN the second run changed nothing, and everything is in place
@@ -395,10 +292,7 @@ async fn install_twice_equals_once_and_uninstall_restores_the_catalog() {
     }
     assert_eq!(once.iter().filter(|l| l.starts_with("trigger ")).count(), 3);
     let installation = connector.installation(&all).await.unwrap();
-    assert_eq!(
-        installation.version,
-        Some(tandem_connectors::connector::SCHEMA_VERSION)
-    );
+    assert_eq!(installation.version, Some(SCHEMA_VERSION));
     assert!(installation.missing_triggers.is_empty());
 
     // AND a trigger dropped by hand is reported missing and put back
@@ -410,52 +304,43 @@ async fn install_twice_equals_once_and_uninstall_restores_the_catalog() {
         connector.installation(&all).await.unwrap().missing_triggers,
         vec![weird.name.clone()]
     );
-    install(&*connector, &all).await;
+    install(&connector, &all).await;
     assert_eq!(catalog_dump(&client).await, once);
 
     // WHEN uninstalled with one table no longer configured
-    let script = connector
-        .uninstall_script(&[kept.clone(), weird.clone()])
-        .await
-        .unwrap();
-    connector.run_script(&script).await.unwrap();
+    uninstall(&connector, still_configured).await;
 
     // THEN the catalog is exactly as before, its trigger included
     assert_eq!(catalog_dump(&client).await, before);
     assert_eq!(connector.installation(&all).await.unwrap().version, None);
     // AND uninstalling again is harmless
-    connector.run_script(&script).await.unwrap();
+    uninstall(&connector, still_configured).await;
 }
 
 #[tokio::test]
 async fn captures_insert_update_delete_and_key_changes() {
-    let db = TestDb::create().await;
-    let client = db.client().await;
-    client
-        .batch_execute(
-            r#"create schema "Sales";
-               create table "Sales"."Customer ""Orders"" ü" (
-                   id int primary key, "First Name" text, amount numeric, bin bytea unique);
-               create table pairs (a text, b date, v int, primary key (a, b));"#,
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        r#"
+        create schema "Sales";
+        create table "Sales"."Customer ""Orders"" ü" (
+            id int primary key, "First Name" text, amount numeric, bin bytea unique);
+        create table pairs (a text, b date, v int, primary key (a, b));"#,
+    )
+    .await;
     let connector = db.connector().await;
-    let orders = describe(&*connector, "Sales.Customer \"Orders\" ü").await;
-    let pairs = describe(&*connector, "pairs").await;
-    install(&*connector, &[orders.clone(), pairs.clone()]).await;
+    let [orders, pairs] =
+        install_capture(&connector, ["Sales.Customer \"Orders\" ü", "pairs"]).await;
 
-    client
-        .batch_execute(
-            r#"insert into "Sales"."Customer ""Orders"" ü" values (1, 'Ann', 1.50, '\x00ff');
-               update "Sales"."Customer ""Orders"" ü" set "First Name" = 'Anne' where id = 1;
-               update "Sales"."Customer ""Orders"" ü" set id = 2 where id = 1;
-               delete from "Sales"."Customer ""Orders"" ü" where id = 2;
-               insert into pairs values ('x', '2024-02-29', 1);
-               update pairs set b = '2024-03-01' where a = 'x';"#,
-        )
-        .await
-        .unwrap();
+    db.exec(
+        r#"
+        insert into "Sales"."Customer ""Orders"" ü" values (1, 'Ann', 1.50, '\x00ff');
+        update "Sales"."Customer ""Orders"" ü" set "First Name" = 'Anne' where id = 1;
+        update "Sales"."Customer ""Orders"" ü" set id = 2 where id = 1;
+        delete from "Sales"."Customer ""Orders"" ü" where id = 2;
+        insert into pairs values ('x', '2024-02-29', 1);
+        update pairs set b = '2024-03-01' where a = 'x';"#,
+    )
+    .await;
 
     let changes = connector
         .read_changes(&[orders.name.clone(), pairs.name.clone()], 100)
@@ -476,32 +361,25 @@ async fn captures_insert_update_delete_and_key_changes() {
             )
         })
         .collect();
-    let o = "Sales.Customer \"Orders\" ü".to_owned();
-    let p = "public.pairs".to_owned();
-    let date = |d: u32, m: u32| Value::Date(NaiveDate::from_ymd_opt(2024, m, d).unwrap());
+    let o = |op, id| {
+        let table = "Sales.Customer \"Orders\" ü".to_owned();
+        (table, op, key(&[Value::Int(id)]))
+    };
+    let p = |op, m, d| {
+        let date = Value::Date(NaiveDate::from_ymd_opt(2024, m, d).unwrap());
+        ("public.pairs".to_owned(), op, key(&[text("x"), date]))
+    };
     assert_eq!(
         seen,
         vec![
-            (o.clone(), ChangeOp::Insert, key(&[Value::Int(1)])),
-            (o.clone(), ChangeOp::Update, key(&[Value::Int(1)])),
-            (o.clone(), ChangeOp::Delete, key(&[Value::Int(1)])),
-            (o.clone(), ChangeOp::Insert, key(&[Value::Int(2)])),
-            (o.clone(), ChangeOp::Delete, key(&[Value::Int(2)])),
-            (
-                p.clone(),
-                ChangeOp::Insert,
-                key(&[Value::Text("x".into()), date(29, 2)])
-            ),
-            (
-                p.clone(),
-                ChangeOp::Delete,
-                key(&[Value::Text("x".into()), date(29, 2)])
-            ),
-            (
-                p.clone(),
-                ChangeOp::Insert,
-                key(&[Value::Text("x".into()), date(1, 3)])
-            ),
+            o(ChangeOp::Insert, 1),
+            o(ChangeOp::Update, 1),
+            o(ChangeOp::Delete, 1),
+            o(ChangeOp::Insert, 2),
+            o(ChangeOp::Delete, 2),
+            p(ChangeOp::Insert, 2, 29),
+            p(ChangeOp::Delete, 2, 29),
+            p(ChangeOp::Insert, 3, 1),
         ]
     );
     assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -510,26 +388,19 @@ async fn captures_insert_update_delete_and_key_changes() {
 #[tokio::test]
 async fn keys_of_every_type_are_captured_exactly() {
     // Decimal and bytes keys travel as text so no digit is lost.
-    let db = TestDb::create().await;
-    let client = db.client().await;
-    client
-        .batch_execute(
-            "create table k (d numeric, by bytea, tz timestamptz, u uuid, b boolean, f float8,
-                             primary key (d, by, tz, u, b, f));",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        "create table k (d numeric, by bytea, tz timestamptz, u uuid, b boolean, f float8,
+                         primary key (d, by, tz, u, b, f));",
+    )
+    .await;
     let connector = db.connector().await;
-    let table = describe(&*connector, "k").await;
-    install(&*connector, slice::from_ref(&table)).await;
-    client
-        .batch_execute(
-            "set timezone = 'Asia/Kolkata';
-             insert into k values (12345678901234567890.123456789, '\\x00ff', '2024-01-02 03:04:05.123456+00',
-                                   '6f1c1f5e-8a43-4d2f-9f0e-9b1d6a6a3b11', true, 0.1);",
-        )
-        .await
-        .unwrap();
+    let [table] = install_capture(&connector, ["k"]).await;
+    db.exec(
+        "set timezone = 'Asia/Kolkata';
+         insert into k values (12345678901234567890.123456789, '\\x00ff', '2024-01-02 03:04:05.123456+00',
+                               '6f1c1f5e-8a43-4d2f-9f0e-9b1d6a6a3b11', true, 0.1);",
+    )
+    .await;
     let changes = connector
         .read_changes(slice::from_ref(&table.name), 10)
         .await
@@ -554,95 +425,62 @@ async fn keys_of_every_type_are_captured_exactly() {
 
 #[tokio::test]
 async fn writes_through_a_transaction_are_not_captured_but_concurrent_ones_are() {
-    let db = TestDb::create().await;
-    let client = db.client().await;
-    client
-        .batch_execute("create table t (id int primary key, v text)")
-        .await
-        .unwrap();
+    let db = TestDb::with("create table t (id int primary key, v text)").await;
     let connector = db.connector().await;
-    let table = describe(&*connector, "t").await;
-    install(&*connector, slice::from_ref(&table)).await;
+    let [table] = install_capture(&connector, ["t"]).await;
 
     // WHEN the agent writes while a plain session writes too
+    let one = key(&[Value::Int(1)]);
     let mut tx = connector.begin().await.unwrap();
-    tx.insert(
-        &table,
-        &row(&[("id", Value::Int(1)), ("v", Value::Text("agent".into()))]),
-    )
-    .await
-    .unwrap();
-    client
-        .batch_execute("insert into t values (2, 'app')")
-        .await
-        .unwrap();
-    tx.update(
-        &table,
-        &key(&[Value::Int(1)]),
-        &row(&[("v", Value::Text("agent 2".into()))]),
-    )
-    .await
-    .unwrap();
+    let agent = row(&[("id", Value::Int(1)), ("v", text("agent"))]);
+    tx.insert(&table, &agent).await.unwrap();
+    db.exec("insert into t values (2, 'app')").await;
+    let agent_2 = row(&[("v", text("agent 2"))]);
+    tx.update(&table, &one, &agent_2).await.unwrap();
     tx.commit().await.unwrap();
     // AND the pooled connection is reused after the transaction
     let mut tx = connector.begin().await.unwrap();
-    tx.delete(&table, &key(&[Value::Int(1)])).await.unwrap();
+    tx.delete(&table, &one).await.unwrap();
     tx.commit().await.unwrap();
-    client
-        .batch_execute("update t set v = 'app 2' where id = 2")
-        .await
-        .unwrap();
+    db.exec("update t set v = 'app 2' where id = 2").await;
 
     // THEN only the plain session's changes were captured
-    let changes = connector
-        .read_changes(slice::from_ref(&table.name), 10)
-        .await
-        .unwrap();
-    let seen: Vec<(ChangeOp, serde_json::Value)> =
-        changes.iter().map(|c| (c.op, c.key.clone())).collect();
     assert_eq!(
-        seen,
+        changes(&connector, slice::from_ref(&table.name)).await,
         vec![
-            (ChangeOp::Insert, serde_json::json!([2])),
-            (ChangeOp::Update, serde_json::json!([2])),
+            (ChangeOp::Insert, json!([2])),
+            (ChangeOp::Update, json!([2])),
         ]
     );
 }
 
 #[tokio::test]
 async fn change_rows_are_read_per_table_and_deleted_by_identity() {
-    let db = TestDb::create().await;
-    let client = db.client().await;
-    client
-        .batch_execute("create table a (id int primary key); create table b (id int primary key);")
-        .await
-        .unwrap();
+    let db =
+        TestDb::with("create table a (id int primary key); create table b (id int primary key);")
+            .await;
     let connector = db.connector().await;
-    let a = describe(&*connector, "a").await;
-    let b = describe(&*connector, "b").await;
-    install(&*connector, &[a.clone(), b.clone()]).await;
-    client
-        .batch_execute(
-            "insert into a values (1); insert into b values (1); insert into a values (2);
-             insert into a values (3);",
-        )
-        .await
-        .unwrap();
+    let [a, b] = install_capture(&connector, ["a", "b"]).await;
+    db.exec(
+        "
+        insert into a values (1); insert into b values (1); insert into a values (2);
+        insert into a values (3);",
+    )
+    .await;
+    let read = |table: &TableSchema, limit| {
+        let name = table.name.clone();
+        let connector = connector.clone();
+        async move { connector.read_changes(&[name], limit).await.unwrap() }
+    };
 
     // Only table a's rows, in seq order, up to the limit
-    let first_two = connector
-        .read_changes(slice::from_ref(&a.name), 2)
-        .await
-        .unwrap();
+    let first_two = read(&a, 2).await;
     assert_eq!(
         first_two.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
-        vec![serde_json::json!([1]), serde_json::json!([2])]
+        vec![json!([1]), json!([2])]
     );
     assert!(first_two.iter().all(|c| c.table == "public.a"));
-    let all_a = connector
-        .read_changes(slice::from_ref(&a.name), 10)
-        .await
-        .unwrap();
+    let all_a = read(&a, 10).await;
     assert_eq!(all_a.len(), 3);
     assert_eq!(
         connector
@@ -657,42 +495,29 @@ async fn change_rows_are_read_per_table_and_deleted_by_identity() {
         .delete_changes(&[all_a[0].seq, all_a[2].seq])
         .await
         .unwrap();
-    let left = connector
-        .read_changes(slice::from_ref(&a.name), 10)
-        .await
-        .unwrap();
-    assert_eq!(left, vec![all_a[1].clone()]);
-    assert_eq!(
-        connector
-            .read_changes(slice::from_ref(&b.name), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(read(&a, 10).await, vec![all_a[1].clone()]);
+    assert_eq!(read(&b, 10).await.len(), 1);
     assert!(connector.read_changes(&[], 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn values_of_every_type_round_trip_and_null_in_each() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            "create type mood as enum ('happy', 'sad');
-             create domain positive_int as integer check (value > 0);
-             create table every_type (
-                 id bigint generated by default as identity primary key,
-                 b boolean, i2 smallint, i4 integer, i8 bigint, d numeric, f8 float8, f4 real,
-                 t text, vc varchar(20), c char(3), by bytea, dt date, tm time, ts timestamp,
-                 tz timestamptz, j json, jb jsonb, u uuid, e mood, dom positive_int,
-                 arr integer[], iv interval);",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        "
+        create type mood as enum ('happy', 'sad');
+        create domain positive_int as integer check (value > 0);
+        create table every_type (
+            id bigint generated by default as identity primary key,
+            b boolean, i2 smallint, i4 integer, i8 bigint, d numeric, f8 float8, f4 real,
+            t text, vc varchar(20), c char(3), by bytea, dt date, tm time, ts timestamp,
+            tz timestamptz, j json, jb jsonb, u uuid, e mood, dom positive_int,
+            arr integer[], iv interval);",
+    )
+    .await;
     let connector = db.connector().await;
-    let table = describe(&*connector, "every_type").await;
+    let table = describe(&connector, "every_type").await;
     let date = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    let at = |h, m, s, micro| date.and_hms_micro_opt(h, m, s, micro).unwrap();
     let samples = vec![
         row(&[
             ("b", Value::Bool(true)),
@@ -702,41 +527,32 @@ async fn values_of_every_type_round_trip_and_null_in_each() {
             ("d", Value::Decimal("-12345678901234567890.000123".into())),
             ("f8", Value::Float(0.1)),
             ("f4", Value::Float(1.5)),
-            ("t", Value::Text("Grüße 🎉 'q' \\ \"x\" $$".into())),
-            ("vc", Value::Text("abc".into())),
-            ("c", Value::Text("ab".into())),
+            ("t", text("Grüße 🎉 'q' \\ \"x\" $$")),
+            ("vc", text("abc")),
+            ("c", text("ab")),
             ("by", Value::Bytes(vec![0, 255, 10])),
             ("dt", Value::Date(date)),
             (
                 "tm",
                 Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
             ),
-            (
-                "ts",
-                Value::Timestamp(date.and_hms_micro_opt(1, 2, 3, 456_789).unwrap()),
-            ),
-            (
-                "tz",
-                Value::TimestampTz(date.and_hms_micro_opt(23, 0, 0, 1).unwrap().and_utc()),
-            ),
-            (
-                "j",
-                Value::Json(serde_json::json!({"a": [1, "b"], "n": null})),
-            ),
-            ("jb", Value::Json(serde_json::json!([{"ü": 1.5}, true]))),
+            ("ts", Value::Timestamp(at(1, 2, 3, 456_789))),
+            ("tz", Value::TimestampTz(at(23, 0, 0, 1).and_utc())),
+            ("j", Value::Json(json!({"a": [1, "b"], "n": null}))),
+            ("jb", Value::Json(json!([{"ü": 1.5}, true]))),
             ("u", Value::Uuid(uuid::Uuid::new_v4())),
-            ("e", Value::Text("sad".into())),
+            ("e", text("sad")),
             ("dom", Value::Int(5)),
-            ("arr", Value::Text("{1,2,3}".into())),
-            ("iv", Value::Text("1 day 02:00:00".into())),
+            ("arr", text("{1,2,3}")),
+            ("iv", text("1 day 02:00:00")),
         ]),
         row(&[
             ("f8", Value::Float(-1.5e300)),
             ("f4", Value::Float(f64::INFINITY)),
             ("d", Value::Decimal("0.000".into())),
-            ("t", Value::Text(String::new())),
+            ("t", text("")),
             ("by", Value::Bytes(Vec::new())),
-            ("jb", Value::Json(serde_json::json!("just a string"))),
+            ("jb", Value::Json(json!("just a string"))),
         ]),
     ];
     let mut tx = connector.begin().await.unwrap();
@@ -776,42 +592,24 @@ async fn values_of_every_type_round_trip_and_null_in_each() {
 
 #[tokio::test]
 async fn values_convert_between_bools_and_integers() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute("create table t (id int primary key, flag boolean, n int, m int)")
-        .await
-        .unwrap();
+    let db = TestDb::with("create table t (id int primary key, flag boolean, n int, m int)").await;
     let connector = db.connector().await;
-    let table = describe(&*connector, "t").await;
+    let table = describe(&connector, "t").await;
+    let one = key(&[Value::Int(1)]);
     let mut tx = connector.begin().await.unwrap();
-    tx.insert(
-        &table,
-        &row(&[
-            ("id", Value::Decimal("1".into())),
-            ("flag", Value::Int(1)),
-            ("n", Value::Bool(true)),
-            ("m", Value::Float(7.0)),
-        ]),
-    )
-    .await
-    .unwrap();
-    let err = tx
-        .update(
-            &table,
-            &key(&[Value::Int(1)]),
-            &row(&[("flag", Value::Int(2))]),
-        )
-        .await
-        .unwrap_err();
+    let converted = row(&[
+        ("id", Value::Decimal("1".into())),
+        ("flag", Value::Int(1)),
+        ("n", Value::Bool(true)),
+        ("m", Value::Float(7.0)),
+    ]);
+    tx.insert(&table, &converted).await.unwrap();
+    let not_a_bool = row(&[("flag", Value::Int(2))]);
+    let err = tx.update(&table, &one, &not_a_bool).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Data);
     tx.commit().await.unwrap();
-    let rows = connector
-        .fetch_rows(&table, &[key(&[Value::Int(1)])])
-        .await
-        .unwrap();
     assert_eq!(
-        rows,
+        connector.fetch_rows(&table, &[one]).await.unwrap(),
         vec![row(&[
             ("id", Value::Int(1)),
             ("flag", Value::Bool(true)),
@@ -823,64 +621,46 @@ async fn values_convert_between_bools_and_integers() {
 
 #[tokio::test]
 async fn insert_returns_generated_or_given_keys() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            "create table parent (id serial primary key, name text);
-             create table tag (id int generated always as identity primary key, name text,
-                               twice int generated always as (length(name) * 2) stored);
-             create table link (parent_id int references parent (id),
-                                tag_id int references tag (id), primary key (parent_id, tag_id));
-             create table uuids (id uuid primary key default gen_random_uuid());",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        "
+        create table parent (id serial primary key, name text);
+        create table tag (id int generated always as identity primary key, name text,
+                          twice int generated always as (length(name) * 2) stored);
+        create table link (parent_id int references parent (id),
+                           tag_id int references tag (id), primary key (parent_id, tag_id));
+        create table uuids (id uuid primary key default gen_random_uuid());",
+    )
+    .await;
     let connector = db.connector().await;
-    let parent = describe(&*connector, "parent").await;
-    let tag = describe(&*connector, "tag").await;
-    let link = describe(&*connector, "link").await;
-    let uuids = describe(&*connector, "uuids").await;
+    let [parent, tag, link, uuids] =
+        describe_all(&connector, ["parent", "tag", "link", "uuids"]).await;
     assert!(link.key_is_references());
 
     let mut tx = connector.begin().await.unwrap();
     // Engine-generated keys
-    let p1 = tx
-        .insert(&parent, &row(&[("name", Value::Text("a".into()))]))
-        .await
-        .unwrap();
-    let p2 = tx
-        .insert(&parent, &row(&[("name", Value::Text("b".into()))]))
-        .await
-        .unwrap();
+    let mut generated = Vec::new();
+    for name in ["a", "b"] {
+        let named = row(&[("name", text(name))]);
+        generated.push(tx.insert(&parent, &named).await.unwrap());
+    }
     assert_eq!(
-        (p1.clone(), p2),
-        (key(&[Value::Int(1)]), key(&[Value::Int(2)]))
+        generated,
+        vec![key(&[Value::Int(1)]), key(&[Value::Int(2)])]
     );
     let u = tx.insert(&uuids, &Row::new()).await.unwrap();
     assert!(matches!(u.0.as_slice(), [Value::Uuid(_)]), "{u:?}");
     // An explicit key into an identity ALWAYS column; a computed column in
     // the row is left to the engine
-    let t = tx
-        .insert(
-            &tag,
-            &row(&[
-                ("id", Value::Int(42)),
-                ("name", Value::Text("abc".into())),
-                ("twice", Value::Int(99)),
-            ]),
-        )
-        .await
-        .unwrap();
+    let given = row(&[
+        ("id", Value::Int(42)),
+        ("name", text("abc")),
+        ("twice", Value::Int(99)),
+    ]);
+    let t = tx.insert(&tag, &given).await.unwrap();
     assert_eq!(t, key(&[Value::Int(42)]));
     // A link table's key is the row's
-    let l = tx
-        .insert(
-            &link,
-            &row(&[("parent_id", Value::Int(1)), ("tag_id", Value::Int(42))]),
-        )
-        .await
-        .unwrap();
+    let linked = row(&[("parent_id", Value::Int(1)), ("tag_id", Value::Int(42))]);
+    let l = tx.insert(&link, &linked).await.unwrap();
     assert_eq!(l, key(&[Value::Int(1), Value::Int(42)]));
     tx.commit().await.unwrap();
 
@@ -888,70 +668,44 @@ async fn insert_returns_generated_or_given_keys() {
     assert_eq!(tags[0]["twice"], Value::Int(6));
     assert_eq!(connector.fetch_rows(&link, &[l]).await.unwrap().len(), 1);
     let mut tx = connector.begin().await.unwrap();
-    let locked = tx.fetch_for_update(&parent, &p1).await.unwrap();
     assert_eq!(
-        locked,
-        Some(row(&[
-            ("id", Value::Int(1)),
-            ("name", Value::Text("a".into()))
-        ]))
+        tx.fetch_for_update(&parent, &generated[0]).await.unwrap(),
+        Some(row(&[("id", Value::Int(1)), ("name", text("a"))]))
     );
-    assert_eq!(
-        tx.fetch_for_update(&parent, &key(&[Value::Int(99)]))
-            .await
-            .unwrap(),
-        None
-    );
+    let missing = key(&[Value::Int(99)]);
+    assert_eq!(tx.fetch_for_update(&parent, &missing).await.unwrap(), None);
     tx.rollback().await.unwrap();
 }
 
 #[tokio::test]
 async fn update_and_delete_report_whether_the_row_existed() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            "create table t (id int primary key, v text);
-             create table only_key (a int, b int, primary key (a, b));
-             insert into t values (1, 'x'); insert into only_key values (1, 2);",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        "
+        create table t (id int primary key, v text);
+        create table only_key (a int, b int, primary key (a, b));
+        insert into t values (1, 'x'); insert into only_key values (1, 2);",
+    )
+    .await;
     let connector = db.connector().await;
-    let t = describe(&*connector, "t").await;
-    let only_key = describe(&*connector, "only_key").await;
-    let one = key(&[Value::Int(1)]);
-    let two = key(&[Value::Int(2)]);
+    let [t, only_key] = describe_all(&connector, ["t", "only_key"]).await;
+    let (one, two) = (key(&[Value::Int(1)]), key(&[Value::Int(2)]));
+    let one_two = key(&[Value::Int(1), Value::Int(2)]);
+    let two_one = key(&[Value::Int(2), Value::Int(1)]);
+    let same_values = row(&[("id", Value::Int(1)), ("v", text("x"))]);
+    let y = row(&[("v", text("y"))]);
     let mut tx = connector.begin().await.unwrap();
-    let x = row(&[("id", Value::Int(1)), ("v", Value::Text("x".into()))]);
-    assert!(
-        tx.update(&t, &one, &x).await.unwrap(),
-        "same values still count"
-    );
-    assert!(tx
-        .update(&t, &one, &row(&[("v", Value::Text("y".into()))]))
-        .await
-        .unwrap());
-    assert!(!tx
-        .update(&t, &two, &row(&[("v", Value::Text("y".into()))]))
-        .await
-        .unwrap());
-    assert!(tx
-        .update(
-            &only_key,
-            &key(&[Value::Int(1), Value::Int(2)]),
-            &Row::new()
-        )
-        .await
-        .unwrap());
-    assert!(!tx
-        .update(
-            &only_key,
-            &key(&[Value::Int(2), Value::Int(1)]),
-            &Row::new()
-        )
-        .await
-        .unwrap());
+    assert_updates(
+        &mut tx,
+        &[
+            // The same values still count
+            (&t, &one, same_values, true),
+            (&t, &one, y.clone(), true),
+            (&t, &two, y, false),
+            (&only_key, &one_two, Row::new(), true),
+            (&only_key, &two_one, Row::new(), false),
+        ],
+    )
+    .await;
     assert!(tx.delete(&t, &one).await.unwrap());
     assert!(!tx.delete(&t, &one).await.unwrap());
     tx.commit().await.unwrap();
@@ -960,65 +714,36 @@ async fn update_and_delete_report_whether_the_row_existed() {
 
 #[tokio::test]
 async fn links_are_recorded_replaced_forgotten_and_read() {
-    let db = TestDb::create().await;
-    let connector = db.connector().await;
-    install(&*connector, &[]).await;
-    let link = |pair: &str, s: &str, t: &str| IdMapRow {
-        pair: pair.to_owned(),
-        source_key: s.to_owned(),
-        target_key: t.to_owned(),
-    };
+    let (_db, connector) = TestDb::installed().await;
     let mut tx = connector.begin().await.unwrap();
-    tx.record_link(&link("p", "[1]", "[10]")).await.unwrap();
-    tx.record_link(&link("p", "[2]", "[20]")).await.unwrap();
-    tx.record_link(&link("q", "[1]", "[10]")).await.unwrap();
+    record_links(&mut tx, "p [1]=[10], p [2]=[20], q [1]=[10]").await;
     // Same source key: replaces; same target key: replaces
-    tx.record_link(&link("p", "[1]", "[11]")).await.unwrap();
-    tx.record_link(&link("p", "[3]", "[20]")).await.unwrap();
+    record_links(&mut tx, "p [1]=[11], p [3]=[20]").await;
     tx.commit().await.unwrap();
-    assert_eq!(
-        connector.read_id_map().await.unwrap(),
-        vec![
-            link("p", "[1]", "[11]"),
-            link("p", "[3]", "[20]"),
-            link("q", "[1]", "[10]")
-        ]
-    );
+    assert_links(&connector, "p [1]=[11], p [3]=[20], q [1]=[10]").await;
 
     // A rolled-back link is not there
-    let mut tx = connector.begin().await.unwrap();
-    tx.record_link(&link("p", "[9]", "[90]")).await.unwrap();
-    tx.rollback().await.unwrap();
+    record_links_then_roll_back(&connector, "p [9]=[90]").await;
     // forget_link matches the source key OR the target key, in one pair
     let mut tx = connector.begin().await.unwrap();
     tx.forget_link("p", "[1]", "[none]").await.unwrap();
     tx.forget_link("p", "[none]", "[20]").await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(
-        connector.read_id_map().await.unwrap(),
-        vec![link("q", "[1]", "[10]")]
-    );
+    assert_links(&connector, "q [1]=[10]").await;
 }
 
 #[tokio::test]
 async fn savepoints_undo_one_record_and_a_failed_statement_blocks_commit() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute("create table t (id int primary key)")
-        .await
-        .unwrap();
+    let db = TestDb::with("create table t (id int primary key)").await;
     let connector = db.connector().await;
-    let t = describe(&*connector, "t").await;
+    let t = describe(&connector, "t").await;
     let id = |i| row(&[("id", Value::Int(i))]);
 
     let mut tx = connector.begin().await.unwrap();
     tx.insert(&t, &id(1)).await.unwrap();
     tx.savepoint().await.unwrap();
-    assert_eq!(
-        tx.insert(&t, &id(1)).await.unwrap_err().kind(),
-        ErrorKind::Data
-    );
+    let duplicate = tx.insert(&t, &id(1)).await.unwrap_err();
+    assert_eq!(duplicate.kind(), ErrorKind::Data);
     tx.rollback_to_savepoint().await.unwrap();
     tx.savepoint().await.unwrap();
     tx.insert(&t, &id(2)).await.unwrap();
@@ -1040,43 +765,27 @@ async fn savepoints_undo_one_record_and_a_failed_statement_blocks_commit() {
 
 #[tokio::test]
 async fn a_dropped_transaction_is_rolled_back_and_its_connection_not_reused() {
-    let db = TestDb::create().await;
-    let client = db.client().await;
-    client
-        .batch_execute("create table t (id int primary key)")
-        .await
-        .unwrap();
-    let connector = connect(&EndpointConfig {
-        max_connections: 1,
-        ..db.config()
-    })
-    .await
-    .unwrap();
-    let t = describe(&*connector, "t").await;
-    install(&*connector, slice::from_ref(&t)).await;
+    let db = TestDb::with("create table t (id int primary key)").await;
+    let connector = db.connector_with(|c| c.max_connections = 1).await;
+    let [t] = install_capture(&connector, ["t"]).await;
+    let one = key(&[Value::Int(1)]);
 
     let mut tx = connector.begin().await.unwrap();
     tx.insert(&t, &row(&[("id", Value::Int(1))])).await.unwrap();
     drop(tx);
 
     // The only pooled connection: a fresh one, no transaction open
-    assert!(connector
-        .fetch_rows(&t, &[key(&[Value::Int(1)])])
+    let fetched = connector
+        .fetch_rows(&t, slice::from_ref(&one))
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert!(fetched.is_empty());
     let mut tx = connector.begin().await.unwrap();
     tx.insert(&t, &row(&[("id", Value::Int(1))])).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(
-        connector
-            .fetch_rows(&t, &[key(&[Value::Int(1)])])
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(connector.fetch_rows(&t, &[one]).await.unwrap().len(), 1);
     // The server has no session left inside a transaction of ours
+    let client = db.client().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let open: i64 = client
@@ -1098,58 +807,32 @@ async fn a_dropped_transaction_is_rolled_back_and_its_connection_not_reused() {
 
 #[tokio::test]
 async fn fetch_and_scan_by_single_and_composite_keys() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            "create table single (id int primary key, v text);
-             insert into single select g, 'v' || g from generate_series(1, 1200) g;
-             create table composite (a text, b int, primary key (a, b));
-             insert into composite values ('x', 2), ('x', 1), ('y', 1), ('a', 9), ('x', 10);",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        "
+        create table single (id int primary key, v text);
+        insert into single select g, 'v' || g from generate_series(1, 1200) g;
+        create table composite (a text, b int, primary key (a, b));
+        insert into composite values ('x', 2), ('x', 1), ('y', 1), ('a', 9), ('x', 10);",
+    )
+    .await;
     let connector = db.connector().await;
-    let single = describe(&*connector, "single").await;
-    let composite = describe(&*connector, "composite").await;
+    let [single, composite] = describe_all(&connector, ["single", "composite"]).await;
 
     // More keys than one statement takes, some missing, one NULL
     let mut keys: Vec<Key> = (1..=1500).map(|i| key(&[Value::Int(i)])).collect();
     keys.push(key(&[Value::Null]));
-    assert_eq!(
-        connector.fetch_rows(&single, &keys).await.unwrap().len(),
-        1200
-    );
+    let rows = connector.fetch_rows(&single, &keys).await.unwrap();
+    assert_eq!(rows.len(), 1200);
+    let pair = |a: &str, b| key(&[text(a), Value::Int(b)]);
     let rows = connector
-        .fetch_rows(
-            &composite,
-            &[
-                key(&[Value::Text("x".into()), Value::Int(1)]),
-                key(&[Value::Text("y".into()), Value::Int(2)]),
-                key(&[Value::Text("a".into()), Value::Int(9)]),
-            ],
-        )
+        .fetch_rows(&composite, &[pair("x", 1), pair("y", 2), pair("a", 9)])
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
 
     // Keyset pagination in key order
-    let mut seen = Vec::new();
-    let mut after: Option<Key> = None;
-    loop {
-        let page = connector.scan(&composite, after.as_ref(), 2).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        assert!(page.len() <= 2);
-        after = composite.key_of(page.last().unwrap());
-        seen.extend(
-            page.iter()
-                .map(|r| composite.key_of(r).unwrap().to_string()),
-        );
-    }
     assert_eq!(
-        seen,
+        scanned_keys(&connector, &composite, 2).await,
         vec!["(a, 9)", "(x, 1)", "(x, 2)", "(x, 10)", "(y, 1)"]
     );
     let first = connector.scan(&single, None, 3).await.unwrap();
@@ -1161,89 +844,62 @@ async fn fetch_and_scan_by_single_and_composite_keys() {
     // Estimates: never negative, exact for a small analyzed table
     let estimate = connector.estimate_rows(&single).await.unwrap();
     assert!(estimate > 0, "{estimate}");
-    db.client()
-        .await
-        .batch_execute("analyze single")
-        .await
-        .unwrap();
+    db.exec("analyze single").await;
     assert_eq!(connector.estimate_rows(&single).await.unwrap(), 1200);
 }
 
 #[tokio::test]
 async fn errors_have_kinds_and_name_what_is_at_fault() {
-    let db = TestDb::create().await;
-    db.client()
-        .await
-        .batch_execute(
-            "create table t (id int primary key, email text unique, n int, code varchar(3),
-                             note varchar(3), must text not null default 'x');
-             insert into t (id, email) values (1, 'a@b');",
-        )
-        .await
-        .unwrap();
+    let db = TestDb::with(
+        "
+        create table t (id int primary key, email text unique, n int, code varchar(3),
+                        note varchar(3), must text not null default 'x');
+        insert into t (id, email) values (1, 'a@b');",
+    )
+    .await;
     let connector = db.connector().await;
-    let t = describe(&*connector, "t").await;
-    let mut tx = connector.begin().await.unwrap();
-
-    let check = |err: tandem_connectors::ConnectorError, kind: ErrorKind, needles: &[&str]| {
-        assert_eq!(err.kind(), kind, "{err}");
-        let text = err.to_string();
-        assert!(!text.contains('\n'), "{text}");
-        for needle in needles {
-            assert!(text.contains(needle), "{needle:?} not in {text:?}");
-        }
+    let t = describe(&connector, "t").await;
+    // Every message is one line
+    let check = |err: &tandem_connectors::ConnectorError, kind: ErrorKind, needles: &[&str]| {
+        assert!(!err.to_string().contains('\n'), "{err}");
+        assert_error(err, kind, needles);
     };
+
+    let mut tx = connector.begin().await.unwrap();
     tx.savepoint().await.unwrap();
-    let dup = tx
-        .insert(
-            &t,
-            &row(&[("id", Value::Int(2)), ("email", Value::Text("a@b".into()))]),
-        )
-        .await
-        .unwrap_err();
-    check(dup, ErrorKind::Data, &["public.t", "a@b"]);
-    tx.rollback_to_savepoint().await.unwrap();
-    let bad = tx
-        .insert(
-            &t,
-            &row(&[("id", Value::Int(3)), ("n", Value::Text("12x".into()))]),
-        )
-        .await
-        .unwrap_err();
-    check(
-        bad,
-        ErrorKind::Data,
-        &["public.t", "column \"n\"", "\"12x\""],
-    );
-    tx.rollback_to_savepoint().await.unwrap();
-    let long = tx
-        .insert(
-            &t,
-            &row(&[
-                ("id", Value::Int(3)),
-                ("code", Value::Text("ab".into())),
-                ("note", Value::Text("abcd".into())),
-            ]),
-        )
-        .await
-        .unwrap_err();
-    check(
-        long,
-        ErrorKind::Data,
-        &["public.t", "column \"note\"", "\"abcd\""],
-    );
-    tx.rollback_to_savepoint().await.unwrap();
-    let null = tx
-        .insert(&t, &row(&[("id", Value::Int(4)), ("must", Value::Null)]))
-        .await
-        .unwrap_err();
-    check(null, ErrorKind::Data, &["public.t", "column \"must\""]);
-    tx.rollback_to_savepoint().await.unwrap();
-    let unknown_column = tx
-        .insert(&t, &row(&[("id", Value::Int(5)), ("nope", Value::Int(1))]))
-        .await
-        .unwrap_err();
-    check(unknown_column, ErrorKind::Schema, &["nope", "public.t"]);
+    let id = |i| ("id", Value::Int(i));
+    let bad_rows: [(Row, ErrorKind, &[&str]); 5] = [
+        (
+            row(&[id(2), ("email", text("a@b"))]),
+            ErrorKind::Data,
+            &["public.t", "a@b"],
+        ),
+        (
+            row(&[id(3), ("n", text("12x"))]),
+            ErrorKind::Data,
+            &["public.t", "column \"n\"", "\"12x\""],
+        ),
+        (
+            row(&[id(3), ("code", text("ab")), ("note", text("abcd"))]),
+            ErrorKind::Data,
+            &["public.t", "column \"note\"", "\"abcd\""],
+        ),
+        (
+            row(&[id(4), ("must", Value::Null)]),
+            ErrorKind::Data,
+            &["public.t", "column \"must\""],
+        ),
+        (
+            row(&[id(5), ("nope", Value::Int(1))]),
+            ErrorKind::Schema,
+            &["nope", "public.t"],
+        ),
+    ];
+    for (bad, kind, needles) in &bad_rows {
+        let err = tx.insert(&t, bad).await.unwrap_err();
+        check(&err, *kind, needles);
+        tx.rollback_to_savepoint().await.unwrap();
+    }
     tx.rollback().await.unwrap();
 
     // A table dropped under us
@@ -1255,38 +911,28 @@ async fn errors_have_kinds_and_name_what_is_at_fault() {
         .fetch_rows(&missing, &[key(&[Value::Int(1)])])
         .await
         .unwrap_err();
-    check(err, ErrorKind::Schema, &["public.gone"]);
+    check(&err, ErrorKind::Schema, &["public.gone"]);
 
     // A refused connection, with the password kept out of the message
-    let refused = connect(&EndpointConfig {
-        url: "postgres://postgres:hunter2@127.0.0.1:5999/postgres".to_owned(),
-        ..db.config()
-    })
-    .await
-    .err()
-    .expect("nothing listens on 5999");
+    let refused = db
+        .connect_error("postgres://postgres:hunter2@127.0.0.1:5999/postgres")
+        .await;
     assert_eq!(refused.kind(), ErrorKind::Connection);
     assert_eq!(
         refused.to_string(),
         "cannot connect to PostgreSQL at 127.0.0.1:5999: connection refused"
     );
     // A database that does not exist is a configuration error
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_path("/tandem_no_such_database");
-    let err = connect(&EndpointConfig {
-        url: url.to_string(),
-        ..db.config()
-    })
-    .await
-    .err()
-    .expect("no such database");
-    check(err, ErrorKind::Config, &["tandem_no_such_database"]);
+    let err = db
+        .connect_error(&db.url_with(|url| url.set_path("/tandem_no_such_database")))
+        .await;
+    check(&err, ErrorKind::Config, &["tandem_no_such_database"]);
 }
 
 /// Waits (while waiting for changes) until a LISTEN session other than
 /// `not` is open on the database; returns its pid.
 async fn wait_for_listener(
-    connector: &dyn Connector,
+    connector: &Arc<dyn Connector>,
     client: &tokio_postgres::Client,
     database: &str,
     not: Option<i32>,
@@ -1311,68 +957,46 @@ async fn wait_for_listener(
     }
 }
 
-#[tokio::test]
-async fn wait_for_changes_wakes_on_notify_and_never_outwaits_the_poll_interval() {
-    let db = TestDb::create().await;
-    let client = db.client().await;
-    client
-        .batch_execute("create table t (id int primary key)")
-        .await
-        .unwrap();
-    let connector = connect(&EndpointConfig {
-        poll_interval: Duration::from_secs(3600),
-        ..db.config()
-    })
-    .await
-    .unwrap();
-    let t = describe(&*connector, "t").await;
-    install(&*connector, &[t]).await;
-
-    // The LISTEN connection opens on the first wait
-    let first = wait_for_listener(&*connector, &client, &db.name, None).await;
-
-    // A captured change wakes a waiter long before its hour-long timeout
-    client
-        .batch_execute("insert into t values (1)")
-        .await
-        .unwrap();
+/// Waits for changes with an hour-long timeout: returns well before it.
+async fn wait_for_changes_returns(connector: &Arc<dyn Connector>, why: &str) {
     tokio::time::timeout(
         Duration::from_secs(30),
         connector.wait_for_changes(Duration::from_secs(3600)),
     )
     .await
-    .expect("woken by the notification");
+    .unwrap_or_else(|_| panic!("not {why}"));
+}
+
+#[tokio::test]
+async fn wait_for_changes_wakes_on_notify_and_never_outwaits_the_poll_interval() {
+    let db = TestDb::with("create table t (id int primary key)").await;
+    let client = db.client().await;
+    let connector = db
+        .connector_with(|c| c.poll_interval = Duration::from_secs(3600))
+        .await;
+    install_capture(&connector, ["t"]).await;
+
+    // The LISTEN connection opens on the first wait
+    let first = wait_for_listener(&connector, &client, &db.name, None).await;
+
+    // A captured change wakes a waiter long before its hour-long timeout
+    db.exec("insert into t values (1)").await;
+    wait_for_changes_returns(&connector, "woken by the notification").await;
 
     // The LISTEN connection comes back by itself when the server drops it
     client
         .execute("select pg_terminate_backend($1)", &[&first])
         .await
         .unwrap();
-    wait_for_listener(&*connector, &client, &db.name, Some(first)).await;
-    client
-        .batch_execute("insert into t values (2)")
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        connector.wait_for_changes(Duration::from_secs(3600)),
-    )
-    .await
-    .expect("woken after reconnecting");
+    wait_for_listener(&connector, &client, &db.name, Some(first)).await;
+    db.exec("insert into t values (2)").await;
+    wait_for_changes_returns(&connector, "woken after reconnecting").await;
 
     // Without notifications, the poll interval bounds the wait
-    let polling = connect(&EndpointConfig {
-        poll_interval: Duration::from_millis(50),
-        ..db.config()
-    })
-    .await
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        polling.wait_for_changes(Duration::from_secs(3600)),
-    )
-    .await
-    .expect("bounded by the poll interval");
+    let polling = db
+        .connector_with(|c| c.poll_interval = Duration::from_millis(50))
+        .await;
+    wait_for_changes_returns(&polling, "bounded by the poll interval").await;
 }
 
 #[tokio::test]
@@ -1380,16 +1004,14 @@ async fn table_names_default_to_public_and_split_at_the_first_dot() {
     let db = TestDb::create().await;
     let connector = db.connector().await;
     assert_eq!(connector.engine(), Engine::Postgres);
-    assert_eq!(
-        connector.table_name("orders"),
-        TableName::new(Some("public"), "orders")
-    );
-    assert_eq!(
-        connector.table_name("Sales.Orders"),
-        TableName::new(Some("Sales"), "Orders")
-    );
-    assert_eq!(
-        connector.table_name("a.b.c"),
-        TableName::new(Some("a"), "b.c")
-    );
+    for (configured, schema, name) in [
+        ("orders", "public", "orders"),
+        ("Sales.Orders", "Sales", "Orders"),
+        ("a.b.c", "a", "b.c"),
+    ] {
+        assert_eq!(
+            connector.table_name(configured),
+            TableName::new(Some(schema), name)
+        );
+    }
 }
