@@ -302,10 +302,14 @@ fn endpoint(
     let engine = match raw.kind.as_str() {
         "postgres" | "postgresql" => Engine::Postgres,
         "mysql" | "mariadb" => Engine::Mysql,
+        "sqlite" => Engine::Sqlite,
+        "mssql" | "sqlserver" => Engine::Mssql,
         other => {
             return Err(ConfigError::new(
                 path,
-                format!("{at}.kind: unknown kind {other:?} (expected \"postgres\" or \"mysql\")"),
+                format!(
+                    "{at}.kind: unknown kind {other:?} (expected \"postgres\", \"mysql\", \"sqlite\" or \"mssql\")"
+                ),
             ))
         }
     };
@@ -314,17 +318,35 @@ fn endpoint(
             raw.url.starts_with("postgres://") || raw.url.starts_with("postgresql://")
         }
         Engine::Mysql => raw.url.starts_with("mysql://") || raw.url.starts_with("mariadb://"),
+        Engine::Sqlite => raw.url.starts_with("sqlite://") && raw.url.len() > "sqlite://".len(),
+        Engine::Mssql => raw.url.starts_with("mssql://") || raw.url.starts_with("sqlserver://"),
     };
     if !scheme_ok || url::Url::parse(&raw.url).is_err() {
+        let expected = match engine {
+            Engine::Sqlite => {
+                "sqlite:///absolute/path.db or sqlite://relative/to/this/file.db".to_owned()
+            }
+            _ => format!("{engine}://user[:password]@host:port/database"),
+        };
         return Err(ConfigError::new(
             path,
             format!(
-                "{at}.url: {} is not a {engine} URL (expected {engine}://user[:password]@host:port/database)",
+                "{at}.url: {} is not a {engine} URL (expected {expected})",
                 tandem_connectors::connector::redact_url(&raw.url)
             ),
         ));
     }
-    let url = raw.url.replacen("mariadb://", "mysql://", 1);
+    let url = match engine {
+        Engine::Mysql => raw.url.replacen("mariadb://", "mysql://", 1),
+        Engine::Mssql => raw.url.replacen("sqlserver://", "mssql://", 1),
+        // A relative database file is relative to the config file, like
+        // the state directory.
+        Engine::Sqlite => {
+            let file = Path::new(&raw.url["sqlite://".len()..]);
+            format!("sqlite://{}", base.join(file).display())
+        }
+        Engine::Postgres => raw.url.clone(),
+    };
     let password = match (raw.password_env, raw.password_file) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(
@@ -356,7 +378,7 @@ fn endpoint(
     };
     let default_poll = match engine {
         Engine::Postgres => DEFAULT_NOTIFY_FALLBACK,
-        Engine::Mysql => DEFAULT_POLL_INTERVAL,
+        Engine::Mysql | Engine::Sqlite | Engine::Mssql => DEFAULT_POLL_INTERVAL,
     };
     let poll_interval = match raw.poll_interval {
         Some(text) => humantime::parse_duration(&text).map_err(|e| {
@@ -425,6 +447,24 @@ target = "clients"
             DEFAULT_NOTIFY_FALLBACK
         );
         assert_eq!(config.conflict, ConflictPolicy::SourceWins);
+    }
+
+    #[test]
+    fn sqlite_files_are_relative_to_the_config() {
+        let text = GOOD.replace(
+            "kind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/shop\"",
+            "kind = \"sqlite\"\nurl = \"sqlite://data/shop.db\"",
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.endpoint(Side::Target).url,
+            "sqlite:///etc/tandem/data/shop.db"
+        );
+        let absolute = text.replace("sqlite://data/shop.db", "sqlite:///var/lib/shop.db");
+        assert_eq!(
+            parse(&absolute).unwrap().endpoint(Side::Target).url,
+            "sqlite:///var/lib/shop.db"
+        );
     }
 
     #[test]

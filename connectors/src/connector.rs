@@ -42,6 +42,10 @@ pub enum Engine {
     Postgres,
     /// MySQL 8 and MariaDB 10.5 and later.
     Mysql,
+    /// SQLite 3 (embedded, through rusqlite).
+    Sqlite,
+    /// Microsoft SQL Server 2016 and later.
+    Mssql,
 }
 
 impl std::fmt::Display for Engine {
@@ -49,6 +53,8 @@ impl std::fmt::Display for Engine {
         f.write_str(match self {
             Engine::Postgres => "postgres",
             Engine::Mysql => "mysql",
+            Engine::Sqlite => "sqlite",
+            Engine::Mssql => "mssql",
         })
     }
 }
@@ -269,5 +275,7 @@ pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
     Ok(match config.engine {
         Engine::Postgres => crate::postgres::connect(config).await?,
         Engine::Mysql => crate::mysql::connect(config).await?,
+        Engine::Sqlite => crate::sqlite::connect(config).await?,
+        Engine::Mssql => crate::mssql::connect(config).await?,
     })
 }

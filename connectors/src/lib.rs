@@ -8,9 +8,11 @@
 
 pub mod connector;
 pub mod error;
+pub mod mssql;
 pub mod mysql;
 pub mod postgres;
 pub mod schema;
+pub mod sqlite;
 pub mod template;
 pub mod value;
 

@@ -82,7 +82,14 @@ fn render(engine: Engine, title: &str, statements: &[String]) -> String {
             }
             out.push_str("DELIMITER ;\n");
         }
-        Engine::Postgres => {
+        // SQL Server's tools end a batch with GO.
+        Engine::Mssql => {
+            for statement in statements {
+                out.push_str(statement.trim_end());
+                out.push_str("\nGO\n");
+            }
+        }
+        Engine::Postgres | Engine::Sqlite => {
             for statement in statements {
                 let statement = statement.trim_end();
                 out.push_str(statement);
