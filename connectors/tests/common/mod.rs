@@ -44,6 +44,7 @@ impl<S: Server> TestDb<S> {
                 "postgres://postgres@127.0.0.1:5432/postgres",
             ),
             Engine::Mysql => ("TANDEM_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mysql"),
+            other => panic!("no test server for {other}"),
         };
         std::env::var(variable).unwrap_or_else(|_| default.to_owned())
     }
