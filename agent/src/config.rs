@@ -31,7 +31,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(file: &Path, message: impl Into<String>) -> Self {
+    pub(crate) fn new(file: &Path, message: impl Into<String>) -> Self {
         Self {
             file: file.display().to_string(),
             message: message.into(),

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod mapping;
 pub mod state;
 pub mod store;
 pub mod sync;
