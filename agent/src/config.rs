@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tandem_connectors::{EndpointConfig, Engine};
 
+use crate::mapping::DirectionConfig;
+
 /// Default interval between polls of an engine that cannot notify.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Default longest wait between passes of an idle PostgreSQL endpoint (it
@@ -90,6 +92,10 @@ struct RawTable {
     source: String,
     target: String,
     name: Option<String>,
+    #[serde(rename = "match")]
+    match_on: Option<Vec<String>>,
+    to_target: Option<toml::Value>,
+    to_source: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,7 +149,7 @@ impl fmt::Display for Side {
 }
 
 /// A table pair as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TablePairConfig {
     /// The pair's stable name (defaults to the source table); keys the ID map.
     pub name: String,
@@ -151,6 +157,11 @@ pub struct TablePairConfig {
     pub source: String,
     /// The table on the target side, as written.
     pub target: String,
+    /// Columns that identify the same record on both sides before the first
+    /// sync (empty: no matching, every record is copied).
+    pub match_on: Vec<String>,
+    /// Mapping by the side a change comes from: `to_target`, `to_source`.
+    pub directions: [DirectionConfig; 2],
 }
 
 impl TablePairConfig {
@@ -263,10 +274,29 @@ impl Config {
                     ),
                 ));
             }
+            let direction = |section: &str, raw: Option<toml::Value>| match raw {
+                Some(raw) => {
+                    crate::mapping::rules::parse_direction(path, &format!("{at}.{section}"), raw)
+                }
+                None => Ok(DirectionConfig::default()),
+            };
+            let directions = [
+                direction("to_target", t.to_target)?,
+                direction("to_source", t.to_source)?,
+            ];
+            let match_on = t.match_on.unwrap_or_default();
+            if match_on.iter().any(|c| c.trim().is_empty()) {
+                return Err(ConfigError::new(
+                    path,
+                    format!("{at}.match: column names must not be empty"),
+                ));
+            }
             tables.push(TablePairConfig {
                 name,
                 source: t.source,
                 target: t.target,
+                match_on,
+                directions,
             });
         }
         let batch_size = raw.sync.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);

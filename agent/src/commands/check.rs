@@ -7,6 +7,7 @@ use tandem_connectors::connector::SCHEMA_VERSION;
 
 use super::{describe_side, load};
 use crate::config::Side;
+use crate::sync::describe_lookups;
 use crate::sync::plan::{KeyMode, Plan};
 
 pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
@@ -15,9 +16,11 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let fix_install = format!("run `tandem-agent install-triggers --config {file}`");
     let mut problems: Vec<String> = Vec::new();
     let mut described = Vec::new();
+    let mut connectors = Vec::new();
     for side in Side::BOTH {
         match describe_side(&config, side).await {
             Ok((connector, tables)) => {
+                connectors.push(Some(connector.clone()));
                 match connector.installation(&tables).await {
                     Ok(installed) => match installed.version {
                         None => problems.push(format!("{side}: Tandem change table is not installed: {fix_install}")),
@@ -37,6 +40,7 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 problems.push(format!("{e:#}"));
                 described.push(None);
+                connectors.push(None);
             }
         }
     }
@@ -47,7 +51,15 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             .zip(target.iter().cloned())
             .map(|(s, t)| [s, t])
             .collect();
-        let (plan, plan_problems) = Plan::build(&config.tables, schemas);
+        let lookups =
+            match describe_lookups(&config, |side| connectors[side.index()].as_deref()).await {
+                Ok(lookups) => lookups,
+                Err((side, e)) => {
+                    problems.push(format!("{side}: {e}"));
+                    Default::default()
+                }
+            };
+        let (plan, plan_problems) = Plan::build(&config.tables, schemas, &lookups);
         problems.extend(
             plan_problems
                 .into_iter()

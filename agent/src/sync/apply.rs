@@ -21,10 +21,11 @@ use chrono::{DateTime, Utc};
 use tandem_connectors::{ErrorKind, Fingerprint, IdMapRow, Key, Row, Transaction};
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::plan::Mapped;
+use super::plan::{MapError, Mapped};
 use super::report::Tally;
 use super::{Agent, SyncError, SyncResult};
 use crate::config::{ConflictPolicy, Side};
+use crate::mapping::FilterExit;
 use crate::state::{DeadLetter, InFlight, Link, StateBatch, FORMAT_VERSION};
 
 /// Log entries considered in one round of applying.
@@ -87,6 +88,7 @@ enum Kind {
 impl Agent {
     /// Applies everything in the change log that can be applied.
     pub async fn drain(&self, tally: &mut Tally) -> SyncResult<()> {
+        self.refresh_lookups().await?;
         let pairs = &self.integration.plan.pairs;
         let index: HashMap<&str, usize> = pairs
             .iter()
@@ -425,19 +427,32 @@ impl Agent {
                 return Ok(Outcome::Dropped { conflict: false });
             }
         }
-        let (row_out, partial) =
-            match self
-                .integration
+        let mapped = {
+            let lookups = self.lookups.read().expect("lookup cache lock");
+            self.integration
                 .plan
-                .map_row(pair, origin, row, &self.state)?
-            {
-                Mapped::Complete(row) => (row, false),
-                Mapped::Partial(row) => (row, true),
-                Mapped::Waiting(why) => {
-                    debug!(key = %record.key, %why, "waiting");
-                    return Ok(Outcome::Waiting);
-                }
-            };
+                .map_row(pair, origin, row, &self.state, &lookups)
+        };
+        let (row_out, partial) = match mapped {
+            Ok(Mapped::Complete(row)) => (row, false),
+            Ok(Mapped::Partial(row)) => (row, true),
+            Ok(Mapped::Waiting(why)) => {
+                debug!(key = %record.key, %why, "waiting");
+                return Ok(Outcome::Waiting);
+            }
+            Ok(Mapped::Filtered) => {
+                return self
+                    .left_the_filter(tx, pair, origin, link.as_ref(), position)
+                    .await
+            }
+            Err(MapError::Store(e)) => return Err(e.into()),
+            Err(MapError::Row(reason)) => {
+                return Ok(Outcome::Failed(format!(
+                    "{} {}: {reason}",
+                    plan.name, record.key
+                )))
+            }
+        };
         let table = plan.table(dest);
         tx.savepoint().await.map_err(&err)?;
         let result: Result<Outcome, tandem_connectors::ConnectorError> = async {
@@ -522,6 +537,60 @@ impl Agent {
             }
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// A row that does not pass its direction's filter: its copy, if any,
+    /// stays or is deleted, as configured.
+    async fn left_the_filter(
+        &self,
+        tx: &mut dyn Transaction,
+        pair: usize,
+        origin: Side,
+        link: Option<&Link>,
+        position: u64,
+    ) -> SyncResult<Outcome> {
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let link = match link {
+            Some(link)
+                if !link.deleted
+                    && plan.directions[origin.index()].on_filter_exit == FilterExit::Delete =>
+            {
+                link
+            }
+            _ => return Ok(Outcome::Dropped { conflict: false }),
+        };
+        let err = self.integration.error(dest);
+        tx.savepoint().await.map_err(&err)?;
+        let deleted = async {
+            tx.delete(plan.table(dest), link.key(dest)).await?;
+            tx.forget_link(
+                &plan.name,
+                &link.source_key.encode(),
+                &link.target_key.encode(),
+            )
+            .await
+        }
+        .await;
+        match deleted {
+            Ok(()) => tx.release_savepoint().await.map_err(&err)?,
+            Err(e) => {
+                if e.kind() == ErrorKind::Data {
+                    tx.rollback_to_savepoint().await.map_err(&err)?;
+                }
+                return Err(err(e));
+            }
+        }
+        let mut tomb = link.clone();
+        tomb.deleted = true;
+        tomb.written_at[dest.index()] = position;
+        Ok(Outcome::Written {
+            old: Some(link.clone()),
+            link: tomb,
+            kind: Kind::Deleted,
+            partial: false,
+            conflict: false,
+        })
     }
 
     /// Deletes the copies of `records`, deleted on `origin`. Returns the

@@ -108,7 +108,14 @@ impl Integration {
                 }
             }
         }
-        let (plan, problems) = Plan::build(&config.tables, schemas);
+        let lookups = describe_lookups(&config, |side| Some(endpoints[side.index()].as_ref()))
+            .await
+            .map_err(|(side, source)| SyncError::Endpoint {
+                side,
+                engine: config.endpoint(side).engine,
+                source,
+            })?;
+        let (plan, problems) = Plan::build(&config.tables, schemas, &lookups);
         let tables_by_name = [0, 1].map(|side| {
             plan.pairs
                 .iter()
@@ -167,6 +174,45 @@ impl Integration {
     }
 }
 
+/// Describes every reference table a lookup reads, on the sides given
+/// (a side without a connector is skipped).
+pub async fn describe_lookups<'a>(
+    config: &Config,
+    connector: impl Fn(Side) -> Option<&'a dyn Connector>,
+) -> Result<plan::LookupTables, (Side, ConnectorError)> {
+    let mut out = plan::LookupTables::new();
+    for pair in &config.tables {
+        for direction in &pair.directions {
+            for (column, rule) in &direction.columns {
+                let crate::mapping::RuleConfig::Lookup(lookup) = rule else {
+                    continue;
+                };
+                let Some(connector) = connector(lookup.side) else {
+                    continue;
+                };
+                if out.contains_key(&(lookup.side, lookup.table.clone())) {
+                    continue;
+                }
+                let schema = connector
+                    .describe(&connector.table_name(&lookup.table))
+                    .await
+                    .map_err(|e| {
+                        (
+                            lookup.side,
+                            e.context(format!(
+                                "{}: pair {}: column {column}: lookup table",
+                                config.path.display(),
+                                pair.name
+                            )),
+                        )
+                    })?;
+                out.insert((lookup.side, lookup.table.clone()), schema);
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn connect_side(config: &Config, side: Side) -> SyncResult<Arc<dyn Connector>> {
     let endpoint = config.endpoint(side);
     tandem_connectors::connect(endpoint)
@@ -184,4 +230,64 @@ pub struct Agent {
     pub integration: Integration,
     /// The state directory.
     pub state: State,
+    /// Reference tables read by lookups.
+    pub lookups: std::sync::RwLock<crate::mapping::LookupCache>,
+}
+
+impl Agent {
+    /// An agent over a connected integration and an opened state.
+    pub fn new(integration: Integration, state: State) -> Agent {
+        Agent {
+            integration,
+            state,
+            lookups: Default::default(),
+        }
+    }
+
+    /// Reads (again, when stale) the reference tables lookups use.
+    pub async fn refresh_lookups(&self) -> SyncResult<()> {
+        let mut cache = std::mem::take(&mut *self.lookups.write().expect("lookup cache lock"));
+        let mut result = Ok(());
+        'pairs: for pair in &self.integration.plan.pairs {
+            for direction in &pair.directions {
+                for column in &direction.columns {
+                    let plan::ValueSource::Lookup {
+                        side,
+                        table,
+                        match_column,
+                        value_column,
+                        ..
+                    } = &column.source
+                    else {
+                        continue;
+                    };
+                    let Some((_, schema)) = self
+                        .integration
+                        .plan
+                        .lookups
+                        .iter()
+                        .find(|(s, t)| s == side && t.name.to_string() == *table)
+                    else {
+                        continue;
+                    };
+                    let connector = self.integration.endpoint(*side);
+                    if let Err(e) = cache
+                        .load(
+                            *side,
+                            connector.as_ref(),
+                            schema,
+                            match_column,
+                            value_column,
+                        )
+                        .await
+                    {
+                        result = Err(self.integration.error(*side)(e));
+                        break 'pairs;
+                    }
+                }
+            }
+        }
+        *self.lookups.write().expect("lookup cache lock") = cache;
+        result
+    }
 }

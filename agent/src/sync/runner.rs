@@ -81,7 +81,7 @@ impl Agent {
             }
         }
         let state = State::open(&integration.config.state_dir)?;
-        let agent = Agent { integration, state };
+        let agent = Agent::new(integration, state);
         agent.resolve_in_flight().await?;
         agent.adopt_mapping_tables().await?;
         Ok(agent)
