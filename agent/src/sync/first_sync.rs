@@ -8,16 +8,45 @@
 //! where it stopped, and a row copied just before a crash is found linked
 //! (through the mapping table) instead of being copied twice.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
+use tandem_connectors::{IdMapRow, Key, Row, Value};
 use tracing::info;
 
 use super::report::Tally;
 use super::{Agent, SyncResult};
 use crate::config::Side;
-use crate::state::{CopyCheckpoint, NewEntry, StateBatch, FORMAT_VERSION};
+use crate::state::{CopyCheckpoint, Link, NewEntry, StateBatch, FORMAT_VERSION};
 
 /// Rows read per batch of the first copy.
 pub const COPY_BATCH: usize = 1000;
+
+fn pair_index(agent: &Agent, name: &str) -> usize {
+    agent
+        .integration
+        .plan
+        .pairs
+        .iter()
+        .position(|p| p.name == name)
+        .expect("a planned pair")
+}
+
+/// The natural key of `row`: its match columns' values; `None` when one is
+/// NULL (NULL matches nothing).
+fn match_key(columns: &[String], row: &Row) -> Option<String> {
+    let mut key = String::new();
+    for column in columns {
+        match row.get(column) {
+            None | Some(Value::Null) => return None,
+            Some(value) => {
+                key.push_str(&value.to_string());
+                key.push('\u{1f}');
+            }
+        }
+    }
+    Some(key)
+}
 
 fn checkpoint_name(origin: Side, pair: &str) -> String {
     format!("first-sync/{origin}/{pair}")
@@ -38,6 +67,67 @@ impl Agent {
             }
         }
         Ok(true)
+    }
+
+    /// The not yet linked records of `side`, by natural key. Reads the
+    /// table's match columns whole (a map of keys, not of rows).
+    async fn unlinked_by_match_key(
+        &self,
+        pair: usize,
+        side: Side,
+    ) -> SyncResult<HashMap<String, Key>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let table = plan.table(side);
+        let connector = self.integration.endpoint(side);
+        let mut out = HashMap::new();
+        let mut after = None;
+        loop {
+            let rows = connector
+                .scan(table, after.as_ref(), COPY_BATCH)
+                .await
+                .map_err(self.integration.error(side))?;
+            let done = rows.len() < COPY_BATCH;
+            for row in rows {
+                let Some(key) = table.key_of(&row) else {
+                    continue;
+                };
+                after = Some(key.clone());
+                if self
+                    .state
+                    .link(&plan.name, side, &key)?
+                    .is_some_and(|l| !l.deleted)
+                {
+                    continue;
+                }
+                if let Some(natural) = match_key(&plan.match_on, &row) {
+                    out.entry(natural).or_insert(key);
+                }
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Writes matched pairs into the target's mapping table.
+    async fn record_matches(&self, pair: &str, links: &[Link]) -> SyncResult<()> {
+        let err = self.integration.error(Side::Target);
+        let mut tx = self
+            .integration
+            .endpoint(Side::Target)
+            .begin()
+            .await
+            .map_err(&err)?;
+        for link in links {
+            tx.record_link(&IdMapRow {
+                pair: pair.to_owned(),
+                source_key: link.source_key.encode(),
+                target_key: link.target_key.encode(),
+            })
+            .await
+            .map_err(&err)?;
+        }
+        tx.commit().await.map_err(&err)
     }
 
     /// Copies what is not copied yet: source records to the target (parents
@@ -65,6 +155,15 @@ impl Agent {
                 let estimate = connector.estimate_rows(table).await.map_err(&err)?;
                 info!(pair = %pair.name, from = %origin, table = %table.name, rows = estimate, "first sync: copying");
                 let mut copied = 0u64;
+                // Records that exist on both sides already, by natural key:
+                // linked instead of copied (source to target only; the
+                // target's matched records are linked by then).
+                let mut matches = if origin == Side::Source && !pair.match_on.is_empty() {
+                    self.unlinked_by_match_key(pair_index(self, &pair.name), Side::Target)
+                        .await?
+                } else {
+                    HashMap::new()
+                };
                 loop {
                     let rows = connector
                         .scan(table, checkpoint.after.as_ref(), COPY_BATCH)
@@ -72,6 +171,7 @@ impl Agent {
                         .map_err(&err)?;
                     checkpoint.done = rows.len() < COPY_BATCH;
                     let mut entries = Vec::new();
+                    let mut matched = Vec::new();
                     for row in rows {
                         let Some(key) = table.key_of(&row) else {
                             continue;
@@ -82,6 +182,11 @@ impl Agent {
                             .link(&pair.name, origin, &key)?
                             .is_some_and(|l| !l.deleted);
                         if !linked {
+                            if let Some(target_key) =
+                                match_key(&pair.match_on, &row).and_then(|m| matches.remove(&m))
+                            {
+                                matched.push(Link::new(key.clone(), target_key));
+                            }
                             entries.push(NewEntry {
                                 side: origin,
                                 pair: pair.name.clone(),
@@ -93,6 +198,15 @@ impl Agent {
                     }
                     copied += entries.len() as u64;
                     let mut batch = StateBatch::default();
+                    if !matched.is_empty() {
+                        // The pairs go into the target's mapping table first:
+                        // a crash before the state is written finds them there.
+                        self.record_matches(&pair.name, &matched).await?;
+                        info!(pair = %pair.name, matched = matched.len(), "first sync: linked existing records by match key");
+                    }
+                    for link in &matched {
+                        batch.put_link(&pair.name, link);
+                    }
                     batch.put_checkpoint(&name, &checkpoint);
                     self.state.append_log_with(entries, batch)?;
                     self.drain(tally).await?;
