@@ -54,9 +54,21 @@ async fn shop_content(db: &Db) -> Vec<Vec<Vec<Option<String>>>> {
         "SELECT label FROM tags ORDER BY label",
         "SELECT body FROM notes ORDER BY body",
     ] {
-        out.push(db.rows(sql).await);
+        out.push(normalized(db.rows(sql).await));
     }
     out
+}
+
+/// Numbers as numbers: `10.50` (PostgreSQL, MariaDB) and `10.5` (SQLite
+/// keeps a decimal as a REAL) are the same amount.
+fn normalized(rows: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|cell| cell.map(|text| text.parse::<f64>().map_or(text, |n| n.to_string())))
+                .collect()
+        })
+        .collect()
 }
 
 /// The applied counts per pair, as `status --json` reports them.
@@ -318,6 +330,7 @@ async fn canonical_rows(
     let engine = match db.engine {
         Engine::Postgres => tandem_connectors::Engine::Postgres,
         Engine::Mysql => tandem_connectors::Engine::Mysql,
+        Engine::Sqlite => tandem_connectors::Engine::Sqlite,
     };
     let connector = tandem_connectors::connect(&tandem_connectors::EndpointConfig {
         engine,
