@@ -206,6 +206,38 @@ pub trait Connector: Send + Sync {
     /// The current rows with these keys; keys without a row are left out.
     async fn fetch_rows(&self, table: &TableSchema, keys: &[Key]) -> Result<Vec<Row>>;
 
+    /// The rows whose `columns` equal `values` (NULL matches nothing). The
+    /// default reads the whole table; engines override it with a query.
+    async fn find_rows(
+        &self,
+        table: &TableSchema,
+        columns: &[String],
+        values: &[crate::Value],
+    ) -> Result<Vec<Row>> {
+        if values.iter().any(crate::Value::is_null) {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        let mut after: Option<Key> = None;
+        loop {
+            let rows = self.scan(table, after.as_ref(), 1000).await?;
+            let done = rows.len() < 1000;
+            for row in rows {
+                after = table.key_of(&row);
+                if columns
+                    .iter()
+                    .zip(values)
+                    .all(|(c, v)| row.get(c) == Some(v))
+                {
+                    found.push(row);
+                }
+            }
+            if done {
+                return Ok(found);
+            }
+        }
+    }
+
     /// Up to `limit` rows in key order, starting after `after`.
     async fn scan(
         &self,

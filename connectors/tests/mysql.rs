@@ -869,3 +869,34 @@ async fn mysql8_statements_work_on_a_server_that_knows_both() {
     uninstall(&connector, &[]).await;
     assert_eq!(db.catalog().await, before);
 }
+
+#[tokio::test]
+async fn rows_are_found_by_any_columns() {
+    let db = TestDb::with(
+        "CREATE TABLE companies (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20), country CHAR(2));
+         INSERT INTO companies (name, country) VALUES ('Acme', 'GB'), ('Acme', 'FR'), ('Initech', 'GB')",
+    )
+    .await;
+    let connector = db.connector().await;
+    let schema = describe(&connector, "companies").await;
+    let columns = ["name".to_owned(), "country".to_owned()];
+    let found = connector
+        .find_rows(&schema, &columns, &[text("Acme"), text("FR")])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["country"], text("FR"));
+    assert_eq!(
+        connector
+            .find_rows(&schema, &columns[..1], &[text("Acme")])
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(connector
+        .find_rows(&schema, &columns[..1], &[Value::Null])
+        .await
+        .unwrap()
+        .is_empty());
+}

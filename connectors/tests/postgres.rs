@@ -1015,3 +1015,35 @@ async fn table_names_default_to_public_and_split_at_the_first_dot() {
         );
     }
 }
+
+#[tokio::test]
+async fn rows_are_found_by_any_columns() {
+    let db = TestDb::with(
+        "CREATE TABLE companies (id SERIAL PRIMARY KEY, name TEXT, founded DATE);
+         INSERT INTO companies (name, founded) VALUES ('Acme', '1990-01-01'), ('Acme', '2001-02-03'), ('Initech', '1990-01-01')",
+    )
+    .await;
+    let connector = db.connector().await;
+    let schema = describe(&connector, "companies").await;
+    let columns = ["name".to_owned(), "founded".to_owned()];
+    let founded = Value::Date(chrono::NaiveDate::from_ymd_opt(2001, 2, 3).unwrap());
+    let found = connector
+        .find_rows(&schema, &columns, &[text("Acme"), founded.clone()])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["founded"], founded);
+    assert_eq!(
+        connector
+            .find_rows(&schema, &columns[..1], &[text("Acme")])
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(connector
+        .find_rows(&schema, &columns[..1], &[Value::Null])
+        .await
+        .unwrap()
+        .is_empty());
+}

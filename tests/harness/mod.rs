@@ -190,14 +190,19 @@ impl Db {
                                     rusqlite::types::ValueRef::Null => None,
                                     rusqlite::types::ValueRef::Integer(i) => Some(i.to_string()),
                                     rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
-                                    rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                                    rusqlite::types::ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                                    rusqlite::types::ValueRef::Text(t) => {
+                                        Some(String::from_utf8_lossy(t).into_owned())
+                                    }
+                                    rusqlite::types::ValueRef::Blob(b) => {
+                                        Some(String::from_utf8_lossy(b).into_owned())
+                                    }
                                 })
                             })
                             .collect::<rusqlite::Result<Vec<_>>>()
                     })
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
-                rows.collect::<rusqlite::Result<Vec<_>>>().unwrap_or_else(|e| panic!("{sql}: {e}"))
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
             }
         }
     }
@@ -283,7 +288,9 @@ impl Db {
     pub async fn pending_changes(&self) -> i64 {
         match self.engine {
             Engine::Postgres => self.count("SELECT count(*) FROM tandem.changes").await,
-            Engine::Mysql | Engine::Sqlite => self.count("SELECT count(*) FROM tandem_changes").await,
+            Engine::Mysql | Engine::Sqlite => {
+                self.count("SELECT count(*) FROM tandem_changes").await
+            }
         }
     }
 }
@@ -362,7 +369,8 @@ impl Drop for Db {
 
 fn lite(path: &std::path::Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
-    conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
     conn
 }
 

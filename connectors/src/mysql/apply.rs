@@ -55,6 +55,15 @@ fn no_key(table: &TableSchema) -> ConnectorError {
     ConnectorError::schema(format!("table {} has no primary key", table.name))
 }
 
+/// `SELECT` of every column of `table`, without a condition.
+pub fn select_all_sql(table: &TableSchema) -> String {
+    format!(
+        "SELECT {} FROM {}",
+        select_list(table),
+        quote_ident(&table.name.name)
+    )
+}
+
 /// Rows with any of `count` keys: `WHERE k IN (?, ?)` or
 /// `WHERE (k1, k2) IN ((?, ?), (?, ?))`.
 pub fn select_by_keys_sql(table: &TableSchema, count: usize) -> String {

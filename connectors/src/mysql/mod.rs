@@ -32,7 +32,7 @@ use crate::connector::{
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
-use crate::value::{Key, Row};
+use crate::value::{Key, Row, Value};
 
 /// Most keys looked up by one statement.
 const FETCH_CHUNK: usize = 500;
@@ -127,6 +127,37 @@ impl Connector for MysqlConnector {
 
     async fn count_changes(&self, tables: &[TableName]) -> Result<Vec<(String, u64)>> {
         capture::count_changes(&self.client, tables).await
+    }
+
+    async fn find_rows(
+        &self,
+        table: &TableSchema,
+        columns: &[String],
+        values: &[Value],
+    ) -> Result<Vec<Row>> {
+        if values.iter().any(Value::is_null) || columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let context = |e: ConnectorError| e.context(format!("read rows of table {}", table.name));
+        let mut params = Vec::with_capacity(values.len());
+        let mut conditions = Vec::with_capacity(columns.len());
+        for (name, value) in columns.iter().zip(values) {
+            let column = table.column(name).ok_or_else(|| {
+                ConnectorError::schema(format!("table {} has no column {name}", table.name))
+            })?;
+            params.push(types::write_value(&table.name, column, value).map_err(context)?);
+            conditions.push(format!("{} = ?", client::quote_ident(name)));
+        }
+        let sql = format!(
+            "{} WHERE {}",
+            apply::select_all_sql(table),
+            conditions.join(" AND ")
+        );
+        let found = self.client.rows(&sql, params).await.map_err(context)?;
+        found
+            .into_iter()
+            .map(|values| row_of(table, values))
+            .collect()
     }
 
     async fn fetch_rows(&self, table: &TableSchema, keys: &[Key]) -> Result<Vec<Row>> {

@@ -26,13 +26,15 @@ use crate::connector::{
     CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
 };
 use crate::error::{ConnectorError, Result};
-use crate::schema::{TableName, TableSchema};
-use crate::value::{Key, Row};
+use crate::schema::{Column, TableName, TableSchema};
+use crate::value::{Key, Row, Value};
 
 use self::apply::PgTransaction;
 use self::capture::Waker;
 use self::client::{pg_error, pool_error, qualified, quote_ident, Server, DEFAULT_SCHEMA};
-use self::types::{cast_param, key_columns, key_params, params, read_row, select_list};
+use self::types::{
+    cast_param, key_columns, key_condition, key_params, params, read_row, select_list, write_text,
+};
 
 /// Keys fetched per statement.
 const KEYS_PER_STATEMENT: usize = 1000;
@@ -125,6 +127,42 @@ impl Connector for PostgresConnector {
 
     async fn count_changes(&self, tables: &[TableName]) -> Result<Vec<(String, u64)>> {
         capture::count_changes(&*self.client().await?, tables).await
+    }
+
+    async fn find_rows(
+        &self,
+        table: &TableSchema,
+        columns: &[String],
+        values: &[Value],
+    ) -> Result<Vec<Row>> {
+        if values.iter().any(Value::is_null) || columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let described: Vec<&Column> = columns
+            .iter()
+            .map(|name| {
+                table.column(name).ok_or_else(|| {
+                    ConnectorError::schema(format!("table {} has no column {name}", table.name))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let sql = format!(
+            "select {} from {} where {}",
+            select_list(table),
+            qualified(&table.name),
+            key_condition(&described, 1)
+        );
+        let params: Vec<Option<String>> = described
+            .iter()
+            .zip(values)
+            .map(|(c, v)| write_text(&table.name, c, v))
+            .collect::<Result<_>>()?;
+        let client = self.client().await?;
+        let rows = client
+            .query(&sql, &types::params(&params))
+            .await
+            .map_err(|e| pg_error(e, format!("cannot read table {}", table.name)))?;
+        rows.iter().map(|row| read_row(table, row)).collect()
     }
 
     async fn fetch_rows(&self, table: &TableSchema, keys: &[Key]) -> Result<Vec<Row>> {
