@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tandem_connectors::{EndpointConfig, Engine};
 
-use crate::mapping::DirectionConfig;
+use crate::mapping::{DirectionConfig, SplitConfig};
 
 /// Default interval between polls of an engine that cannot notify.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -96,6 +96,8 @@ struct RawTable {
     match_on: Option<Vec<String>>,
     to_target: Option<toml::Value>,
     to_source: Option<toml::Value>,
+    #[serde(default)]
+    split: Vec<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +164,8 @@ pub struct TablePairConfig {
     pub match_on: Vec<String>,
     /// Mapping by the side a change comes from: `to_target`, `to_source`.
     pub directions: [DirectionConfig; 2],
+    /// Extra tables a row is split into (or joined back from).
+    pub splits: Vec<SplitConfig>,
 }
 
 impl TablePairConfig {
@@ -291,12 +295,21 @@ impl Config {
                     format!("{at}.match: column names must not be empty"),
                 ));
             }
+            let splits = t
+                .split
+                .into_iter()
+                .enumerate()
+                .map(|(j, raw)| {
+                    crate::mapping::rules::parse_split(path, &format!("{at}.split[{j}]"), raw)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             tables.push(TablePairConfig {
                 name,
                 source: t.source,
                 target: t.target,
                 match_on,
                 directions,
+                splits,
             });
         }
         let batch_size = raw.sync.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);

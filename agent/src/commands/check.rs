@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use tandem_connectors::connector::SCHEMA_VERSION;
 
-use super::{describe_side, load};
+use super::{describe_side, load, split_tables};
 use crate::config::Side;
 use crate::sync::describe_lookups;
 use crate::sync::plan::{KeyMode, Plan};
@@ -21,7 +21,12 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
         match describe_side(&config, side).await {
             Ok((connector, tables)) => {
                 connectors.push(Some(connector.clone()));
-                match connector.installation(&tables).await {
+                let mut installed_tables = tables.clone();
+                match split_tables(&config, side, connector.as_ref()).await {
+                    Ok(extra) => installed_tables.extend(extra),
+                    Err(e) => problems.push(format!("{e:#}")),
+                }
+                match connector.installation(&installed_tables).await {
                     Ok(installed) => match installed.version {
                         None => problems.push(format!("{side}: Tandem change table is not installed: {fix_install}")),
                         Some(v) if v != SCHEMA_VERSION => problems.push(format!(

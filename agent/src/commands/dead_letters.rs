@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 
-use super::{describe_side, load};
+use super::load;
 use crate::cli::DeadLetterAction;
-use crate::config::Side;
-use crate::state::{DeadLetter, NewEntry, State, StateBatch};
+use crate::state::{NewEntry, State, StateBatch};
 
 pub(super) async fn dead_letters(
     path: &Path,
@@ -42,14 +41,15 @@ pub(super) async fn dead_letters(
             // from the other side), and re-reading also brings its latest
             // change. Nothing is queued unless every side answers.
             let mut queued = Vec::new();
-            for side in Side::BOTH {
-                let mine: Vec<&DeadLetter> = letters.iter().filter(|l| l.side == side).collect();
-                if mine.is_empty() {
-                    continue;
-                }
-                let (connector, tables) = describe_side(&config, side).await?;
-                for letter in mine {
-                    let Some(index) = config.tables.iter().position(|p| p.name == letter.pair)
+            if !letters.is_empty() {
+                let integration = crate::sync::Integration::connect(config.clone()).await?;
+                for letter in &letters {
+                    let side = letter.side;
+                    let Some(pair) = integration
+                        .plan
+                        .pairs
+                        .iter()
+                        .find(|p| p.name == letter.pair)
                     else {
                         println!(
                             "{} key {}: pair no longer configured; discard it instead",
@@ -57,14 +57,23 @@ pub(super) async fn dead_letters(
                         );
                         continue;
                     };
-                    let table = &tables[index];
-                    let row = connector
+                    let connector = integration.endpoint(side);
+                    let table = pair.table(side);
+                    let mut rows = connector
                         .fetch_rows(table, std::slice::from_ref(&letter.key))
                         .await
-                        .with_context(|| format!("{side}: reading {} {}", table.name, letter.key))?
-                        .into_iter()
-                        .next();
-                    queued.push((letter.clone(), row));
+                        .with_context(|| {
+                            format!("{side}: reading {} {}", table.name, letter.key)
+                        })?;
+                    crate::sync::split::join_rows(pair, side, connector.as_ref(), &mut rows)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "{side}: reading what {} {} is joined with",
+                                table.name, letter.key
+                            )
+                        })?;
+                    queued.push((letter.clone(), rows.into_iter().next()));
                 }
             }
             for (letter, row) in &queued {

@@ -58,6 +58,29 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
+/// Describes the extra tables rows are split into on `side`.
+async fn split_tables(
+    config: &Config,
+    side: Side,
+    connector: &dyn Connector,
+) -> anyhow::Result<Vec<TableSchema>> {
+    let mut out: Vec<TableSchema> = Vec::new();
+    for pair in &config.tables {
+        for split in pair.splits.iter().filter(|s| s.side == side) {
+            let schema = connector
+                .describe(&connector.table_name(&split.table))
+                .await
+                .with_context(|| {
+                    format!("{}: pair {}: split table", config.path.display(), pair.name)
+                })?;
+            if !out.iter().any(|t| t.name == schema.name) {
+                out.push(schema);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Connects to one side and describes its configured tables.
 async fn describe_side(
     config: &Config,

@@ -11,4 +11,4 @@ pub mod rules;
 
 pub use expr::Expression;
 pub use lookup::LookupCache;
-pub use rules::{DirectionConfig, FilterExit, LookupConfig, RuleConfig};
+pub use rules::{DirectionConfig, FilterExit, LookupConfig, RuleConfig, SplitConfig};

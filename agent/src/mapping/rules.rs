@@ -92,6 +92,68 @@ pub struct DirectionConfig {
     pub on_filter_exit: FilterExit,
 }
 
+/// Data splitting: an extra table on one side, filled from the other side's
+/// row and shared by every row with the same natural key (for example
+/// `contacts(company_name, ...)` -> `companies(name)` + `people(company_id,
+/// ...)`). Read the other way, the extra table's values are joined back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitConfig {
+    /// The side the extra table is on.
+    pub side: Side,
+    /// The extra table.
+    pub table: String,
+    /// Its natural key: rows with equal values are one shared record.
+    pub key: Vec<String>,
+    /// The column of the pair's own table (on `side`) that references the
+    /// extra table's primary key.
+    pub reference: String,
+    /// The extra table's columns and where their values come from (rules
+    /// over the other side's row: column, expression or constant).
+    pub columns: Vec<(String, RuleConfig)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSplit {
+    #[serde(default = "default_split_side")]
+    side: Side,
+    table: String,
+    key: Vec<String>,
+    reference: String,
+    #[serde(default)]
+    columns: toml::Table,
+}
+
+fn default_split_side() -> Side {
+    Side::Target
+}
+
+/// Reads one `[[tables.split]]` entry.
+pub fn parse_split(file: &Path, at: &str, raw: toml::Value) -> Result<SplitConfig, ConfigError> {
+    let fail = |message: String| ConfigError::new(file, message);
+    let raw: RawSplit = raw.try_into().map_err(|e: toml::de::Error| {
+        fail(format!("{at}: {}", e.message().trim().replace('\n', "; ")))
+    })?;
+    if raw.key.is_empty() {
+        return Err(fail(format!("{at}.key: name at least one column")));
+    }
+    let columns = parse_columns(file, at, raw.columns)?;
+    for (column, rule) in &columns {
+        if matches!(rule, RuleConfig::Lookup(_) | RuleConfig::Relation { .. }) {
+            return Err(fail(format!(
+                "{at}.columns.{column}: a split column takes a column, an expression or a constant"
+            )));
+        }
+    }
+    Ok(SplitConfig {
+        side: raw.side,
+        table: raw.table,
+        key: raw.key,
+        reference: raw.reference,
+        columns,
+    })
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDirection {
@@ -126,8 +188,23 @@ pub fn parse_direction(
     let raw: RawDirection = raw.try_into().map_err(|e: toml::de::Error| {
         fail(format!("{at}: {}", e.message().trim().replace('\n', "; ")))
     })?;
+    let columns = parse_columns(file, at, raw.columns)?;
+    Ok(DirectionConfig {
+        columns,
+        exclude: raw.exclude,
+        filter: raw.filter,
+        on_filter_exit: raw.on_filter_exit.unwrap_or_default(),
+    })
+}
+
+fn parse_columns(
+    file: &Path,
+    at: &str,
+    table: toml::Table,
+) -> Result<Vec<(String, RuleConfig)>, ConfigError> {
+    let fail = |message: String| ConfigError::new(file, message);
     let mut columns = Vec::new();
-    for (to, value) in raw.columns {
+    for (to, value) in table {
         let here = format!("{at}.columns.{to}");
         let rule = match value {
             toml::Value::String(from) => RuleConfig::Column(from),
@@ -146,12 +223,7 @@ pub fn parse_direction(
         };
         columns.push((to, rule));
     }
-    Ok(DirectionConfig {
-        columns,
-        exclude: raw.exclude,
-        filter: raw.filter,
-        on_filter_exit: raw.on_filter_exit.unwrap_or_default(),
-    })
+    Ok(columns)
 }
 
 fn parse_rule(here: &str, raw: RawRule) -> Result<RuleConfig, String> {

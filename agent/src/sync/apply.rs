@@ -23,6 +23,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::plan::{MapError, Mapped};
 use super::report::Tally;
+use super::split::{self, SplitCache};
 use super::{Agent, SyncError, SyncResult};
 use crate::config::{ConflictPolicy, Side};
 use crate::mapping::FilterExit;
@@ -345,9 +346,10 @@ impl Agent {
             let mut tx = connector.begin().await.map_err(&err)?;
             let mut outcomes = Vec::with_capacity(records.len());
             let mut result = ChunkResult::default();
+            let mut splits = SplitCache::default();
             for record in records {
                 let outcome = match self
-                    .upsert_one(&mut *tx, pair, origin, &record, position)
+                    .upsert_one(&mut *tx, pair, origin, &record, position, &mut splits)
                     .await
                 {
                     Ok(outcome) => outcome,
@@ -411,6 +413,7 @@ impl Agent {
         origin: Side,
         record: &Record,
         position: u64,
+        splits: &mut SplitCache,
     ) -> SyncResult<Outcome> {
         let plan = &self.integration.plan.pairs[pair];
         let dest = origin.other();
@@ -453,15 +456,34 @@ impl Agent {
                 )))
             }
         };
+        let extra_rows = match split::split_rows(plan, dest, row) {
+            Ok(rows) => rows,
+            Err(MapError::Store(e)) => return Err(e.into()),
+            Err(MapError::Row(reason)) => {
+                return Ok(Outcome::Failed(format!(
+                    "{} {}: {reason}",
+                    plan.name, record.key
+                )))
+            }
+        };
         let table = plan.table(dest);
+        let connector = self.integration.endpoint(dest).clone();
         tx.savepoint().await.map_err(&err)?;
         let result: Result<Outcome, tandem_connectors::ConnectorError> = async {
+            let mut row_out = row_out;
+            for (split, values) in &extra_rows {
+                let reference = split::resolve(split, values, connector.as_ref(), &mut *tx, splits).await?;
+                row_out.insert(split.reference.clone(), reference);
+            }
             let live = link.as_ref().filter(|l| !l.deleted);
             let mut kind = Kind::Inserted;
             let mut dest_key = None;
             let mut conflict = false;
             if let Some(link) = live {
-                let current = tx.fetch_for_update(table, link.key(dest)).await?;
+                let mut current = tx.fetch_for_update(table, link.key(dest)).await?;
+                if let Some(copy) = current.as_mut() {
+                    split::join_row_in(plan, dest, &mut *tx, copy).await?;
+                }
                 conflict = match &current {
                     None => true,
                     Some(copy) => !link.unchanged(dest, &Fingerprint::of(copy)),
@@ -491,15 +513,16 @@ impl Agent {
                     key
                 }
             };
-            let written = tx
+            let mut written = tx
                 .fetch_for_update(table, &dest_key)
                 .await?
                 .ok_or_else(|| {
-                    tandem_connectors::ConnectorError::internal(format!(
-                        "{} {dest_key} vanished after writing it",
+                    tandem_connectors::ConnectorError::data(format!(
+                        "{} {dest_key} vanished after writing it (a trigger or policy of the database?)",
                         table.name
                     ))
                 })?;
+            split::join_row_in(plan, dest, &mut *tx, &mut written).await?;
             let mut new_link = match (&link, kind) {
                 (Some(link), Kind::Updated) => link.clone(),
                 _ => match origin {

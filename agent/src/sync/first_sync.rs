@@ -165,11 +165,14 @@ impl Agent {
                     HashMap::new()
                 };
                 loop {
-                    let rows = connector
+                    let mut rows = connector
                         .scan(table, checkpoint.after.as_ref(), COPY_BATCH)
                         .await
                         .map_err(&err)?;
                     checkpoint.done = rows.len() < COPY_BATCH;
+                    super::split::join_rows(pair, origin, connector.as_ref(), &mut rows)
+                        .await
+                        .map_err(&err)?;
                     let mut entries = Vec::new();
                     let mut matched = Vec::new();
                     for row in rows {

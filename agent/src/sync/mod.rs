@@ -7,12 +7,13 @@ pub mod links;
 pub mod plan;
 pub mod report;
 pub mod runner;
+pub mod split;
 pub mod tail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tandem_connectors::{Connector, ConnectorError, TableName};
+use tandem_connectors::{Connector, ConnectorError, TableName, TableSchema};
 
 use crate::config::{Config, Side};
 use crate::state::State;
@@ -153,7 +154,26 @@ impl Integration {
             .pairs
             .iter()
             .map(|p| p.table(side).name.clone())
+            .chain(self.split_tables(side).map(|(_, _, t)| t.name.clone()))
             .collect()
+    }
+
+    /// The extra tables rows are split into on `side`: (pair, split, table).
+    pub fn split_tables(
+        &self,
+        side: Side,
+    ) -> impl Iterator<Item = (usize, usize, &TableSchema)> + '_ {
+        self.plan
+            .pairs
+            .iter()
+            .enumerate()
+            .flat_map(move |(p, pair)| {
+                pair.splits
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, s)| s.side == side)
+                    .map(move |(i, s)| (p, i, &s.table))
+            })
     }
 
     /// The pair whose table on `side` is recorded in change rows as `table`.
@@ -174,41 +194,52 @@ impl Integration {
     }
 }
 
-/// Describes every reference table a lookup reads, on the sides given
-/// (a side without a connector is skipped).
+/// Describes every table beyond the pairs' own: reference tables lookups
+/// read and extra tables rows are split into, on the sides given (a side
+/// without a connector is skipped).
 pub async fn describe_lookups<'a>(
     config: &Config,
     connector: impl Fn(Side) -> Option<&'a dyn Connector>,
 ) -> Result<plan::LookupTables, (Side, ConnectorError)> {
-    let mut out = plan::LookupTables::new();
+    let mut wanted: Vec<(Side, String, String)> = Vec::new();
     for pair in &config.tables {
         for direction in &pair.directions {
             for (column, rule) in &direction.columns {
-                let crate::mapping::RuleConfig::Lookup(lookup) = rule else {
-                    continue;
-                };
-                let Some(connector) = connector(lookup.side) else {
-                    continue;
-                };
-                if out.contains_key(&(lookup.side, lookup.table.clone())) {
-                    continue;
+                if let crate::mapping::RuleConfig::Lookup(lookup) = rule {
+                    wanted.push((
+                        lookup.side,
+                        lookup.table.clone(),
+                        format!("pair {}: column {column}: lookup table", pair.name),
+                    ));
                 }
-                let schema = connector
-                    .describe(&connector.table_name(&lookup.table))
-                    .await
-                    .map_err(|e| {
-                        (
-                            lookup.side,
-                            e.context(format!(
-                                "{}: pair {}: column {column}: lookup table",
-                                config.path.display(),
-                                pair.name
-                            )),
-                        )
-                    })?;
-                out.insert((lookup.side, lookup.table.clone()), schema);
             }
         }
+        for split in &pair.splits {
+            wanted.push((
+                split.side,
+                split.table.clone(),
+                format!("pair {}: split table", pair.name),
+            ));
+        }
+    }
+    let mut out = plan::LookupTables::new();
+    for (side, table, what) in wanted {
+        let Some(connector) = connector(side) else {
+            continue;
+        };
+        if out.contains_key(&(side, table.clone())) {
+            continue;
+        }
+        let schema = connector
+            .describe(&connector.table_name(&table))
+            .await
+            .map_err(|e| {
+                (
+                    side,
+                    e.context(format!("{}: {what}", config.path.display())),
+                )
+            })?;
+        out.insert((side, table), schema);
     }
     Ok(out)
 }

@@ -98,6 +98,28 @@ pub struct DirectionMap {
     pub required: Vec<(String, Value)>,
 }
 
+/// An extra table a row is split into on `side`, and joined back from.
+#[derive(Debug, Clone)]
+pub struct SplitPlan {
+    /// The side the extra table is on.
+    pub side: Side,
+    /// The extra table.
+    pub table: TableSchema,
+    /// Its natural key columns.
+    pub key: Vec<String>,
+    /// The column of the pair's table on `side` that references it.
+    pub reference: String,
+    /// Its columns, from the other side's row.
+    pub columns: Vec<ColumnMap>,
+}
+
+impl SplitPlan {
+    /// The name under which a joined row carries the extra table's `column`.
+    pub fn joined(&self, column: &str) -> String {
+        format!("{}.{column}", self.table.name.name)
+    }
+}
+
 /// One table pair, described and planned.
 #[derive(Debug, Clone)]
 pub struct PairPlan {
@@ -109,6 +131,8 @@ pub struct PairPlan {
     pub directions: [DirectionMap; 2],
     /// Columns matching records of both sides at the first sync.
     pub match_on: Vec<String>,
+    /// Extra tables rows are split into.
+    pub splits: Vec<SplitPlan>,
 }
 
 impl PairPlan {
@@ -124,7 +148,7 @@ pub struct Plan {
     /// Pairs in apply order: referenced pairs before the pairs that refer to
     /// them.
     pub pairs: Vec<PairPlan>,
-    /// Reference tables read by lookups, by side and configured name.
+    /// Reference tables read by lookups, by side.
     pub lookups: Vec<(Side, TableSchema)>,
 }
 
@@ -163,7 +187,8 @@ pub struct PlanProblem {
     pub fatal: bool,
 }
 
-/// Described reference tables, by side and the name written in the config.
+/// Described tables beyond the pairs' own (lookup and split tables), by side
+/// and the name written in the config.
 pub type LookupTables = HashMap<(Side, String), TableSchema>;
 
 impl Plan {
@@ -216,13 +241,15 @@ impl Plan {
                 names: &names,
                 lookups,
             };
-            let directions =
-                [Side::Source, Side::Target].map(|origin| context.direction(origin, &mut problems));
+            let splits = context.splits(&mut problems);
+            let directions = [Side::Source, Side::Target]
+                .map(|origin| context.direction(origin, &splits, &mut problems));
             pairs.push(PairPlan {
                 name: config.name.clone(),
                 tables: schemas.clone(),
                 directions,
                 match_on: config.match_on.clone(),
+                splits,
             });
         }
         let order = apply_order(&pairs);
@@ -397,16 +424,116 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn direction(&self, origin: Side, out: &mut Vec<PlanProblem>) -> DirectionMap {
+    fn direction(
+        &self,
+        origin: Side,
+        splits: &[SplitPlan],
+        out: &mut Vec<PlanProblem>,
+    ) -> DirectionMap {
         let problems = std::cell::RefCell::new(Vec::new());
-        let direction = self.plan_direction(origin, &problems);
+        let direction = self.plan_direction(origin, splits, &problems);
         out.extend(problems.into_inner());
         direction
+    }
+
+    /// The extra tables rows are split into, validated.
+    fn splits(&self, out: &mut Vec<PlanProblem>) -> Vec<SplitPlan> {
+        let config = self.config;
+        let mut splits = Vec::new();
+        for split in &config.splits {
+            let other = split.side.other();
+            let main = &self.schemas[split.side.index()];
+            let from = &self.schemas[other.index()];
+            let at = format!("pair {}: split {}", config.name, split.table);
+            let mut fail = |message: String| out.push(fatal(format!("{at}: {message}")));
+            let Some(table) = self.lookups.get(&(split.side, split.table.clone())) else {
+                fail(format!(
+                    "{} table {} was not described",
+                    split.side, split.table
+                ));
+                continue;
+            };
+            if !table.key_is_generated() {
+                fail(format!(
+                    "{} table {} needs a single auto-generated primary key",
+                    split.side, table.name
+                ));
+                continue;
+            }
+            if main.column(&split.reference).is_none() {
+                fail(format!(
+                    "reference: no column {} in {} table {}",
+                    split.reference, split.side, main.name
+                ));
+                continue;
+            }
+            let mut columns = Vec::new();
+            for (column, rule) in &split.columns {
+                let Some(dest) = table.column(column) else {
+                    fail(format!(
+                        "column {column}: no such column in {} table {}",
+                        split.side, table.name
+                    ));
+                    continue;
+                };
+                let source = match rule {
+                    RuleConfig::Column(name) if from.column(name).is_some() => {
+                        ValueSource::Column(name.clone())
+                    }
+                    RuleConfig::Column(name) => {
+                        fail(format!(
+                            "column {column}: no column {name} in {other} table {}",
+                            from.name
+                        ));
+                        continue;
+                    }
+                    RuleConfig::Expression(text) => match Expression::compile(text) {
+                        Ok(e) if e.variables().iter().all(|v| from.column(v).is_some()) => {
+                            ValueSource::Expression(Arc::new(e))
+                        }
+                        Ok(_) => {
+                            fail(format!(
+                                "column {column}: expression {text:?} uses a column {other} table {} lacks",
+                                from.name
+                            ));
+                            continue;
+                        }
+                        Err(e) => {
+                            fail(format!("column {column}: {e}"));
+                            continue;
+                        }
+                    },
+                    RuleConfig::Constant { value, .. } => ValueSource::Constant(value.clone()),
+                    RuleConfig::Lookup(_) | RuleConfig::Relation { .. } => continue,
+                };
+                columns.push(ColumnMap {
+                    to: column.clone(),
+                    data_type: dest.data_type,
+                    source,
+                });
+            }
+            for key in &split.key {
+                if !columns.iter().any(|c| &c.to == key) {
+                    fail(format!(
+                        "key column {key} gets no value: map it under columns"
+                    ));
+                }
+            }
+            splits.push(SplitPlan {
+                side: split.side,
+                table: table.clone(),
+                key: split.key.clone(),
+                reference: split.reference.clone(),
+                columns,
+            });
+        }
+        splits
     }
 
     fn plan_direction(
         &self,
         origin: Side,
+        splits: &[SplitPlan],
         problems: &std::cell::RefCell<Vec<PlanProblem>>,
     ) -> DirectionMap {
         let config = self.config;
@@ -431,7 +558,18 @@ impl Context<'_> {
             }
         }
         let explicit: BTreeSet<&str> = rules.columns.iter().map(|(c, _)| c.as_str()).collect();
-        let excluded: BTreeSet<&str> = rules.exclude.iter().map(String::as_str).collect();
+        // A split's reference is set by the split, never mapped.
+        let excluded: BTreeSet<&str> = rules
+            .exclude
+            .iter()
+            .map(String::as_str)
+            .chain(
+                splits
+                    .iter()
+                    .filter(|s| s.side == dest_side)
+                    .map(|s| s.reference.as_str()),
+            )
+            .collect();
 
         // Relations: configured ones, then those declared in either catalog.
         let mut relations: Vec<Relation> = Vec::new();
@@ -647,6 +785,28 @@ impl Context<'_> {
                 source,
             });
         }
+        // Joined back: a column the split fills from the other side gets
+        // the split table's value, unless configured otherwise.
+        for split in splits.iter().filter(|s| s.side == origin) {
+            for column in &split.columns {
+                let ValueSource::Column(other_column) = &column.source else {
+                    continue;
+                };
+                if explicit.contains(other_column.as_str())
+                    || excluded.contains(other_column.as_str())
+                {
+                    continue;
+                }
+                if let Some(dest) = to.column(other_column.as_str()) {
+                    columns.push(ColumnMap {
+                        to: dest.name.clone(),
+                        data_type: dest.data_type,
+                        source: ValueSource::Column(split.joined(&column.to)),
+                    });
+                }
+            }
+        }
+        let joined: BTreeSet<String> = columns.iter().map(|c| c.to.clone()).collect();
         // Same name, compatible type: mapped unless said otherwise.
         for dest in &to.columns {
             let name = dest.name.as_str();
@@ -655,6 +815,7 @@ impl Context<'_> {
                 || related.contains(name)
                 || explicit.contains(name)
                 || excluded.contains(name)
+                || joined.contains(name)
             {
                 continue;
             }
@@ -788,6 +949,7 @@ mod tests {
             target: name.into(),
             match_on: Vec::new(),
             directions: Default::default(),
+            splits: Vec::new(),
         }
     }
 

@@ -50,6 +50,7 @@ impl Agent {
                 .pairs
                 .iter()
                 .map(|p| p.table(side).clone())
+                .chain(integration.split_tables(side).map(|(_, _, t)| t.clone()))
                 .collect();
             let installed = integration
                 .endpoint(side)

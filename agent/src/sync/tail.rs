@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use tandem_connectors::{Key, Row};
 use tracing::debug;
 
-use super::{Agent, SyncError, SyncResult};
+use super::{split, Agent, SyncError, SyncResult};
 use crate::config::Side;
 use crate::state::NewEntry;
 
@@ -40,22 +40,46 @@ impl Agent {
             // Coalesce: one entry per record, however often it changed.
             let mut keys: Vec<(usize, Key, chrono::DateTime<chrono::Utc>)> = Vec::new();
             let mut seen: HashMap<(usize, String), usize> = HashMap::new();
+            let mut add = |pair: usize, key: Key, at: chrono::DateTime<chrono::Utc>| match seen
+                .get(&(pair, key.encode()))
+            {
+                Some(&i) => keys[i].2 = keys[i].2.max(at),
+                None => {
+                    seen.insert((pair, key.encode()), keys.len());
+                    keys.push((pair, key, at));
+                }
+            };
             for change in &changes {
-                let pair = integration.pair_of(side, &change.table).ok_or_else(|| {
-                    SyncError::Setup(format!(
-                        "{side} change table names unknown table {}",
-                        change.table
-                    ))
-                })?;
-                let table = integration.plan.pairs[pair].table(side);
-                let key = Key::from_captured(&table.key_types(), &change.key).map_err(|e| {
-                    err(e.context(format!("change {} of {}", change.seq, change.table)))
-                })?;
-                match seen.get(&(pair, key.encode())) {
-                    Some(&i) => keys[i].2 = keys[i].2.max(change.captured_at),
-                    None => {
-                        seen.insert((pair, key.encode()), keys.len());
-                        keys.push((pair, key, change.captured_at));
+                let at = format!("change {} of {}", change.seq, change.table);
+                if let Some(pair) = integration.pair_of(side, &change.table) {
+                    let table = integration.plan.pairs[pair].table(side);
+                    let key = Key::from_captured(&table.key_types(), &change.key)
+                        .map_err(|e| err(e.context(&at)))?;
+                    add(pair, key, change.captured_at);
+                    continue;
+                }
+                // A shared extra row changed: the rows joined with it changed.
+                let (pair, split, table) = integration
+                    .split_tables(side)
+                    .find(|(_, _, t)| t.name.to_string() == change.table)
+                    .ok_or_else(|| {
+                        SyncError::Setup(format!(
+                            "{side} change table names unknown table {}",
+                            change.table
+                        ))
+                    })?;
+                let key = Key::from_captured(&table.key_types(), &change.key)
+                    .map_err(|e| err(e.context(&at)))?;
+                let plan = &integration.plan.pairs[pair];
+                let main = plan.table(side);
+                let reference = plan.splits[split].reference.clone();
+                for row in connector
+                    .find_rows(main, &[reference], &key.0)
+                    .await
+                    .map_err(&err)?
+                {
+                    if let Some(main_key) = main.key_of(&row) {
+                        add(pair, main_key, change.captured_at);
                     }
                 }
             }
@@ -69,8 +93,13 @@ impl Agent {
                 if wanted.is_empty() {
                     continue;
                 }
-                let table = integration.plan.pairs[pair].table(side);
-                for row in connector.fetch_rows(table, &wanted).await.map_err(&err)? {
+                let plan = &integration.plan.pairs[pair];
+                let table = plan.table(side);
+                let mut fetched = connector.fetch_rows(table, &wanted).await.map_err(&err)?;
+                split::join_rows(plan, side, connector.as_ref(), &mut fetched)
+                    .await
+                    .map_err(&err)?;
+                for row in fetched {
                     if let Some(key) = table.key_of(&row) {
                         rows.insert((pair, key.encode()), row);
                     }
