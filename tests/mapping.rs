@@ -484,3 +484,41 @@ async fn two_related_tables_join_into_one_and_split_back() {
     );
     assert_eq!(erp.count("SELECT count(*) FROM companies").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_waits_for_its_parent_and_is_never_dropped() {
+    let crm = Db::create(Engine::Postgres).await;
+    let erp = Db::create(Engine::Mysql).await;
+    for db in [&crm, &erp] {
+        db.exec(&format!("CREATE TABLE customers (id {}, name {}, status {})", db.id(), db.text(), db.text()))
+            .await;
+        db.exec(&format!(
+            "CREATE TABLE orders (id {}, customer_id BIGINT NOT NULL, note {}, FOREIGN KEY (customer_id) REFERENCES customers (id))",
+            db.id(),
+            db.text()
+        ))
+        .await;
+    }
+    // Only active customers travel; an order of a held-back customer must wait.
+    let agent = Agent::new(
+        &crm,
+        &erp,
+        &[("orders", "orders"), ("customers", "customers")],
+        "[tables.to_target]\nfilter = \"status == 'active'\"\n",
+    );
+    crm.exec("INSERT INTO customers (name, status) VALUES ('Ada', 'pending')").await;
+    crm.exec("INSERT INTO orders (customer_id, note) SELECT id, 'first' FROM customers").await;
+    agent.install().await;
+    let out = agent.output(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(3), "the order waits: not in step");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wait for a referenced record"));
+    assert_eq!(erp.count("SELECT count(*) FROM orders").await, 0);
+
+    // WHEN the parent becomes eligible, THEN the waiting child follows it
+    crm.exec("UPDATE customers SET status = 'active'").await;
+    agent.once().await;
+    assert_eq!(
+        erp.rows("SELECT c.name, o.note FROM orders o JOIN customers c ON c.id = o.customer_id").await,
+        vec![vec![Some("Ada".into()), Some("first".into())]]
+    );
+}
