@@ -302,18 +302,6 @@ async fn references_the_databases_do_not_declare_are_translated_when_configured(
     );
 }
 
-/// The applied counts per pair, as `status --json` reports them.
-async fn applied(agent: &Agent) -> Vec<serde_json::Value> {
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.ok(&["status", "--json"]).await).unwrap();
-    status["pairs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["applied"].clone())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn one_table_splits_into_two_and_joins_back() {
     let crm = Db::create(Engine::Postgres).await;
@@ -432,9 +420,9 @@ last_name = { expression = "full_name.substring(full_name.indexOf(' ') + 1)" }
         ]
     );
     // AND nothing echoes
-    let before = applied(&agent).await;
+    let before = agent.applied().await;
     agent.once().await;
-    assert_eq!(applied(&agent).await, before);
+    assert_eq!(agent.applied().await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -490,8 +478,13 @@ async fn a_child_waits_for_its_parent_and_is_never_dropped() {
     let crm = Db::create(Engine::Postgres).await;
     let erp = Db::create(Engine::Mysql).await;
     for db in [&crm, &erp] {
-        db.exec(&format!("CREATE TABLE customers (id {}, name {}, status {})", db.id(), db.text(), db.text()))
-            .await;
+        db.exec(&format!(
+            "CREATE TABLE customers (id {}, name {}, status {})",
+            db.id(),
+            db.text(),
+            db.text()
+        ))
+        .await;
         db.exec(&format!(
             "CREATE TABLE orders (id {}, customer_id BIGINT NOT NULL, note {}, FOREIGN KEY (customer_id) REFERENCES customers (id))",
             db.id(),
@@ -506,8 +499,10 @@ async fn a_child_waits_for_its_parent_and_is_never_dropped() {
         &[("orders", "orders"), ("customers", "customers")],
         "[tables.to_target]\nfilter = \"status == 'active'\"\n",
     );
-    crm.exec("INSERT INTO customers (name, status) VALUES ('Ada', 'pending')").await;
-    crm.exec("INSERT INTO orders (customer_id, note) SELECT id, 'first' FROM customers").await;
+    crm.exec("INSERT INTO customers (name, status) VALUES ('Ada', 'pending')")
+        .await;
+    crm.exec("INSERT INTO orders (customer_id, note) SELECT id, 'first' FROM customers")
+        .await;
     agent.install().await;
     let out = agent.output(&["run", "--once"]).await;
     assert_eq!(out.status.code(), Some(3), "the order waits: not in step");
@@ -518,7 +513,8 @@ async fn a_child_waits_for_its_parent_and_is_never_dropped() {
     crm.exec("UPDATE customers SET status = 'active'").await;
     agent.once().await;
     assert_eq!(
-        erp.rows("SELECT c.name, o.note FROM orders o JOIN customers c ON c.id = o.customer_id").await,
+        erp.rows("SELECT c.name, o.note FROM orders o JOIN customers c ON c.id = o.customer_id")
+            .await,
         vec![vec![Some("Ada".into()), Some("first".into())]]
     );
 }

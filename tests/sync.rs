@@ -71,18 +71,6 @@ fn normalized(rows: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-/// The applied counts per pair, as `status --json` reports them.
-async fn applied_totals(agent: &Agent) -> Vec<serde_json::Value> {
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.ok(&["status", "--json"]).await).expect("JSON");
-    status["pairs"]
-        .as_array()
-        .expect("pairs")
-        .iter()
-        .map(|p| p["applied"].clone())
-        .collect()
-}
-
 async fn assert_in_step(source: &Db, target: &Db) {
     let (s, t) = (shop_content(source).await, shop_content(target).await);
     assert_eq!(s, t, "source and target differ");
@@ -220,10 +208,10 @@ async fn first_sync_then_every_kind_of_change_both_ways() {
         // another pass applies nothing.
         assert_eq!(source.pending_changes().await, 0);
         assert_eq!(target.pending_changes().await, 0);
-        let before = applied_totals(&agent).await;
+        let before = agent.applied().await;
         agent.once().await;
         assert_eq!(
-            applied_totals(&agent).await,
+            agent.applied().await,
             before,
             "a pass with no changes applied something"
         );

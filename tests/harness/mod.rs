@@ -451,6 +451,18 @@ impl Agent {
         self.ok(&["install-triggers"]).await;
     }
 
+    /// The applied counts per pair, as `status --json` reports them.
+    pub async fn applied(&self) -> Vec<serde_json::Value> {
+        let status: serde_json::Value = serde_json::from_str(&self.ok(&["status", "--json"]).await)
+            .expect("status --json prints JSON");
+        status["pairs"]
+            .as_array()
+            .expect("pairs")
+            .iter()
+            .map(|p| p["applied"].clone())
+            .collect()
+    }
+
     /// `run --once`, which must report both sides in step.
     pub async fn once(&self) -> String {
         self.ok(&["run", "--once"]).await
