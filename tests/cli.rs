@@ -235,3 +235,55 @@ async fn run_follows_changes_both_ways_until_sigterm() {
         target.count("SELECT count(*) FROM items").await
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_missing_privileges_with_the_grant_that_fixes_them() {
+    let (source, target) = pair().await;
+    let role = format!("tandem_limited_{}", &source.name[10..20]);
+    // GIVEN users that may only read the synced table
+    source
+        .exec(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT SELECT ON items TO {role}"
+        ))
+        .await;
+    target.exec(&format!("CREATE USER '{role}'@'%'")).await;
+    target
+        .exec(&format!(
+            "GRANT SELECT ON {}.items TO '{role}'@'%'",
+            target.name
+        ))
+        .await;
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    let config = std::fs::read_to_string(&agent.config)
+        .unwrap()
+        .replace("postgres://postgres@", &format!("postgres://{role}@"))
+        .replacen("mysql://root@", &format!("mysql://{role}@"), 1);
+    std::fs::write(&agent.config, config).unwrap();
+
+    // WHEN the operator runs check
+    let out = agent.output(&["check"]).await;
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // THEN each side names what is missing and the statement that grants it
+    assert!(!out.status.success());
+    assert!(
+        lines.lines().any(|l| l.starts_with("source:")
+            && l.contains("INSERT, UPDATE, DELETE, TRIGGER")
+            && l.contains(&format!(
+                "GRANT INSERT, UPDATE, DELETE, TRIGGER ON \"public\".\"items\" TO \"{role}\""
+            ))),
+        "{lines}"
+    );
+    assert!(
+        lines.lines().any(|l| l.starts_with("target:")
+            && l.contains("GRANT INSERT, UPDATE, DELETE, TRIGGER ON `items`")),
+        "{lines}"
+    );
+    target.exec(&format!("DROP USER '{role}'@'%'")).await;
+    source
+        .exec(&format!("REVOKE ALL ON items FROM {role}"))
+        .await;
+    source
+        .exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await;
+}

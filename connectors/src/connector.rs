@@ -193,6 +193,14 @@ pub trait Connector: Send + Sync {
     /// What is installed: schema version and tables lacking a trigger.
     async fn installation(&self, tables: &[TableSchema]) -> Result<Installation>;
 
+    /// Privileges the agent's user lacks to sync `tables`, one line each with
+    /// the statement that grants it. The default finds none (engines without
+    /// a check yet).
+    async fn missing_privileges(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        let _ = tables;
+        Ok(Vec::new())
+    }
+
     /// Up to `limit` committed change rows of `tables`, lowest sequence first.
     async fn read_changes(&self, tables: &[TableName], limit: usize)
         -> Result<Vec<CapturedChange>>;

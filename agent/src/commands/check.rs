@@ -26,6 +26,10 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                     Ok(extra) => installed_tables.extend(extra),
                     Err(e) => problems.push(format!("{e:#}")),
                 }
+                match connector.missing_privileges(&installed_tables).await {
+                    Ok(lines) => problems.extend(lines.into_iter().map(|l| format!("{side}: {l}"))),
+                    Err(e) => problems.push(format!("{side}: cannot read privileges: {e}")),
+                }
                 match connector.installation(&installed_tables).await {
                     Ok(installed) => match installed.version {
                         None => problems.push(format!("{side}: Tandem change table is not installed: {fix_install}")),

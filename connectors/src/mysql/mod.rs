@@ -129,6 +129,58 @@ impl Connector for MysqlConnector {
         capture::count_changes(&self.client, tables).await
     }
 
+    async fn missing_privileges(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        // Privileges can come from the global, database or table level: the
+        // union of the three is what the user has on a table.
+        let sql = "SELECT p.PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES p \
+                   WHERE p.GRANTEE = CONCAT(\"'\", SUBSTRING_INDEX(CURRENT_USER(), '@', 1), \"'@'\", SUBSTRING_INDEX(CURRENT_USER(), '@', -1), \"'\") \
+                   UNION SELECT s.PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES s \
+                   WHERE s.TABLE_SCHEMA = DATABASE() AND s.GRANTEE = CONCAT(\"'\", SUBSTRING_INDEX(CURRENT_USER(), '@', 1), \"'@'\", SUBSTRING_INDEX(CURRENT_USER(), '@', -1), \"'\")";
+        let rows = self.client.rows(sql, Vec::new()).await?;
+        let broad: Vec<String> = rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .filter_map(|v| match v {
+                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            })
+            .collect();
+        let mut missing = Vec::new();
+        for table in tables {
+            let rows = self
+                .client
+                .rows(
+                    "SELECT t.PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES t \
+                     WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = ? \
+                     AND t.GRANTEE = CONCAT(\"'\", SUBSTRING_INDEX(CURRENT_USER(), '@', 1), \"'@'\", SUBSTRING_INDEX(CURRENT_USER(), '@', -1), \"'\")",
+                    vec![mysql_async::Value::from(table.name.name.clone())],
+                )
+                .await?;
+            let on_table: Vec<String> = rows
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .filter_map(|v| match v {
+                    mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    _ => None,
+                })
+                .collect();
+            let lacking: Vec<&str> = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRIGGER"]
+                .into_iter()
+                .filter(|p| !broad.iter().chain(&on_table).any(|g| g == p))
+                .collect();
+            if !lacking.is_empty() {
+                missing.push(format!(
+                    "the agent's user lacks {} on table {}: GRANT {} ON {} TO <the agent's user>;",
+                    lacking.join(", "),
+                    table.name,
+                    lacking.join(", "),
+                    client::quote_ident(&table.name.name)
+                ));
+            }
+        }
+        Ok(missing)
+    }
+
     async fn find_rows(
         &self,
         table: &TableSchema,

@@ -129,6 +129,44 @@ impl Connector for PostgresConnector {
         capture::count_changes(&*self.client().await?, tables).await
     }
 
+    async fn missing_privileges(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let user: String = client
+            .query_one("select current_user::text", &[])
+            .await
+            .map_err(|e| pg_error(e, "cannot read the current user"))?
+            .get(0);
+        let mut missing = Vec::new();
+        for table in tables {
+            let name = qualified(&table.name);
+            let row = client
+                .query_one(
+                    "select has_table_privilege($1::text, 'SELECT'), has_table_privilege($1::text, 'INSERT'), \
+                     has_table_privilege($1::text, 'UPDATE'), has_table_privilege($1::text, 'DELETE'), \
+                     has_table_privilege($1::text, 'TRIGGER')",
+                    &[&name],
+                )
+                .await
+                .map_err(|e| pg_error(e, format!("cannot read the privileges on table {}", table.name)))?;
+            let lacking: Vec<&str> = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRIGGER"]
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !row.get::<_, bool>(*i))
+                .map(|(_, p)| *p)
+                .collect();
+            if !lacking.is_empty() {
+                missing.push(format!(
+                    "user {user} lacks {} on table {}: GRANT {} ON {name} TO {};",
+                    lacking.join(", "),
+                    table.name,
+                    lacking.join(", "),
+                    quote_ident(&user)
+                ));
+            }
+        }
+        Ok(missing)
+    }
+
     async fn find_rows(
         &self,
         table: &TableSchema,
