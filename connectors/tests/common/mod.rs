@@ -1,6 +1,8 @@
-//! What the PostgreSQL and MySQL connector tests share: a throw-away
-//! database on a local server, the connector configured for it, and small
-//! builders for rows, keys, links and assertions.
+//! What the PostgreSQL, MySQL and SQLite connector tests share: a
+//! throw-away database on a local server (for SQLite, a file in a directory
+//! of its own under the system's temporary directory), the connector
+//! configured for it, and small builders for rows, keys, links and
+//! assertions.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -24,6 +26,13 @@ pub trait Server {
     /// Runs the statements (`;`-separated) in one plain session, not the
     /// agent's: their writes are captured.
     fn execute(url: &str, sql: &str) -> impl Future<Output = ()>;
+
+    /// The URL of database `name` on the server `admin_url` reaches.
+    fn database_url(admin_url: &str, name: &str) -> String {
+        let mut url = url::Url::parse(admin_url).expect("admin URL");
+        url.set_path(&format!("/{name}"));
+        url.to_string()
+    }
 }
 
 /// A throw-away database `tandem_t_<uuid>`, dropped when the guard is,
@@ -36,9 +45,12 @@ pub struct TestDb<S: Server> {
 
 impl<S: Server> TestDb<S> {
     /// `TANDEM_TEST_PG_URL` or `TANDEM_TEST_MYSQL_URL`, or the local
-    /// server's default.
+    /// server's default; for SQLite, the system's temporary directory.
     fn admin_url() -> String {
         let (variable, default) = match S::ENGINE {
+            Engine::Sqlite => {
+                return format!("sqlite://{}", std::env::temp_dir().display());
+            }
             Engine::Postgres => (
                 "TANDEM_TEST_PG_URL",
                 "postgres://postgres@127.0.0.1:5432/postgres",
@@ -53,11 +65,9 @@ impl<S: Server> TestDb<S> {
     pub async fn create() -> Self {
         let name = format!("tandem_t_{}", uuid::Uuid::new_v4().simple());
         S::create_database(&Self::admin_url(), &name).await;
-        let mut url = url::Url::parse(&Self::admin_url()).expect("admin URL");
-        url.set_path(&format!("/{name}"));
         TestDb {
+            url: S::database_url(&Self::admin_url(), &name),
             name,
-            url: url.to_string(),
             server: PhantomData,
         }
     }

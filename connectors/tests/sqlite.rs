@@ -1,0 +1,1246 @@
+//! Integration tests of the `sqlite` connector, SQLite running in-process.
+//!
+//! Each test works on its own database file `test.db` in a directory
+//! `tandem_t_<uuid>` of its own under the system's temporary directory,
+//! removed when its guard goes out of scope, failed test included.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::slice;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, NaiveTime};
+use common::*;
+use rusqlite::types::Value as SqlValue;
+use serde_json::json;
+use tandem_connectors::sqlite::SqliteConnector;
+use tandem_connectors::{
+    ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
+    TableSchema, Value,
+};
+
+struct Sqlite;
+
+type TestDb = common::TestDb<Sqlite>;
+
+/// The file (or directory) a `sqlite://` URL names.
+fn path_of(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("sqlite://").expect("a sqlite:// URL"))
+}
+
+/// A plain connection, as an application has: no foreign keys, waits up to
+/// five seconds for a lock.
+fn app_connection(path: &Path) -> rusqlite::Connection {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn
+}
+
+impl Server for Sqlite {
+    const ENGINE: Engine = Engine::Sqlite;
+    const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+    async fn create_database(admin_url: &str, name: &str) {
+        let dir = path_of(admin_url).join(name);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        // An empty file is an empty SQLite database.
+        std::fs::File::create(dir.join("test.db")).unwrap();
+    }
+
+    async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+        std::fs::remove_dir_all(path_of(admin_url).join(name)).map_err(|e| e.to_string())
+    }
+
+    fn database_url(admin_url: &str, name: &str) -> String {
+        let file = path_of(admin_url).join(name).join("test.db");
+        format!("sqlite://{}", file.display())
+    }
+
+    async fn execute(url: &str, sql: &str) {
+        let (path, sql) = (path_of(url), sql.to_owned());
+        tokio::task::spawn_blocking(move || {
+            app_connection(&path)
+                .execute_batch(&sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+        .await
+        .unwrap();
+    }
+}
+
+impl TestDb {
+    /// The database file.
+    fn path(&self) -> PathBuf {
+        path_of(&self.url)
+    }
+
+    /// The first column of every row of `sql`, as text.
+    async fn strings(&self, sql: &str) -> Vec<String> {
+        let (path, sql) = (self.path(), sql.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let conn = app_connection(&path);
+            let mut statement = conn.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let rows = statement
+                .query_map([], |r| r.get::<_, SqlValue>(0))
+                .unwrap()
+                .map(|v| match v.unwrap() {
+                    SqlValue::Null => String::new(),
+                    SqlValue::Integer(i) => i.to_string(),
+                    SqlValue::Real(f) => f.to_string(),
+                    SqlValue::Text(s) => s,
+                    SqlValue::Blob(b) => format!("{b:?}"),
+                })
+                .collect();
+            rows
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn has_table(&self, name: &str) -> bool {
+        let sql = format!("SELECT count(*) FROM sqlite_schema WHERE name = '{name}'");
+        self.strings(&sql).await == ["1"]
+    }
+
+    /// Everything the catalog knows about the database, sorted: every
+    /// object with its SQL, the AUTOINCREMENT sequences, Tandem's version
+    /// row and the journal mode.
+    async fn catalog(&self) -> Vec<String> {
+        let mut out = self
+            .strings(
+                "SELECT type || '|' || name || '|' || tbl_name || '|' || coalesce(sql, '') \
+                 FROM sqlite_schema",
+            )
+            .await;
+        if self.has_table("sqlite_sequence").await {
+            out.extend(
+                self.strings("SELECT 'sequence|' || name || '|' || seq FROM sqlite_sequence")
+                    .await,
+            );
+        }
+        if self.has_table("tandem_version").await {
+            out.extend(
+                self.strings("SELECT 'version|' || id || '|' || version FROM tandem_version")
+                    .await,
+            );
+        }
+        out.extend(
+            self.strings("PRAGMA journal_mode")
+                .await
+                .into_iter()
+                .map(|mode| format!("journal|{mode}")),
+        );
+        out.sort();
+        out
+    }
+}
+
+/// Polls `condition` until it holds, for at most ten seconds.
+async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn table(name: &str) -> TableName {
+    TableName::new(None, name)
+}
+
+/// A table `t (id, v)` holding the row `(1, v)`: the database, its
+/// connector and the table.
+async fn one_row(v: i64) -> (TestDb, Arc<dyn Connector>, TableSchema) {
+    let db = TestDb::with(&format!(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER);
+         INSERT INTO t VALUES (1, {v})"
+    ))
+    .await;
+    let connector = db.connector().await;
+    let schema = describe(&connector, "t").await;
+    (db, connector, schema)
+}
+
+const ODD: &str = "Customer \"Orders\" ü";
+
+#[tokio::test]
+async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
+    // GIVEN a parent with a key in non-column order and a child with odd
+    // names, types of every kind and a reference to itself
+    let db = TestDb::with(
+        "CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, PRIMARY KEY (b, a));
+         CREATE TABLE \"Customer \"\"Orders\"\" ü\" (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            \"First Name\" VARCHAR(50) NOT NULL,
+            pa INT, pb TEXT,
+            manager INTEGER,
+            doc JSON, total DECIMAL(12,2), ratio DOUBLE PRECISION, flag BOOLEAN,
+            born DATE, at_time TIME, created DATETIME, stamped TIMESTAMP WITH TIME ZONE,
+            raw BLOB, token UUID NOT NULL DEFAULT (lower(hex(randomblob(16)))), untyped,
+            doubled INT GENERATED ALWAYS AS (pa * 2) VIRTUAL, tripled INT AS (pa * 3) STORED,
+            shape GEOMETRY,
+            CONSTRAINT fk_parent FOREIGN KEY (pb, pa) REFERENCES parent (b, a),
+            CONSTRAINT fk_self FOREIGN KEY (manager) REFERENCES \"Customer \"\"Orders\"\" ü\");
+         CREATE TABLE coded (code TEXT PRIMARY KEY, n BIGINT REFERENCES BIG, p INT REFERENCES parent);
+         CREATE TABLE big (id BIGINT PRIMARY KEY);
+         CREATE TABLE clustered (id INTEGER PRIMARY KEY, v) WITHOUT ROWID;",
+    )
+    .await;
+    let connector = db.connector().await;
+    assert_eq!(connector.table_name(ODD), table(ODD));
+
+    // WHEN they are described
+    let [parent, odd, coded, big, clustered] =
+        describe_all(&connector, ["parent", ODD, "coded", "big", "clustered"]).await;
+
+    // THEN the key keeps its order, columns their catalog order and types
+    assert_eq!(parent.primary_key, vec!["b", "a"]);
+    #[rustfmt::skip]
+    let expected = vec![
+        ("id", DataType::Int, "INTEGER", false, true, false),
+        ("First Name", DataType::Text, "VARCHAR", false, false, false),
+        ("pa", DataType::Int, "INT", true, false, false),
+        ("pb", DataType::Text, "TEXT", true, false, false),
+        ("manager", DataType::Int, "INTEGER", true, false, false),
+        ("doc", DataType::Json, "JSON", true, false, false),
+        ("total", DataType::Decimal, "DECIMAL", true, false, false),
+        ("ratio", DataType::Float, "DOUBLE PRECISION", true, false, false),
+        ("flag", DataType::Bool, "BOOLEAN", true, false, false),
+        ("born", DataType::Date, "DATE", true, false, false),
+        ("at_time", DataType::Time, "TIME", true, false, false),
+        ("created", DataType::Timestamp, "DATETIME", true, false, false),
+        ("stamped", DataType::TimestampTz, "TIMESTAMP WITH TIME ZONE", true, false, false),
+        ("raw", DataType::Bytes, "BLOB", true, false, false),
+        ("token", DataType::Uuid, "UUID", false, true, false),
+        ("untyped", DataType::Bytes, "", true, false, false),
+        ("doubled", DataType::Int, "INT", true, true, true),
+        ("tripled", DataType::Int, "INT", true, true, true),
+        ("shape", DataType::Other, "GEOMETRY", true, false, false),
+    ];
+    assert_eq!(column_summary(&odd), expected);
+    assert_eq!(odd.primary_key, vec!["id"]);
+    assert!(odd.key_is_generated());
+    // AND the foreign keys keep their declaration and column order, a
+    // self-reference and an implicit reference to a key included
+    assert_eq!(
+        foreign_keys(&odd),
+        vec![
+            (vec!["pb", "pa"], table("parent"), vec!["b", "a"]),
+            (vec!["manager"], table(ODD), vec!["id"]),
+        ]
+    );
+    // (a reference to a two-column key from one column cannot be resolved,
+    // and is left out)
+    assert_eq!(
+        foreign_keys(&coded),
+        vec![(vec!["n"], table("big"), vec!["id"])]
+    );
+    // AND only a rowid key is generated: a text key may even be NULL, a
+    // WITHOUT ROWID key may not
+    fn summary(t: &TableSchema) -> (&str, DataType, &str, bool, bool, bool) {
+        column_summary(t)[0]
+    }
+    assert_eq!(
+        summary(&coded),
+        ("code", DataType::Text, "TEXT", true, false, false)
+    );
+    assert_eq!(
+        summary(&big),
+        ("id", DataType::Int, "BIGINT", true, false, false)
+    );
+    assert_eq!(
+        summary(&clustered),
+        ("id", DataType::Int, "INTEGER", false, false, false)
+    );
+    assert!(!big.key_is_generated() && !clustered.key_is_generated());
+
+    // AND tables are found as SQLite finds them, named as the catalog has it
+    let upper = connector.describe(&table("PARENT")).await.unwrap();
+    assert_eq!(upper, parent);
+    // AND a missing table is a schema error naming it and the database
+    assert_missing_table(&connector, "nope", &db.path().display().to_string()).await;
+}
+
+#[tokio::test]
+async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
+    // GIVEN two tables, one of which will later leave the configuration, a
+    // user trigger, and an AUTOINCREMENT table in use (so SQLite's own
+    // sqlite_sequence is there before)
+    let db = TestDb::with(
+        "CREATE TABLE \"Customer \"\"Orders\"\" ü\" (id INTEGER PRIMARY KEY AUTOINCREMENT, \"First Name\" TEXT);
+         CREATE TABLE link (a INT, b VARCHAR(20), c BLOB, PRIMARY KEY (a, b, c));
+         CREATE TABLE audit (n INT);
+         CREATE TRIGGER audit_link AFTER INSERT ON link BEGIN INSERT INTO audit VALUES (1); END;
+         INSERT INTO \"Customer \"\"Orders\"\" ü\" (\"First Name\") VALUES ('Ann')",
+    )
+    .await;
+    let connector = db.connector().await;
+    let tables = describe_all(&connector, [ODD, "link"]).await;
+    let before = db.catalog().await;
+    let nothing = connector.installation(&tables).await.unwrap();
+    assert_eq!(nothing.version, None);
+    assert_eq!(nothing.missing_triggers, vec![table(ODD), table("link")]);
+
+    // WHEN installed once, then twice
+    install(&connector, &tables).await;
+    let once = db.catalog().await;
+    install(&connector, &tables).await;
+    let twice = db.catalog().await;
+
+    // THEN the second run changed nothing, and everything is in place
+    assert_eq!(once, twice);
+    let triggers = once.iter().filter(|l| l.starts_with("trigger|tandem_"));
+    assert_eq!(triggers.count(), 6);
+    assert!(once.contains(&"version|1|1".to_owned()), "{once:#?}");
+    let installed = connector.installation(&tables).await.unwrap();
+    assert_eq!(installed.version, Some(1));
+    assert!(installed.missing_triggers.is_empty(), "{installed:?}");
+    // AND the second install script only holds the idempotent statements
+    let again = connector.install_script(&tables).await.unwrap();
+    assert!(
+        again.iter().all(|s| !s.contains("CREATE TRIGGER")),
+        "{again:#?}"
+    );
+
+    // WHEN a trigger is dropped and another one is changed by hand
+    db.exec(
+        "DROP TRIGGER tandem_del_link;
+         DROP TRIGGER \"tandem_upd_Customer \"\"Orders\"\" ü\";
+         CREATE TRIGGER \"tandem_upd_Customer \"\"Orders\"\" ü\" AFTER UPDATE ON \"Customer \"\"Orders\"\" ü\"
+         BEGIN SELECT 1; END",
+    )
+    .await;
+    // THEN both tables are reported, and installing again restores them
+    let partial = connector.installation(&tables).await.unwrap();
+    assert_eq!(partial.missing_triggers, vec![table(ODD), table("link")]);
+    install(&connector, &tables).await;
+    let repaired = db.catalog().await;
+    let tandem = |c: &[String]| -> Vec<String> {
+        c.iter()
+            .filter(|l| l.starts_with("trigger|tandem_"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(tandem(&repaired), tandem(&once));
+
+    // WHEN a change is captured (the change table's sequence starts) and
+    // everything is uninstalled with only one table still configured
+    db.exec("INSERT INTO link VALUES (1, 'x', X'00')").await;
+    assert_eq!(changes(&connector, &[table("link")]).await.len(), 1);
+    uninstall(&connector, &tables[..1]).await;
+
+    // THEN the catalog is exactly as before install (the user's trigger
+    // and sequence kept)
+    assert_eq!(db.catalog().await, before);
+    assert_eq!(connector.installation(&tables).await.unwrap().version, None);
+}
+
+#[tokio::test]
+async fn uninstall_leaves_only_sqlites_own_sequence_table() {
+    // GIVEN a database without any AUTOINCREMENT table
+    let db = TestDb::with("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").await;
+    let connector = db.connector().await;
+    let before = db.catalog().await;
+    assert!(!db.has_table("sqlite_sequence").await);
+
+    // WHEN installed, used and uninstalled
+    let tables = install_capture(&connector, ["t"]).await;
+    db.exec("INSERT INTO t (v) VALUES ('a')").await;
+    uninstall(&connector, &tables).await;
+
+    // THEN the one trace is SQLite's sqlite_sequence, empty (SQLite creates
+    // it for the first AUTOINCREMENT table and never lets it be dropped)
+    let mut expected = before;
+    expected.push(
+        "table|sqlite_sequence|sqlite_sequence|CREATE TABLE sqlite_sequence(name,seq)".into(),
+    );
+    expected.sort();
+    assert_eq!(db.catalog().await, expected);
+}
+
+#[tokio::test]
+async fn captures_insert_update_delete_and_key_change() {
+    // GIVEN an installed table with an odd name
+    let db = TestDb::with(
+        "CREATE TABLE \"Customer \"\"Orders\"\" ü\" (id INTEGER PRIMARY KEY, \"First Name\" TEXT)",
+    )
+    .await;
+    let connector = db.connector().await;
+    install_capture(&connector, [ODD]).await;
+
+    // WHEN an application inserts, updates, changes a key and deletes
+    db.exec(
+        "INSERT INTO \"Customer \"\"Orders\"\" ü\" VALUES (1, 'Ann'), (2, 'Bob');
+         UPDATE \"Customer \"\"Orders\"\" ü\" SET \"First Name\" = 'Anna' WHERE id = 1;
+         UPDATE \"Customer \"\"Orders\"\" ü\" SET id = 3 WHERE id = 2;
+         DELETE FROM \"Customer \"\"Orders\"\" ü\" WHERE id = 1",
+    )
+    .await;
+
+    // THEN each is one change row, the key change as delete + insert
+    let read = connector.read_changes(&[table(ODD)], 100).await.unwrap();
+    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(read.iter().all(|c| c.table == ODD));
+    let age = chrono::Utc::now() - read[0].captured_at;
+    assert!(
+        age.num_seconds().abs() < 60,
+        "captured at {}",
+        read[0].captured_at
+    );
+    let got: Vec<_> = read.into_iter().map(|c| (c.op, c.key)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (ChangeOp::Insert, json!([1])),
+            (ChangeOp::Insert, json!([2])),
+            (ChangeOp::Update, json!([1])),
+            (ChangeOp::Delete, json!([2])),
+            (ChangeOp::Insert, json!([3])),
+            (ChangeOp::Delete, json!([1])),
+        ]
+    );
+    assert_eq!(
+        connector.count_changes(&[table(ODD)]).await.unwrap(),
+        vec![(ODD.to_owned(), 6)]
+    );
+}
+
+#[tokio::test]
+async fn odd_values_in_key_columns_never_fail_an_applications_write() {
+    // GIVEN an installed table whose key column holds what the application
+    // puts there (SQLite checks no types)
+    let db = TestDb::with(
+        "CREATE TABLE loose (id INT PRIMARY KEY, f REAL, v);
+         CREATE TABLE floats (f REAL PRIMARY KEY)",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [_, floats] = install_capture(&connector, ["loose", "floats"]).await;
+
+    // WHEN it writes a blob, text and a fraction into the integer key
+    db.exec(
+        "INSERT INTO loose VALUES (X'00FF', X'01', 1), ('abc', 'x', 2), (1.5, 2, 3);
+         INSERT INTO floats VALUES (0.1), (123456.78901234567), (-2.5e-10)",
+    )
+    .await;
+
+    // THEN the writes went through, each captured
+    assert_eq!(
+        changes(&connector, &[table("loose")]).await,
+        vec![
+            (ChangeOp::Insert, json!(["\\x00ff"])),
+            (ChangeOp::Insert, json!(["abc"])),
+            (ChangeOp::Insert, json!([1.5])),
+        ]
+    );
+    // AND float keys are captured with every digit, so they find their row
+    let read = connector
+        .read_changes(&[table("floats")], 10)
+        .await
+        .unwrap();
+    let keys: Vec<Key> = read
+        .iter()
+        .map(|c| Key::from_captured(&floats.key_types(), &c.key).unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            key(&[Value::Float(0.1)]),
+            key(&[Value::Float(123_456.789_012_345_67)]),
+            key(&[Value::Float(-2.5e-10)])
+        ]
+    );
+    assert_eq!(connector.fetch_rows(&floats, &keys).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn captured_keys_decode_to_the_stored_key() {
+    // GIVEN a table keyed by bytes, an instant, a decimal, case-insensitive
+    // text and a float
+    let db = TestDb::with(
+        "CREATE TABLE k (b BLOB, z TIMESTAMPTZ, d DECIMAL(8,3), t TEXT COLLATE NOCASE, f REAL,
+                         v INT, PRIMARY KEY (b, z, d, t, f))",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [schema] = install_capture(&connector, ["k"]).await;
+
+    // WHEN an application writes a row, then changes only the case of the
+    // text key (the same key to SQLite's NOCASE, not to the agent)
+    db.exec(
+        "INSERT INTO k VALUES (X'00FF27', '2024-03-01 12:00:00.250000+00:00', 1.5, 'Ab', 0.1, 1)",
+    )
+    .await;
+    db.exec("UPDATE k SET t = 'AB'").await;
+
+    // THEN the captured keys decode to the key the table holds
+    let stored = connector.scan(&schema, None, 10).await.unwrap();
+    let stored_key = schema.key_of(&stored[0]).unwrap();
+    assert_eq!(
+        stored_key,
+        key(&[
+            Value::Bytes(vec![0, 255, 39]),
+            Value::parse_text(DataType::TimestampTz, "2024-03-01 12:00:00.25+00").unwrap(),
+            Value::Decimal("1.5".into()),
+            text("AB"),
+            Value::Float(0.1),
+        ])
+    );
+    let read = connector.read_changes(&[table("k")], 10).await.unwrap();
+    let ops: Vec<ChangeOp> = read.iter().map(|c| c.op).collect();
+    assert_eq!(
+        ops,
+        vec![ChangeOp::Insert, ChangeOp::Delete, ChangeOp::Insert]
+    );
+    let captured = |i: usize| Key::from_captured(&schema.key_types(), &read[i].key).unwrap();
+    let last = captured(2);
+    assert_eq!(last, stored_key);
+    assert_eq!(captured(0).0[3], text("Ab"));
+    assert_eq!(
+        connector.fetch_rows(&schema, &[last]).await.unwrap(),
+        stored
+    );
+}
+
+/// Set by the busy handler of [`waiting_writer`]'s connection.
+static WRITER_WAITED: AtomicBool = AtomicBool::new(false);
+
+/// Waits for the lock 10 ms at a time, for at most ten seconds, and says
+/// that it waited.
+fn wait_for_lock(attempt: i32) -> bool {
+    WRITER_WAITED.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(10));
+    attempt < 1_000
+}
+
+/// An application write on a thread of its own, from a connection that
+/// records when it has to wait for the lock.
+fn waiting_writer(path: PathBuf, sql: &'static str) -> std::thread::JoinHandle<()> {
+    WRITER_WAITED.store(false, Ordering::SeqCst);
+    std::thread::spawn(move || {
+        let conn = app_connection(&path);
+        conn.busy_handler(Some(wait_for_lock)).unwrap();
+        conn.execute_batch(sql).unwrap();
+    })
+}
+
+/// The agent's writes are not captured; an application's write that waited
+/// for the agent's transaction, and one right after it, are.
+async fn own_writes_are_skipped_others_captured(db: &TestDb) {
+    // GIVEN an installed table
+    db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .await;
+    let connector = db.connector().await;
+    let [schema] = install_capture(&connector, ["t"]).await;
+
+    // WHEN the agent writes in its transaction while an application tries
+    let mut tx = connector.begin().await.unwrap();
+    let own = tx
+        .insert(&schema, &row(&[("v", text("agent"))]))
+        .await
+        .unwrap();
+    let writer = waiting_writer(db.path(), "INSERT INTO t (id, v) VALUES (100, 'app')");
+    eventually("the application to wait for the lock", || async {
+        WRITER_WAITED.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(!writer.is_finished());
+    let agent2 = row(&[("v", text("agent2"))]);
+    assert!(tx.update(&schema, &own, &agent2).await.unwrap());
+    tx.commit().await.unwrap();
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    db.exec("INSERT INTO t (id, v) VALUES (101, 'app after')")
+        .await;
+
+    // THEN only the application's writes are captured
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![
+            (ChangeOp::Insert, json!([100])),
+            (ChangeOp::Insert, json!([101]))
+        ]
+    );
+    let rows = connector.fetch_rows(&schema, &[own]).await.unwrap();
+    assert_eq!(rows[0]["v"], text("agent2"));
+    // AND the marker was never committed
+    assert_eq!(
+        db.strings("SELECT count(*) FROM tandem_applying").await,
+        ["0"]
+    );
+}
+
+#[tokio::test]
+async fn own_writes_are_not_captured_but_concurrent_ones_are() {
+    let db = TestDb::create().await;
+    own_writes_are_skipped_others_captured(&db).await;
+    // AND a rollback-journal database keeps its journal mode
+    assert_eq!(db.strings("PRAGMA journal_mode").await, ["delete"]);
+}
+
+#[tokio::test]
+async fn a_wal_database_stays_wal_and_captures_the_same() {
+    // GIVEN a database in WAL mode
+    let db = TestDb::create().await;
+    db.exec("PRAGMA journal_mode = WAL").await;
+
+    // WHEN the agent installs, writes and an application writes
+    own_writes_are_skipped_others_captured(&db).await;
+
+    // THEN it is still in WAL mode
+    assert_eq!(db.strings("PRAGMA journal_mode").await, ["wal"]);
+}
+
+#[tokio::test]
+async fn the_marker_never_leaks_into_the_pool() {
+    // GIVEN a pool of one connection and an installed table
+    let db = TestDb::with("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").await;
+    let connector = db.connector_with(|c| c.max_connections = 1).await;
+    let [schema] = install_capture(&connector, ["t"]).await;
+    let id = |i| row(&[("id", Value::Int(i))]);
+
+    // WHEN a transaction commits
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&schema, &id(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    // THEN the one pooled connection writes unmarked again (it is captured)
+    let plain = |id: i64| vec![format!("INSERT INTO t (id) VALUES ({id})")];
+    connector.run_script(&plain(3)).await.unwrap();
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![(ChangeOp::Insert, json!([3]))]
+    );
+
+    // WHEN a transaction is dropped unfinished
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&schema, &id(2)).await.unwrap();
+    drop(tx);
+    // THEN the pool gets a clean connection back
+    tokio::time::timeout(Duration::from_secs(10), connector.run_script(&plain(4)))
+        .await
+        .expect("the pool got its connection back")
+        .unwrap();
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![
+            (ChangeOp::Insert, json!([3])),
+            (ChangeOp::Insert, json!([4]))
+        ]
+    );
+    // AND the dropped transaction left nothing and holds no lock
+    let keys = [key(&[Value::Int(1)]), key(&[Value::Int(2)])];
+    assert_eq!(connector.fetch_rows(&schema, &keys).await.unwrap().len(), 1);
+    db.exec("INSERT INTO t (id) VALUES (2)").await;
+}
+
+#[tokio::test]
+async fn changes_are_read_and_deleted_by_identity() {
+    // GIVEN changes of two tables
+    let db = TestDb::with(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY);
+         CREATE TABLE b (id INTEGER PRIMARY KEY)",
+    )
+    .await;
+    let connector = db.connector().await;
+    install_capture(&connector, ["a", "b"]).await;
+    db.exec(
+        "INSERT INTO a VALUES (1), (2), (3);
+         INSERT INTO b VALUES (1)",
+    )
+    .await;
+
+    // WHEN only a's are read, with a limit, and one of them is deleted
+    let read = connector.read_changes(&[table("a")], 2).await.unwrap();
+    assert_eq!(
+        read.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+        vec![json!([1]), json!([2])]
+    );
+    connector.delete_changes(&[read[1].seq]).await.unwrap();
+    connector.delete_changes(&[]).await.unwrap();
+
+    // THEN exactly that row is gone; b's are untouched
+    let inserted = |id| (ChangeOp::Insert, json!([id]));
+    assert_eq!(
+        changes(&connector, &[table("a")]).await,
+        vec![inserted(1), inserted(3)]
+    );
+    assert_eq!(changes(&connector, &[table("b")]).await, vec![inserted(1)]);
+    assert_eq!(
+        connector
+            .count_changes(&[table("a"), table("b")])
+            .await
+            .unwrap(),
+        vec![("a".to_owned(), 2), ("b".to_owned(), 1)]
+    );
+    assert!(connector.read_changes(&[], 10).await.unwrap().is_empty());
+
+    // AND once every row is consumed, a sequence number is never used again
+    let all = connector
+        .read_changes(&[table("a"), table("b")], 10)
+        .await
+        .unwrap();
+    let highest = all.iter().map(|c| c.seq).max().unwrap();
+    let seqs: Vec<i64> = all.iter().map(|c| c.seq).collect();
+    connector.delete_changes(&seqs).await.unwrap();
+    db.exec("INSERT INTO b VALUES (2)").await;
+    let next = connector.read_changes(&[table("b")], 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].seq > highest, "{} after {highest}", next[0].seq);
+}
+
+#[tokio::test]
+async fn values_round_trip_for_every_type() {
+    // GIVEN a column of every type
+    let db = TestDb::with(
+        "CREATE TABLE vals (
+        id INTEGER PRIMARY KEY,
+        i BIGINT, flag BOOLEAN, dec_ DECIMAL(30,6), big NUMERIC, f REAL, d DOUBLE,
+        t VARCHAR(100), tx TEXT, b BLOB, bl BLOB, untyped, dt DATE, tm TIME,
+        ts DATETIME, tz TIMESTAMPTZ, j JSON, uu UUID, other GEOMETRY)",
+    )
+    .await;
+    let connector = db.connector().await;
+    let schema = describe(&connector, "vals").await;
+    let at = |y, mo, d, h, mi, s, micro| {
+        let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
+        date.and_hms_micro_opt(h, mi, s, micro).unwrap()
+    };
+    let uuid = uuid::Uuid::new_v4();
+    let full = row(&[
+        ("i", Value::Int(i64::MIN)),
+        ("flag", Value::Bool(true)),
+        ("dec_", Value::Decimal("-1234567890.12345".into())),
+        ("big", Value::Decimal("9223372036854775807".into())),
+        ("f", Value::Float(0.1)),
+        ("d", Value::Float(-1.5e300)),
+        ("t", text("Grüße 🎉 'q' \"x\" \\ `")),
+        ("tx", text("long\ntext")),
+        ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
+        ("bl", Value::Bytes(vec![])),
+        ("untyped", Value::Bytes(vec![1, 2])),
+        (
+            "dt",
+            Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+        ),
+        (
+            "tm",
+            Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
+        ),
+        ("ts", Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789))),
+        (
+            "tz",
+            Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456).and_utc()),
+        ),
+        ("j", Value::Json(json!({"a": [1, "b"], "c": null}))),
+        ("uu", Value::Uuid(uuid)),
+        ("other", text("POINT(1 2)")),
+    ]);
+    let nulls: Row = full.keys().map(|k| (k.clone(), Value::Null)).collect();
+
+    // WHEN both rows are written by the agent and read back
+    let mut tx = connector.begin().await.unwrap();
+    let full_key = tx.insert(&schema, &full).await.unwrap();
+    let null_key = tx.insert(&schema, &nulls).await.unwrap();
+    // a decimal's scale is SQLite's to drop; a UUID into a blob is its bytes
+    let scaled = row(&[
+        ("dec_", Value::Decimal("1.50".into())),
+        ("b", Value::Uuid(uuid)),
+        ("flag", Value::Bool(false)),
+    ]);
+    let scaled_key = tx.insert(&schema, &scaled).await.unwrap();
+    tx.commit().await.unwrap();
+    let keys = [full_key, null_key, scaled_key];
+    let rows = connector.fetch_rows(&schema, &keys).await.unwrap();
+
+    // THEN every value comes back as written, NULL included
+    assert_eq!(rows.len(), 3);
+    for (i, written) in [full, nulls].into_iter().enumerate() {
+        let mut expected = written;
+        expected.insert("id".into(), keys[i].0[0].clone());
+        assert_eq!(rows[i], expected);
+    }
+    assert_eq!(rows[2]["dec_"], Value::Decimal("1.5".into()));
+    assert_eq!(rows[2]["b"], Value::Bytes(uuid.as_bytes().to_vec()));
+    assert_eq!(rows[2]["flag"], Value::Bool(false));
+    // AND they are stored as SQLite's own functions expect them
+    let stored = db
+        .strings(
+            "SELECT typeof(flag) || ' ' || flag || ' | ' || typeof(dec_) || ' | ' || ts || ' | ' \
+             || tz || ' | ' || typeof(b) || ' | ' || datetime(tz) FROM vals WHERE id = 1",
+        )
+        .await;
+    assert_eq!(
+        stored,
+        ["integer 1 | real | 1999-12-31 01:02:03.456789 | 2030-01-01 00:00:00.123456+00:00 | blob | 2030-01-01 00:00:00"]
+    );
+
+    // AND a value SQLite would round, or cannot read, is a data error naming
+    // table, column and value
+    let mut tx = connector.begin().await.unwrap();
+    for (column, value) in [
+        ("dec_", Value::Decimal("1234567890.123456".into())),
+        ("dt", text("someday")),
+        ("f", Value::Float(f64::NAN)),
+    ] {
+        let err = tx
+            .insert(&schema, &row(&[(column, value.clone())]))
+            .await
+            .unwrap_err();
+        assert_error(&err, ErrorKind::Data, &[&format!("`{column}`"), "vals"]);
+        assert!(err.to_string().contains(&value.to_string()), "{err}");
+    }
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn values_applications_store_are_read() {
+    // GIVEN rows written by an application in the forms apps use
+    let db = TestDb::with(
+        "CREATE TABLE app (id INTEGER PRIMARY KEY, f REAL, n INTEGER, flag BOOLEAN,
+            ts DATETIME, tz TIMESTAMPTZ, d DATE, uu UUID, j JSON, dec_ DECIMAL(10,2));
+         INSERT INTO app VALUES
+            (1, 3, 4.0, 'true', '2024-01-02T03:04:05', '2024-01-02T05:04:05+02:00', '2024-01-02',
+             X'000102030405060708090A0B0C0D0E0F', '[1,2]', '12.50'),
+            (2, '2.5', ' 7', 0, 1700000000, '2024-01-02 03:04:05Z', '2024-01-02 00:00:00',
+             '00010203-0405-0607-0809-0A0B0C0D0E0F', 12, 3);
+         INSERT INTO app (id, n) VALUES (3, 'many')",
+    )
+    .await;
+    let connector = db.connector().await;
+    let schema = describe(&connector, "app").await;
+
+    // WHEN they are read
+    let rows = connector.scan(&schema, None, 2).await.unwrap();
+
+    // THEN each is its canonical value
+    let at = NaiveDate::from_ymd_opt(2024, 1, 2)
+        .unwrap()
+        .and_hms_opt(3, 4, 5)
+        .unwrap();
+    let uu = Value::Uuid(uuid::Uuid::from_u128(
+        0x0001_0203_0405_0607_0809_0a0b_0c0d_0e0f,
+    ));
+    let date = Value::Date(NaiveDate::from_ymd_opt(2024, 1, 2).unwrap());
+    assert_eq!(
+        rows[0],
+        row(&[
+            ("id", Value::Int(1)),
+            ("f", Value::Float(3.0)),
+            ("n", Value::Int(4)),
+            ("flag", Value::Bool(true)),
+            ("ts", Value::Timestamp(at)),
+            ("tz", Value::TimestampTz(at.and_utc())),
+            ("d", date.clone()),
+            ("uu", uu.clone()),
+            ("j", Value::Json(json!([1, 2]))),
+            ("dec_", Value::Decimal("12.5".into())),
+        ])
+    );
+    let unix = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    assert_eq!(
+        rows[1],
+        row(&[
+            ("id", Value::Int(2)),
+            ("f", Value::Float(2.5)),
+            ("n", Value::Int(7)),
+            ("flag", Value::Bool(false)),
+            ("ts", Value::Timestamp(unix.naive_utc())),
+            ("tz", Value::TimestampTz(at.and_utc())),
+            ("d", date),
+            ("uu", uu),
+            ("j", Value::Json(json!(12))),
+            ("dec_", Value::Decimal("3".into())),
+        ])
+    );
+    // AND what cannot be read as its column's type is a data error
+    let err = connector
+        .fetch_rows(&schema, &[key(&[Value::Int(3)])])
+        .await
+        .unwrap_err();
+    assert_error(&err, ErrorKind::Data, &["`n`", "app", "many"]);
+}
+
+#[tokio::test]
+async fn insert_returns_generated_or_given_keys() {
+    // GIVEN a table with a rowid key, one with a random text key, and a link
+    // table keyed by its references
+    let db = TestDb::with(
+        "CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE tag (id UUID PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))), label TEXT);
+         CREATE TABLE counter (n INTEGER PRIMARY KEY AUTOINCREMENT);
+         CREATE TABLE person_tag (person INT, tag TEXT, PRIMARY KEY (person, tag),
+            FOREIGN KEY (person) REFERENCES person (id), FOREIGN KEY (tag) REFERENCES tag (id))",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [person, tag, counter, link] =
+        describe_all(&connector, ["person", "tag", "counter", "person_tag"]).await;
+    assert!(tag.key_is_generated() && counter.key_is_generated());
+    assert!(link.key_is_references());
+
+    // WHEN rows without keys and a link row with its key are inserted
+    let mut tx = connector.begin().await.unwrap();
+    let mut people = Vec::new();
+    for person_row in [
+        row(&[("name", text("a"))]),
+        row(&[("id", Value::Null), ("name", text("b"))]),
+    ] {
+        people.push(tx.insert(&person, &person_row).await.unwrap());
+    }
+    let counted = tx.insert(&counter, &Row::new()).await.unwrap();
+    let tag_id = Value::Text(db.strings("SELECT hex(randomblob(16))").await[0].clone());
+    let given = tx
+        .insert(
+            &tag,
+            &row(&[("id", tag_id.clone()), ("label", text("given"))]),
+        )
+        .await
+        .unwrap();
+    let made = tx
+        .insert(&tag, &row(&[("label", text("x"))]))
+        .await
+        .unwrap();
+    let tagged = row(&[("person", text(" 2")), ("tag", given.0[0].clone())]);
+    let link_key = tx.insert(&link, &tagged).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN the keys are the engine's, and the link's is the row's (as stored)
+    assert_eq!(people, vec![key(&[Value::Int(1)]), key(&[Value::Int(2)])]);
+    assert_eq!(counted, key(&[Value::Int(1)]));
+    let Value::Text(hex) = &tag_id else {
+        unreachable!()
+    };
+    assert_eq!(
+        given,
+        key(&[Value::Uuid(uuid::Uuid::parse_str(hex).unwrap())])
+    );
+    assert!(matches!(made.0[0], Value::Uuid(_)), "{made:?}");
+    assert_ne!(made, given);
+    // (a UUID in a TEXT column is its text)
+    let given_text = text(&given.0[0].to_string());
+    assert_eq!(link_key, key(&[Value::Int(2), given_text]));
+    let rows = connector
+        .fetch_rows(&tag, slice::from_ref(&made))
+        .await
+        .unwrap();
+    assert_eq!(rows[0]["label"], text("x"));
+    let links = connector.fetch_rows(&link, &[link_key]).await.unwrap();
+    assert_eq!(links.len(), 1);
+}
+
+#[tokio::test]
+async fn update_delete_savepoints_and_locks_report_what_happened() {
+    // GIVEN one row
+    let (_db, connector, schema) = one_row(10).await;
+    let one = key(&[Value::Int(1)]);
+    let missing = key(&[Value::Int(9)]);
+    let id = |i| row(&[("id", Value::Int(i))]);
+
+    let mut tx = connector.begin().await.unwrap();
+    // THEN fetch_for_update finds it (or not)
+    let locked = tx.fetch_for_update(&schema, &one).await.unwrap().unwrap();
+    assert_eq!(locked["v"], Value::Int(10));
+    assert_eq!(tx.fetch_for_update(&schema, &missing).await.unwrap(), None);
+    // AND an update with the same values still counts as existing
+    assert_updates(
+        &mut tx,
+        &[
+            (&schema, &one, row(&[("v", Value::Int(10))]), true),
+            (&schema, &one, id(1), true),
+            (&schema, &missing, row(&[("v", Value::Int(1))]), false),
+        ],
+    )
+    .await;
+    // AND a savepoint undoes only what came after it
+    tx.savepoint().await.unwrap();
+    tx.insert(&schema, &id(2)).await.unwrap();
+    tx.rollback_to_savepoint().await.unwrap();
+    tx.savepoint().await.unwrap();
+    tx.insert(&schema, &id(3)).await.unwrap();
+    tx.release_savepoint().await.unwrap();
+    // AND delete says whether there was a row
+    assert!(tx.delete(&schema, &one).await.unwrap());
+    assert!(!tx.delete(&schema, &one).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let page = connector.scan(&schema, None, 10).await.unwrap();
+    assert_eq!(
+        page,
+        vec![row(&[("id", Value::Int(3)), ("v", Value::Null)])]
+    );
+
+    // AND a rolled back transaction leaves nothing
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&schema, &id(4)).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(connector.scan(&schema, None, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn scan_pages_through_a_composite_key_in_order() {
+    // GIVEN rows inserted out of key order, in a rowid table and in a
+    // WITHOUT ROWID one
+    let db = TestDb::with(
+        "CREATE TABLE pairs (a INT, b VARCHAR(5), PRIMARY KEY (a, b));
+         INSERT INTO pairs VALUES (2, 'a'), (1, 'b'), (1, 'a'), (3, 'a'), (2, 'b');
+         CREATE TABLE clustered (a INT, b TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+         INSERT INTO clustered SELECT * FROM pairs",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [pairs, clustered] = describe_all(&connector, ["pairs", "clustered"]).await;
+
+    // WHEN scanned two at a time
+    // THEN every row comes once, in key order
+    let expected = vec!["(1, a)", "(1, b)", "(2, a)", "(2, b)", "(3, a)"];
+    assert_eq!(scanned_keys(&connector, &pairs, 2).await, expected);
+    assert_eq!(scanned_keys(&connector, &clustered, 2).await, expected);
+    // AND the estimates are cheap and close, with statistics or without
+    assert_eq!(connector.estimate_rows(&pairs).await.unwrap(), 5);
+    assert_eq!(connector.estimate_rows(&clustered).await.unwrap(), 5);
+    db.exec("ANALYZE").await;
+    assert_eq!(connector.estimate_rows(&pairs).await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn links_are_recorded_replaced_and_forgotten() {
+    // GIVEN an installed database
+    let (_db, connector) = TestDb::installed().await;
+
+    // WHEN links are recorded, some replacing others by source or target
+    let mut tx = connector.begin().await.unwrap();
+    record_links(
+        &mut tx,
+        "p [1]=[10], p [1]=[11], p [2]=[11], p [3]=[13], p [4]=[14], q [1]=[11]",
+    )
+    .await;
+    tx.forget_link("p", "[3]", "[none]").await.unwrap();
+    tx.forget_link("p", "[none]", "[14]").await.unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN the mapping holds one row per source and per target
+    assert_links(&connector, "p [2]=[11], q [1]=[11]").await;
+    // AND a rolled back link is not kept
+    record_links_then_roll_back(&connector, "p [5]=[15]").await;
+    assert_eq!(connector.read_id_map().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn errors_have_the_right_kind() {
+    let db = TestDb::with(
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+         CREATE TABLE child (id INTEGER PRIMARY KEY, parent INT REFERENCES parent (id),
+                             name VARCHAR(3) NOT NULL CHECK (length(name) <= 3));
+         CREATE TABLE strict_t (id INTEGER PRIMARY KEY, n INTEGER) STRICT",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [child, strict] = describe_all(&connector, ["child", "strict_t"]).await;
+    let name = |v: &str| ("name", text(v));
+
+    let mut tx = connector.begin().await.unwrap();
+    tx.insert(&child, &row(&[("id", Value::Int(1)), name("a")]))
+        .await
+        .unwrap();
+    tx.savepoint().await.unwrap();
+    // a unique violation, a foreign key violation, NOT NULL, CHECK: data
+    for bad in [
+        row(&[("id", Value::Int(1)), name("b")]),
+        row(&[("id", Value::Int(2)), ("parent", Value::Int(7)), name("c")]),
+        row(&[("id", Value::Int(3))]),
+        row(&[("id", Value::Int(4)), name("toolong")]),
+    ] {
+        let err = tx.insert(&child, &bad).await.unwrap_err();
+        assert_error(&err, ErrorKind::Data, &["child"]);
+        tx.rollback_to_savepoint().await.unwrap();
+    }
+    // a value of the wrong type for a STRICT table: data
+    let mut loose = strict.clone();
+    loose.columns[1].data_type = DataType::Text;
+    let err = tx
+        .insert(&loose, &row(&[("n", text("x"))]))
+        .await
+        .unwrap_err();
+    assert_error(&err, ErrorKind::Data, &["strict_t"]);
+    // an unknown column: schema
+    let err = tx
+        .insert(&child, &row(&[("nope", Value::Int(1))]))
+        .await
+        .unwrap_err();
+    assert_error(&err, ErrorKind::Schema, &[]);
+    tx.commit().await.unwrap();
+
+    // an unknown table: schema
+    db.exec("DROP TABLE child").await;
+    let err = connector
+        .fetch_rows(&child, &[key(&[Value::Int(1)])])
+        .await
+        .unwrap_err();
+    assert_error(&err, ErrorKind::Schema, &["child"]);
+    let err = connector.describe(&table("child")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema);
+
+    // the write lock held elsewhere beyond the busy timeout: transient
+    let path = db.path();
+    let (release, locked) = std::sync::mpsc::channel::<()>();
+    let (held, wait_held) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let conn = app_connection(&path);
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        held.send(()).unwrap();
+        let _ = locked.recv();
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    tokio::task::spawn_blocking(move || wait_held.recv().unwrap())
+        .await
+        .unwrap();
+    let err = connector.begin().await.err().expect("the lock is held");
+    assert_error(&err, ErrorKind::Transient, &["locked"]);
+    release.send(()).unwrap();
+    tokio::task::spawn_blocking(move || holder.join().unwrap())
+        .await
+        .unwrap();
+    connector.begin().await.unwrap().rollback().await.unwrap();
+
+    // a missing file: config, naming it, and it is not created
+    let missing = db.url_with(|url| {
+        url.set_path(&format!(
+            "{}/missing.db",
+            db.path().parent().unwrap().display()
+        ))
+    });
+    let err = db.connect_error(&missing).await;
+    assert_error(&err, ErrorKind::Config, &["missing.db", "does not exist"]);
+    assert!(!path_of(&missing).exists());
+    // a relative path: config
+    let err = db.connect_error("sqlite://relative.db").await;
+    assert_error(&err, ErrorKind::Config, &["absolute"]);
+    // a file that is no database: config
+    let junk = db.path().with_file_name("junk.db");
+    std::fs::write(&junk, "this is not a database, just some text. ".repeat(30)).unwrap();
+    let err = db
+        .connect_error(&format!("sqlite://{}", junk.display()))
+        .await;
+    assert_error(&err, ErrorKind::Config, &["junk.db", "not a database"]);
+    // a directory: config
+    let dir = db.path().parent().unwrap().display().to_string();
+    let err = db.connect_error(&format!("sqlite://{dir}")).await;
+    assert_error(&err, ErrorKind::Config, &["not a file"]);
+}
+
+#[tokio::test]
+async fn the_password_is_ignored_and_waiting_is_bounded() {
+    // GIVEN a configuration that names a password
+    let db = TestDb::create().await;
+    let config = EndpointConfig {
+        password: Some("s3cret-pw".into()),
+        ..db.config()
+    };
+
+    // WHEN connecting
+    let connector = SqliteConnector::connect(&config).await.unwrap();
+
+    // THEN it works, and never shows the password
+    assert_eq!(connector.engine(), Engine::Sqlite);
+    assert!(!format!("{connector:?} {config:?}").contains("s3cret-pw"));
+
+    // AND waiting for changes never outlasts the poll interval by much
+    let started = Instant::now();
+    connector.wait_for_changes(Duration::from_secs(60)).await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn dropped_transaction_releases_its_locks() {
+    // GIVEN a row changed by an applying transaction that is then dropped
+    let (db, connector, schema) = one_row(0).await;
+    let mut tx = connector.begin().await.unwrap();
+    let five = row(&[("v", Value::Int(5))]);
+    tx.update(&schema, &key(&[Value::Int(1)]), &five)
+        .await
+        .unwrap();
+    drop(tx);
+
+    // THEN an application can soon write, and the update is lost
+    db.exec("UPDATE t SET v = v + 1 WHERE id = 1").await;
+    let rows = connector.scan(&schema, None, 10).await.unwrap();
+    assert_eq!(rows[0]["v"], Value::Int(1));
+}
+
+#[tokio::test]
+async fn keys_applications_wrote_in_other_forms_find_their_rows() {
+    // GIVEN installed tables keyed by a timestamp, a UUID and bytes, whose
+    // keys an application wrote in forms of its own
+    let db = TestDb::with(
+        "CREATE TABLE reading (sensor INT, at DATETIME, v REAL, PRIMARY KEY (sensor, at));
+         CREATE TABLE thing (id UUID PRIMARY KEY, v INT);
+         CREATE TABLE blobbed (id BLOB PRIMARY KEY, v INT)",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [reading, thing, blobbed] =
+        install_capture(&connector, ["reading", "thing", "blobbed"]).await;
+    db.exec(
+        "INSERT INTO reading VALUES (1, '2024-01-02T03:04:05.250Z', 1), (1, 1704164645, 2),
+                                    (1, '2024-01-02 03:04', 3), (2, '2024-01-02 03:04:05', 4);
+         INSERT INTO thing VALUES ('000102030405060708090A0B0C0D0E0F', 1),
+                                  ('00000000-0000-0000-0000-00000000000A', 2),
+                                  (X'000000000000000000000000000000FF', 3);
+         INSERT INTO blobbed VALUES ('text key', 1), (42, 2), (X'00', 3)",
+    )
+    .await;
+
+    for (schema, rows) in [(&reading, 4), (&thing, 3), (&blobbed, 3)] {
+        // WHEN the rows are read, a page of one at a time
+        let keys = scanned_keys(&connector, schema, 1).await;
+        assert_eq!(keys.len(), rows, "{keys:?}");
+        let all = connector.scan(schema, None, 10).await.unwrap();
+        let read_keys: Vec<Key> = all.iter().map(|r| schema.key_of(r).unwrap()).collect();
+
+        // THEN each key read finds its row again, as do the captured keys
+        let found = connector.fetch_rows(schema, &read_keys).await.unwrap();
+        assert_eq!(found, all, "{}", schema.name);
+        let mut captured: Vec<Key> = connector
+            .read_changes(slice::from_ref(&schema.name), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| Key::from_captured(&schema.key_types(), &c.key).unwrap())
+            .collect();
+        // (the table's order is by storage class first: an integer before
+        // text)
+        let mut sorted = read_keys.clone();
+        sorted.sort_by_key(|k| k.encode());
+        captured.sort_by_key(|k| k.encode());
+        assert_eq!(captured, sorted, "{}", schema.name);
+        // AND the agent updates them where they are
+        let mut tx = connector.begin().await.unwrap();
+        for key in &read_keys {
+            let locked = tx.fetch_for_update(schema, key).await.unwrap();
+            assert!(locked.is_some(), "{key}");
+            assert!(tx
+                .update(schema, key, &row(&[("v", Value::Int(9))]))
+                .await
+                .unwrap());
+        }
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(
+        db.strings(
+            "SELECT (SELECT count(*) FROM reading WHERE v = 9) + (SELECT count(*) FROM thing WHERE v = 9)
+                    + (SELECT count(*) FROM blobbed WHERE v = 9)"
+        )
+        .await,
+        ["10"]
+    );
+}
