@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::{Agent, Db, ENGINE_PAIRS};
+use harness::{Agent, Db, SCENARIO_PAIRS};
 
 async fn create_tables(db: &Db) {
     db.exec(&format!(
@@ -26,7 +26,7 @@ async fn create_tables(db: &Db) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
-    for (source_engine, target_engine) in ENGINE_PAIRS {
+    for (source_engine, target_engine) in SCENARIO_PAIRS {
         let source = Db::create(source_engine).await;
         let target = Db::create(target_engine).await;
         create_tables(&source).await;

@@ -71,6 +71,10 @@ fn show(title: &str, path: &Path) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let keep = std::env::args().any(|a| a == "--keep");
+    if std::env::var_os("RUST_LOG").is_none() {
+        // The story is told on stdout; the agent's own log only for problems.
+        std::env::set_var("RUST_LOG", "warn");
+    }
     tandem_agent::commands::init_logging();
     let dir = tempfile::tempdir().expect("temporary directory");
     let (shop, crm) = (dir.path().join("shop.db"), dir.path().join("crm.db"));

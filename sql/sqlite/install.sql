@@ -5,10 +5,12 @@
 -- nothing. Statements are separated by lines holding only "-- ;;".
 --
 -- One row per captured insert ('I'), update ('U') or delete ('D'): the
--- primary key of the row as a JSON array. AUTOINCREMENT: a sequence number
--- is never used twice, even after the highest row was consumed.
+-- primary key of the row as a JSON array. No AUTOINCREMENT: it would leave
+-- SQLite's sqlite_sequence behind after uninstall, and a number reused once
+-- its row was consumed is harmless (rows are consumed by identity, and the
+-- rows present are always numbered in the order they were written).
 CREATE TABLE IF NOT EXISTS tandem_changes (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq INTEGER PRIMARY KEY,
   table_name TEXT NOT NULL,
   op TEXT NOT NULL CHECK (op IN ('I', 'U', 'D')),
   pk TEXT NOT NULL,

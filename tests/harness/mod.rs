@@ -486,8 +486,16 @@ where
     }
 }
 
-/// Every pair of engines a scenario runs on: (source, target).
+/// The server pairs: (source, target).
 pub const ENGINE_PAIRS: [(Engine, Engine); 2] = [
     (Engine::Postgres, Engine::Mysql),
     (Engine::Mysql, Engine::Postgres),
+];
+
+/// Every pair of engines the shared scenarios run on: (source, target).
+pub const SCENARIO_PAIRS: [(Engine, Engine); 4] = [
+    (Engine::Postgres, Engine::Mysql),
+    (Engine::Mysql, Engine::Postgres),
+    (Engine::Postgres, Engine::Sqlite),
+    (Engine::Sqlite, Engine::Mysql),
 ];
