@@ -429,13 +429,14 @@ fn sample_rows(prefix: &str) -> Vec<tandem_connectors::Row> {
         .collect()
     };
     let nulls: tandem_connectors::Row = full("nulls", 1)
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "label" {
-                (k, Text(format!("{prefix} nulls")))
+        .into_keys()
+        .map(|k| {
+            let value = if k == "label" {
+                Text(format!("{prefix} nulls"))
             } else {
-                (k, Null)
-            }
+                Null
+            };
+            (k, value)
         })
         .collect();
     vec![full("max", 1), full("min", -1), nulls]
