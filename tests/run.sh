@@ -49,3 +49,5 @@ say "building"
 cargo build --workspace --all-targets --quiet
 say "testing"
 cargo test --workspace --quiet 2>&1
+say "quick start"
+cargo run --quiet --example quickstart
