@@ -47,7 +47,14 @@ fi
 
 say "building"
 cargo build --workspace --all-targets --quiet
-say "testing"
-cargo test --workspace --quiet 2>&1
-say "quick start"
+say "quick start (SQLite, no server)"
 cargo run --quiet --example quickstart
+say "testing"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --quiet 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: every test binary's counts summed.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tandem: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
