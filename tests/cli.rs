@@ -130,6 +130,10 @@ async fn check_lists_every_problem_and_status_reports_figures() {
         lines.contains("target table manual has no auto-generated primary key"),
         "{lines}"
     );
+    assert!(
+        lines.contains("ALTER TABLE `manual` MODIFY `id` BIGINT NOT NULL AUTO_INCREMENT;"),
+        "{lines}"
+    );
     assert_eq!(lines.lines().count(), 1, "{lines}");
 
     // After install: clean.

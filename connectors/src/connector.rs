@@ -193,6 +193,13 @@ pub trait Connector: Send + Sync {
     /// What is installed: schema version and tables lacking a trigger.
     async fn installation(&self, tables: &[TableSchema]) -> Result<Installation>;
 
+    /// The statement that makes `table`'s single-column key auto-generated,
+    /// where the engine has one.
+    fn generated_key_fix(&self, table: &TableSchema) -> Option<String> {
+        let _ = table;
+        None
+    }
+
     /// Privileges the agent's user lacks to sync `tables`, one line each with
     /// the statement that grants it. The default finds none (engines without
     /// a check yet).

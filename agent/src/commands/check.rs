@@ -80,9 +80,15 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                 if pair.directions[origin.index()].key_mode == KeyMode::Copied
                     && !pair.table(dest).primary_key.is_empty()
                 {
+                    let fix = connectors[dest.index()]
+                        .as_ref()
+                        .and_then(|c| c.generated_key_fix(pair.table(dest)))
+                        .unwrap_or_else(|| {
+                            "make the key an identity/auto_increment column".to_owned()
+                        });
                     problems.push(format!(
                         "{file}: pair {}: {dest} table {} has no auto-generated primary key; new copies would reuse \
-                         the {origin}'s key values and may collide: make the key an identity/auto_increment column",
+                         the {origin}'s key values and may collide: {fix}",
                         pair.name,
                         pair.table(dest).name
                     ));

@@ -129,6 +129,21 @@ impl Connector for MysqlConnector {
         capture::count_changes(&self.client, tables).await
     }
 
+    fn generated_key_fix(&self, table: &TableSchema) -> Option<String> {
+        let [key] = table.primary_key.as_slice() else {
+            return None;
+        };
+        let column = table.column(key)?;
+        matches!(column.data_type, crate::DataType::Int).then(|| {
+            format!(
+                "ALTER TABLE {} MODIFY {} {} NOT NULL AUTO_INCREMENT;",
+                client::quote_ident(&table.name.name),
+                client::quote_ident(key),
+                column.native_type.to_uppercase()
+            )
+        })
+    }
+
     async fn missing_privileges(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
         // Privileges can come from the global, database or table level: the
         // union of the three is what the user has on a table.
