@@ -94,6 +94,23 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Compare every linked record on both sides: exit 0 in step, 1 with
+    /// differences (listed), 2 on error.
+    Reconcile {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Bring what differs back in step (the source wins).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Rebuild the ID map from the mapping tables in the databases (after
+    /// the state directory was lost or is corrupt).
+    RebuildState {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// List, retry or discard records that could not be applied.
     DeadLetters {
         /// The integration's config file.

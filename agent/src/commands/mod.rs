@@ -3,6 +3,7 @@
 mod check;
 mod dead_letters;
 mod install;
+mod reconcile;
 mod run;
 mod status;
 
@@ -36,6 +37,8 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::DeadLetters { config, action } => {
             dead_letters::dead_letters(&config, action).await
         }
+        Command::Reconcile { config, repair } => reconcile::reconcile(&config, repair).await,
+        Command::RebuildState { config } => reconcile::rebuild_state(&config).await,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod first_sync;
 pub mod links;
 pub mod plan;
+pub mod reconcile;
 pub mod report;
 pub mod runner;
 pub mod split;

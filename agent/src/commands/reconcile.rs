@@ -1,0 +1,86 @@
+//! `reconcile [--repair]` and `rebuild-state`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::load;
+use crate::sync::Agent;
+
+/// Exit status of `reconcile` when the sides differ (like `diff`).
+const EXIT_DIFFERENT: u8 = 1;
+/// Exit status of `reconcile` when it could not compare.
+const EXIT_ERROR: u8 = 2;
+
+pub(super) async fn reconcile(path: &Path, repair: bool) -> anyhow::Result<ExitCode> {
+    let compared = async {
+        let agent = Agent::start(load(path)?).await?;
+        let findings = agent.reconcile().await?;
+        anyhow::Ok((agent, findings))
+    }
+    .await;
+    let (agent, findings) = match compared {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+    };
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if findings.is_empty() {
+        println!("in step");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !repair {
+        return Ok(ExitCode::from(EXIT_DIFFERENT));
+    }
+    if let Err(e) = agent.repair(&findings).await {
+        eprintln!("error: repairing: {e:#}");
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    match agent.reconcile().await {
+        Ok(left) if left.is_empty() => {
+            println!("repaired {} record(s); in step", findings.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(left) => {
+            for finding in &left {
+                println!("still: {finding}");
+            }
+            Ok(ExitCode::from(EXIT_DIFFERENT))
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(EXIT_ERROR))
+        }
+    }
+}
+
+pub(super) async fn rebuild_state(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let store = config.state_dir.join("store");
+    let kept = if store.exists() {
+        let aside = config.state_dir.join(format!(
+            "store.replaced-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ));
+        std::fs::rename(&store, &aside)
+            .map_err(|e| anyhow::anyhow!("cannot move {} aside: {e}", store.display()))?;
+        Some(aside)
+    } else {
+        None
+    };
+    let _ = std::fs::remove_file(config.state_dir.join("status.json"));
+    let agent = Agent::start(config).await?;
+    let mut links = 0;
+    for pair in &agent.integration.plan.pairs {
+        links += agent.state.links(&pair.name)?.len();
+    }
+    println!("rebuilt the ID map: {links} link(s) from the mapping tables");
+    if let Some(aside) = kept {
+        println!("the previous state is kept in {}", aside.display());
+    }
+    println!("the next run copies what no link covers and syncs the changes captured since");
+    Ok(ExitCode::SUCCESS)
+}
