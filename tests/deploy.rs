@@ -304,6 +304,18 @@ fn the_debian_package_holds_the_same_files_and_sets_up_the_user() {
     let target = dir.path().join("target");
     std::fs::create_dir_all(target.join("release")).unwrap();
     std::fs::copy(AGENT, target.join("release/tandem-agent")).unwrap();
+    // The manual page and completions, generated as deploy/build-deb.sh does.
+    let assets = target.join("release");
+    std::fs::create_dir_all(&assets).unwrap();
+    for (args, file) in [
+        (&["man"][..], "tandem-agent.1"),
+        (&["completions", "bash"][..], "tandem-agent.bash"),
+        (&["completions", "zsh"][..], "_tandem-agent"),
+        (&["completions", "fish"][..], "tandem-agent.fish"),
+    ] {
+        let out = succeeds(Command::new(AGENT).args(args));
+        std::fs::write(assets.join(file), &out.stdout).unwrap();
+    }
     let out_dir = dir.path().join("out");
     succeeds(
         Command::new(&cargo)
@@ -360,6 +372,12 @@ fn the_debian_package_holds_the_same_files_and_sets_up_the_user() {
         read(&repo().join("README.md"))
     );
     runs_version(&binary);
+    let man = read(&root.join("usr/share/man/man1/tandem-agent.1"));
+    assert!(man.contains(".TH tandem-agent 1"), "{man}");
+    assert!(
+        read(&root.join("usr/share/bash-completion/completions/tandem-agent"))
+            .contains("tandem-agent")
+    );
 
     // The maintainer scripts: the user on configure, gone on purge; the
     // sample is a conffile (local edits survive upgrades).

@@ -111,6 +111,14 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print shell completions (bash, zsh, fish, ...) for tandem-agent.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) for tandem-agent.
+    Man,
     /// List, retry or discard records that could not be applied.
     DeadLetters {
         /// The integration's config file.

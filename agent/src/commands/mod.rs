@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::CommandFactory;
 use tandem_connectors::{Connector, TableSchema};
 use tracing_subscriber::EnvFilter;
 
@@ -39,6 +40,15 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Reconcile { config, repair } => reconcile::reconcile(&config, repair).await,
         Command::RebuildState { config } => reconcile::rebuild_state(&config).await,
+        Command::Completions { shell } => {
+            let mut command = crate::cli::Cli::command();
+            clap_complete::generate(shell, &mut command, "tandem-agent", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
