@@ -69,11 +69,13 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                 }
             };
         let (plan, plan_problems) = Plan::build(&config.tables, schemas, &lookups);
-        problems.extend(
-            plan_problems
-                .into_iter()
-                .map(|p| format!("{file}: {}", p.message)),
-        );
+        problems.extend(plan_problems.into_iter().map(|p| {
+            if p.fatal {
+                format!("{file}: {}", p.message)
+            } else {
+                format!("warning: {file}: {}", p.message)
+            }
+        }));
         for pair in &plan.pairs {
             for origin in Side::BOTH {
                 let dest = origin.other();
@@ -107,6 +109,10 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
     }
     for problem in &problems {
         println!("{problem}");
+    }
+    // Warnings are worth reading but do not stop the agent.
+    if problems.iter().all(|p| p.starts_with("warning: ")) {
+        return Ok(ExitCode::SUCCESS);
     }
     Ok(ExitCode::FAILURE)
 }

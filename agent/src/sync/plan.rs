@@ -840,6 +840,36 @@ impl Context<'_> {
             });
         }
 
+        // A column the engine will not fill and this direction leaves empty:
+        // every new copy fails unless the column has a default.
+        let written: BTreeSet<&str> = columns
+            .iter()
+            .map(|c| c.to.as_str())
+            .chain(related.iter().copied())
+            .chain(
+                splits
+                    .iter()
+                    .filter(|s| s.side == dest_side)
+                    .map(|s| s.reference.as_str()),
+            )
+            .collect();
+        for column in &to.columns {
+            if !column.nullable
+                && !column.generated
+                && !column.always_generated
+                && !generated_key(&column.name)
+                && !written.contains(column.name.as_str())
+            {
+                problems.borrow_mut().push(PlanProblem {
+                    message: format!(
+                        "{at}: column {} is NOT NULL in {dest_side} table {} but gets no value in this direction; \
+                         new copies fail unless it has a default (map it, or give it a constant)",
+                        column.name, to.name
+                    ),
+                    fatal: false,
+                });
+            }
+        }
         let filter = rules.filter.as_ref().and_then(|text| match Expression::compile(text) {
             Ok(expression) => match expression.variables().iter().find(|v| !origin_has(v)) {
                 Some(unknown) => {
@@ -1102,6 +1132,31 @@ mod tests {
                 .iter()
                 .any(|p| !p.fatal && p.message.contains("not the primary key of customers")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_not_null_column_no_direction_fills_is_a_warning() {
+        let source = table("items", vec![column("id", true, false)], &["id"], vec![]);
+        let target = table(
+            "items",
+            vec![column("id", true, false), column("required", false, false)],
+            &["id"],
+            vec![],
+        );
+        let (_, problems) = build(&[pair("items")], vec![[source, target]]);
+        let warning = problems
+            .iter()
+            .find(|p| {
+                p.message
+                    .contains("column required is NOT NULL in target table items")
+            })
+            .expect("a warning");
+        assert!(!warning.fatal);
+        assert!(
+            warning.message.starts_with("pair items: source -> target:"),
+            "{}",
+            warning.message
         );
     }
 
