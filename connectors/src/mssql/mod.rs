@@ -154,6 +154,55 @@ impl Connector for MssqlConnector {
         capture::delete_changes(&self.client, seqs).await
     }
 
+    fn generated_key_fix(&self, table: &TableSchema) -> Option<String> {
+        // SQL Server cannot add IDENTITY to an existing column: a new table
+        // (or column) is needed, so there is no one statement to give.
+        let _ = table;
+        None
+    }
+
+    async fn missing_privileges(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        let user = self
+            .client
+            .rows("SELECT USER_NAME()", Vec::new())
+            .await?
+            .first()
+            .and_then(|r| r.get::<&str, _>(0).map(str::to_owned))
+            .unwrap_or_else(|| "<the agent's user>".to_owned());
+        for table in tables {
+            let name = qualified(&table.name);
+            // CREATE TRIGGER needs ALTER on the table.
+            let sql = "SELECT HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'SELECT'), HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'INSERT'), \
+                       HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'UPDATE'), HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'DELETE'), \
+                       HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'ALTER')";
+            let rows = self
+                .client
+                .rows(
+                    sql,
+                    vec![Param(ColumnData::String(Some(name.clone().into())))],
+                )
+                .await?;
+            let Some(row) = rows.first() else { continue };
+            let lacking: Vec<&str> = ["SELECT", "INSERT", "UPDATE", "DELETE", "ALTER"]
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| row.get::<i32, _>(*i) != Some(1))
+                .map(|(_, p)| *p)
+                .collect();
+            if !lacking.is_empty() {
+                missing.push(format!(
+                    "user {user} lacks {} on table {}: GRANT {} ON {name} TO {};",
+                    lacking.join(", "),
+                    table.name,
+                    lacking.join(", "),
+                    client::quote_ident(&user)
+                ));
+            }
+        }
+        Ok(missing)
+    }
+
     async fn count_changes(&self, tables: &[TableName]) -> Result<Vec<(String, u64)>> {
         capture::count_changes(&self.client, tables).await
     }
