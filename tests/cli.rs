@@ -291,3 +291,52 @@ async fn check_names_missing_privileges_with_the_grant_that_fixes_them() {
         .exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_systemd_it_reports_ready_pings_the_watchdog_and_says_it_stops() {
+    let (source, target) = pair().await;
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    agent.install().await;
+    // GIVEN a notification socket, as systemd gives a Type=notify service
+    let socket_path = agent.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut child = agent
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .spawn()
+        .expect("spawn");
+    // WHEN it runs, THEN it says it is ready and pings the watchdog
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    let deadline = std::time::Duration::from_secs(30);
+    tokio::time::timeout(deadline, async {
+        while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+            let n = socket.recv(&mut buf).await.unwrap();
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no READY and WATCHDOG in time; got:\n{seen}"));
+    // AND on SIGTERM it says it is stopping, then exits cleanly
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::timeout(deadline, async {
+        while !seen.contains("STOPPING=1") {
+            let n = socket.recv(&mut buf).await.unwrap();
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no STOPPING in time; got:\n{seen}"));
+    let status = tokio::time::timeout(deadline, child.wait())
+        .await
+        .expect("stops in time")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+}

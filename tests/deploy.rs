@@ -135,10 +135,10 @@ fn the_unit_runs_one_checked_instance_per_integration_and_is_locked_down() {
     assert_eq!(one("StateDirectory"), "tandem/%i");
     assert_eq!(one("ReadWritePaths"), "/var/lib/tandem/%i");
     assert_eq!(one("ProtectSystem"), "strict");
-    // No readiness notification yet: the unit must not pretend otherwise.
-    assert_eq!(one("Type"), "exec");
-    assert!(values(&unit, "WatchdogSec").is_empty());
-    assert!(values(&unit, "NotifyAccess").is_empty());
+    // The agent says when it is ready and pings the watchdog.
+    assert_eq!(one("Type"), "notify");
+    assert_eq!(one("NotifyAccess"), "main");
+    assert!(!one("WatchdogSec").is_empty());
     assert_eq!(one("Restart"), "on-failure");
     assert!(!one("RestartSec").is_empty());
     assert_eq!(one("Environment"), "TANDEM_LOG_FORMAT=json");

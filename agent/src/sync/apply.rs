@@ -97,6 +97,7 @@ impl Agent {
             .map(|(i, p)| (p.name.as_str(), i))
             .collect();
         loop {
+            self.heartbeat.beat();
             let entries = self.state.log_entries(DRAIN_WINDOW)?;
             if entries.is_empty() {
                 self.state.purge_tombstones()?;

@@ -213,6 +213,7 @@ impl Agent {
                     batch.put_checkpoint(&name, &checkpoint);
                     self.state.append_log_with(entries, batch)?;
                     self.drain(tally).await?;
+                    self.heartbeat.beat();
                     if checkpoint.done {
                         break;
                     }

@@ -264,6 +264,8 @@ pub struct Agent {
     pub state: State,
     /// Reference tables read by lookups.
     pub lookups: std::sync::RwLock<crate::mapping::LookupCache>,
+    /// Progress, for the systemd watchdog.
+    pub heartbeat: crate::service::Heartbeat,
 }
 
 impl Agent {
@@ -273,6 +275,7 @@ impl Agent {
             integration,
             state,
             lookups: Default::default(),
+            heartbeat: Default::default(),
         }
     }
 

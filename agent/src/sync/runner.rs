@@ -125,6 +125,15 @@ impl Agent {
         // before anything is applied again.
         let mut recover = false;
         self.write_snapshot(first_sync_done);
+        tokio::spawn(crate::service::watchdog(
+            self.heartbeat.clone(),
+            shutdown.clone(),
+        ));
+        crate::service::ready(if first_sync_done {
+            "syncing"
+        } else {
+            "first sync"
+        });
         info!("running");
         while !*shutdown.borrow() {
             let result = async {
@@ -149,11 +158,19 @@ impl Agent {
             .await;
             match result {
                 Ok(_) => {
+                    self.heartbeat.beat();
+                    if recover {
+                        crate::service::status("syncing");
+                    }
                     recover = false;
                     backoff = MIN_BACKOFF;
                     self.write_snapshot(first_sync_done);
                 }
                 Err(e) if e.is_retryable() => {
+                    // Waiting for a server is progress too: the agent is
+                    // doing what it should.
+                    self.heartbeat.beat();
+                    crate::service::status(&format!("retrying: {e}"));
                     recover = true;
                     warn!(error = %e, retry_in = ?backoff, "pass failed; will retry");
                     tokio::select! {
@@ -173,6 +190,7 @@ impl Agent {
                 _ = shutdown.changed() => {}
             }
         }
+        crate::service::stopping();
         self.write_snapshot(first_sync_done);
         info!("stopped");
         Ok(())
