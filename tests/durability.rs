@@ -286,3 +286,69 @@ fn sigkill(pid: i32) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_killed_by_the_servers_are_reopened_and_nothing_is_lost() {
+    let source = Db::create(Engine::Postgres).await;
+    let target = Db::create(Engine::Mysql).await;
+    for db in [&source, &target] {
+        db.exec(&format!(
+            "CREATE TABLE items (id {}, label {})",
+            db.id(),
+            db.text()
+        ))
+        .await;
+    }
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    agent.install().await;
+    let mut child = agent.command(&["run"]).spawn().expect("spawn");
+    let timeout = Duration::from_secs(60);
+    source
+        .exec("INSERT INTO items (label) VALUES ('before')")
+        .await;
+    harness::eventually("the first change arrives", timeout, || async {
+        target.count("SELECT count(*) FROM items").await == 1
+    })
+    .await;
+
+    // WHEN both servers kill every connection the agent holds, several times
+    for round in 0..3 {
+        source
+            .exec(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                source.name
+            ))
+            .await;
+        for row in target
+            .rows(&format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND ID <> CONNECTION_ID()",
+                target.name
+            ))
+            .await
+        {
+            let _ = target.try_exec(&format!("KILL {}", row[0].as_deref().unwrap_or("0"))).await;
+        }
+        source
+            .exec(&format!("INSERT INTO items (label) VALUES ('pg {round}')"))
+            .await;
+        target
+            .exec(&format!(
+                "INSERT INTO items (label) VALUES ('maria {round}')"
+            ))
+            .await;
+    }
+
+    // THEN the agent reconnects by itself and every change arrives, once
+    harness::eventually("both sides converge", timeout, || async {
+        source.count("SELECT count(*) FROM items").await == 7
+            && target.count("SELECT count(*) FROM items").await == 7
+    })
+    .await;
+    let sql = "SELECT label FROM items ORDER BY label";
+    assert_eq!(source.rows(sql).await, target.rows(sql).await);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent must keep running"
+    );
+    let _ = child.kill().await;
+}
