@@ -454,6 +454,8 @@ async fn connector_of(db: &Db) -> std::sync::Arc<dyn tandem_connectors::Connecto
         password: None,
         poll_interval: std::time::Duration::from_millis(100),
         max_connections: 2,
+        tls: tandem_connectors::TlsConfig::default_for(engine, &db.url)
+            .expect("TLS settings of the test URL"),
     })
     .await
     .expect("connect")

@@ -1,8 +1,20 @@
 //! The integration's configuration file (TOML).
 //!
 //! Parsing is strict (`deny_unknown_fields`) and validation names the file,
-//! the field and the rule it broke, on one line. Validation here needs no I/O;
-//! whether tables exist is checked once the agent connects.
+//! the field and the rule it broke, on one line. Validation here reads only
+//! the environment and password files; whether tables exist is checked once
+//! the agent connects.
+//!
+//! # Secrets
+//!
+//! An endpoint's password comes from one of: the URL
+//! (`postgres://user:PASSWORD@...`), `password = "..."`, `password_env =
+//! "VAR"` or `password_file = "/path"`. In the URL and in `password`, a value
+//! written `${VAR}` is read from the environment variable `VAR` instead. A
+//! password written out (not `${VAR}`) in a file that every user can read is
+//! refused by [`Config::load`]. Passwords never reach `Debug` output or
+//! error messages: the URL is shown through
+//! [`tandem_connectors::connector::redact_url`].
 
 use std::collections::HashSet;
 use std::fmt;
@@ -10,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tandem_connectors::{EndpointConfig, Engine};
+use tandem_connectors::connector::redact_url;
+use tandem_connectors::{EndpointConfig, Engine, TlsConfig, TlsMode};
 
 use crate::mapping::{DirectionConfig, SplitConfig};
 
@@ -75,15 +88,33 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
     kind: String,
     url: String,
+    password: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     poll_interval: Option<String>,
     max_connections: Option<usize>,
+    tls: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for RawEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL and `password` may hold a secret: never shown.
+        f.debug_struct("RawEndpoint")
+            .field("kind", &self.kind)
+            .field("url", &redact_url(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,15 +229,30 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`. A file every user may read
+    /// (mode `o+r`) is refused when it holds a password written out.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(path, format!("cannot read the file: {e}")))?;
-        Config::parse(path, &text)
+        use std::io::Read;
+        let cannot_read =
+            |e: std::io::Error| ConfigError::new(path, format!("cannot read the file: {e}"));
+        let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+        let mode = file_mode(&file.metadata().map_err(cannot_read)?);
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot_read)?;
+        let (config, literal_secrets) = Config::parse_with_secrets(path, &text)?;
+        refuse_readable_secrets(path, mode, &literal_secrets)?;
+        Ok(config)
     }
 
-    /// Parses and validates `text` as if read from `path`.
+    /// Parses and validates `text` as if read from `path` (without the
+    /// file-mode check of [`Config::load`]).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_secrets(path, text).map(|(config, _)| config)
+    }
+
+    /// Parses `text`; also returns where it holds passwords written out
+    /// (`source.url`, `target.password`).
+    fn parse_with_secrets(path: &Path, text: &str) -> Result<(Config, Vec<String>), ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let location = e
                 .span()
@@ -229,9 +275,10 @@ impl Config {
         if raw.state_dir.as_os_str().is_empty() {
             return Err(ConfigError::new(path, "state_dir: must not be empty"));
         }
+        let mut literal_secrets = Vec::new();
         let endpoints = [
-            endpoint(path, base, "source", raw.source)?,
-            endpoint(path, base, "target", raw.target)?,
+            endpoint(path, base, "source", raw.source, &mut literal_secrets)?,
+            endpoint(path, base, "target", raw.target, &mut literal_secrets)?,
         ];
         if raw.tables.is_empty() {
             return Err(ConfigError::new(
@@ -319,7 +366,7 @@ impl Config {
                 "sync.batch_size: must be at least 1",
             ));
         }
-        Ok(Config {
+        let config = Config {
             path: path.to_owned(),
             state_dir,
             endpoints,
@@ -327,7 +374,8 @@ impl Config {
             conflict: raw.sync.conflict.unwrap_or_default(),
             batch_size,
             metrics_listen: raw.metrics.map(|m| m.listen),
-        })
+        };
+        Ok((config, literal_secrets))
     }
 
     /// The endpoint on `side`.
@@ -341,6 +389,7 @@ fn endpoint(
     base: &Path,
     at: &str,
     raw: RawEndpoint,
+    literal_secrets: &mut Vec<String>,
 ) -> Result<EndpointConfig, ConfigError> {
     let engine = match raw.kind.as_str() {
         "postgres" | "postgresql" => Engine::Postgres,
@@ -390,35 +439,22 @@ fn endpoint(
         }
         Engine::Postgres => raw.url.clone(),
     };
-    let password = match (raw.password_env, raw.password_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                path,
-                format!("{at}: set password_env or password_file, not both"),
-            ))
+    let (url, password) = secrets(path, base, at, engine, url, &raw, literal_secrets)?;
+    let tls_mode = raw
+        .tls
+        .as_deref()
+        .map(|text| text.parse::<TlsMode>())
+        .transpose()
+        .map_err(|e| ConfigError::new(path, format!("{at}.tls: {e}")))?;
+    let tls_ca_file = raw.tls_ca_file.map(|file| {
+        if file.is_relative() {
+            base.join(file)
+        } else {
+            file
         }
-        (Some(var), None) => Some(std::env::var(&var).map_err(|_| {
-            ConfigError::new(
-                path,
-                format!("{at}.password_env: environment variable {var} is not set"),
-            )
-        })?),
-        (None, Some(file)) => {
-            let file = if file.is_relative() {
-                base.join(file)
-            } else {
-                file
-            };
-            let secret = std::fs::read_to_string(&file).map_err(|e| {
-                ConfigError::new(
-                    path,
-                    format!("{at}.password_file: cannot read {}: {e}", file.display()),
-                )
-            })?;
-            Some(secret.trim_end_matches(['\n', '\r']).to_owned())
-        }
-        (None, None) => None,
-    };
+    });
+    let tls = TlsConfig::resolve(engine, &url, tls_mode, tls_ca_file)
+        .map_err(|e| ConfigError::new(path, format!("{at}.{e}")))?;
     let default_poll = match engine {
         Engine::Postgres => DEFAULT_NOTIFY_FALLBACK,
         Engine::Mysql | Engine::Sqlite | Engine::Mssql => DEFAULT_POLL_INTERVAL,
@@ -451,7 +487,171 @@ fn endpoint(
         password,
         poll_interval,
         max_connections,
+        tls,
     })
+}
+
+/// The name `${NAME}` refers to, when `text` is such a reference; an error
+/// when it holds `${` otherwise (a typo would otherwise become a password).
+fn env_reference(text: &str) -> Result<Option<&str>, String> {
+    let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
+        return if text.contains("${") {
+            Err("write an environment variable as the whole value, ${NAME}".to_owned())
+        } else {
+            Ok(None)
+        };
+    };
+    let valid = inner
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(Some(inner))
+    } else {
+        Err(format!(
+            "{text:?} is not an environment variable reference like ${{NAME}}"
+        ))
+    }
+}
+
+/// The value of the environment variable `name`, for the field `field`.
+fn env_secret(path: &Path, field: &str, name: &str) -> Result<String, ConfigError> {
+    std::env::var(name).map_err(|e| {
+        let why = match e {
+            std::env::VarError::NotPresent => "is not set",
+            std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+        };
+        ConfigError::new(path, format!("{field}: environment variable {name} {why}"))
+    })
+}
+
+/// `%XX` escapes decoded (URL passwords hold `$`, `{`, `}` that way).
+fn percent_decoded(part: &str) -> Option<String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(part.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The endpoint's URL and separate password, with `${VAR}` references
+/// resolved: a `${VAR}` password in the URL is taken out of the URL and
+/// becomes the separate password. Fields holding a password written out are
+/// added to `literal_secrets`. At most one of `password`, `password_env` and
+/// `password_file` may be set; it wins over a password in the URL.
+fn secrets(
+    path: &Path,
+    base: &Path,
+    at: &str,
+    engine: Engine,
+    mut url: String,
+    raw: &RawEndpoint,
+    literal_secrets: &mut Vec<String>,
+) -> Result<(String, Option<String>), ConfigError> {
+    let keys = [
+        raw.password.is_some(),
+        raw.password_env.is_some(),
+        raw.password_file.is_some(),
+    ];
+    if keys.iter().filter(|set| **set).count() > 1 {
+        return Err(ConfigError::new(
+            path,
+            format!("{at}: set one of password, password_env and password_file, not several"),
+        ));
+    }
+    // The URL's own password (SQLite URLs have none).
+    let mut url_password = None;
+    if engine != Engine::Sqlite {
+        let mut parsed = url::Url::parse(&url).map_err(|_| {
+            ConfigError::new(path, format!("{at}.url: {} is not a URL", redact_url(&url)))
+        })?;
+        if let Some(written) = parsed.password() {
+            let written = percent_decoded(written).unwrap_or_else(|| written.to_owned());
+            let field = format!("{at}.url");
+            match env_reference(&written)
+                .map_err(|e| ConfigError::new(path, format!("{field}: password: {e}")))?
+            {
+                Some(name) => {
+                    url_password = Some(env_secret(path, &field, name)?);
+                    // The reference is not a password: out of the URL.
+                    let _ = parsed.set_password(None);
+                    url = parsed.to_string();
+                }
+                None => literal_secrets.push(field),
+            }
+        }
+    }
+    let separate = if let Some(text) = &raw.password {
+        let field = format!("{at}.password");
+        match env_reference(text).map_err(|e| ConfigError::new(path, format!("{field}: {e}")))? {
+            Some(name) => Some(env_secret(path, &field, name)?),
+            None => {
+                literal_secrets.push(field);
+                Some(text.clone())
+            }
+        }
+    } else if let Some(var) = &raw.password_env {
+        Some(env_secret(path, &format!("{at}.password_env"), var)?)
+    } else if let Some(file) = &raw.password_file {
+        let file = if file.is_relative() {
+            base.join(file)
+        } else {
+            file.clone()
+        };
+        let secret = std::fs::read_to_string(&file).map_err(|e| {
+            ConfigError::new(
+                path,
+                format!("{at}.password_file: cannot read {}: {e}", file.display()),
+            )
+        })?;
+        Some(secret.trim_end_matches(['\n', '\r']).to_owned())
+    } else {
+        None
+    };
+    Ok((url, separate.or(url_password)))
+}
+
+/// The permission bits of a file (`None` where there are none to read).
+fn file_mode(metadata: &std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(metadata.permissions().mode())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
+}
+
+/// Refuses a config file that every user may read (`mode & 0o004`) when it
+/// holds a password written out.
+fn refuse_readable_secrets(
+    path: &Path,
+    mode: Option<u32>,
+    literal_secrets: &[String],
+) -> Result<(), ConfigError> {
+    match mode {
+        Some(mode) if mode & 0o004 != 0 && !literal_secrets.is_empty() => Err(ConfigError::new(
+            path,
+            format!(
+                "every user can read this file and it holds a password ({}): run `chmod 640 {}`, or take the password from password_file or an environment variable (${{VAR}})",
+                literal_secrets.join(", "),
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -556,6 +756,247 @@ target = "clients"
                 "{err:?} should contain {expected:?}"
             );
             assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+
+    /// GOOD with the source endpoint's lines replaced by `source`.
+    fn with_source(source: &str) -> String {
+        GOOD.replace(
+            "kind = \"postgres\"\nurl = \"postgres://tandem:secret@127.0.0.1:5432/crm\"",
+            source,
+        )
+    }
+
+    #[test]
+    fn env_references_in_the_url_become_the_separate_password() {
+        std::env::set_var("TANDEM_TEST_CFG_URL_PW", "from-env p@ss");
+        let text = with_source(
+            "kind = \"postgres\"\nurl = \"postgres://tandem:${TANDEM_TEST_CFG_URL_PW}@db.example:5432/crm\"",
+        );
+        let config = parse(&text).unwrap();
+        let source = config.endpoint(Side::Source);
+        assert_eq!(source.password.as_deref(), Some("from-env p@ss"));
+        assert_eq!(source.url, "postgres://tandem@db.example:5432/crm");
+        assert!(!format!("{config:?}").contains("from-env"));
+        // A reference to a variable that is not set names it, not a value.
+        let err = parse(&text.replace("TANDEM_TEST_CFG_URL_PW", "TANDEM_TEST_CFG_UNSET"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("source.url: environment variable TANDEM_TEST_CFG_UNSET is not set"),
+            "{err}"
+        );
+        // Half a reference is an error, not a password.
+        let err = parse(&text.replace("${TANDEM_TEST_CFG_URL_PW}", "x${Y}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("source.url: password: write an environment variable"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_password_key_takes_a_reference_or_a_literal() {
+        std::env::set_var("TANDEM_TEST_CFG_KEY_PW", "key-secret");
+        let text = with_source(
+            "kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"\npassword = \"${TANDEM_TEST_CFG_KEY_PW}\"",
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.endpoint(Side::Source).password.as_deref(),
+            Some("key-secret")
+        );
+        let literal = text.replace("${TANDEM_TEST_CFG_KEY_PW}", "written-out");
+        assert_eq!(
+            parse(&literal)
+                .unwrap()
+                .endpoint(Side::Source)
+                .password
+                .as_deref(),
+            Some("written-out")
+        );
+        // One source of password only.
+        let both = literal.replace(
+            "password = \"written-out\"",
+            "password = \"written-out\"\npassword_env = \"HOME\"",
+        );
+        let err = parse(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("source: set one of password, password_env"),
+            "{err}"
+        );
+        // The key wins over the URL's password.
+        let over = with_source(
+            "kind = \"postgres\"\nurl = \"postgres://tandem:in-url@db.example/crm\"\npassword = \"${TANDEM_TEST_CFG_KEY_PW}\"",
+        );
+        assert_eq!(
+            parse(&over)
+                .unwrap()
+                .endpoint(Side::Source)
+                .password
+                .as_deref(),
+            Some("key-secret")
+        );
+    }
+
+    #[test]
+    fn password_env_and_password_file_still_work() {
+        std::env::set_var("TANDEM_TEST_CFG_ENV_PW", "env-secret");
+        let text = with_source(
+            "kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"\npassword_env = \"TANDEM_TEST_CFG_ENV_PW\"",
+        );
+        assert_eq!(
+            parse(&text)
+                .unwrap()
+                .endpoint(Side::Source)
+                .password
+                .as_deref(),
+            Some("env-secret")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "file-secret\n").unwrap();
+        let text = with_source(
+            "kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"\npassword_file = \"pw\"",
+        );
+        let config = Config::parse(&dir.path().join("t.toml"), &text).unwrap();
+        assert_eq!(
+            config.endpoint(Side::Source).password.as_deref(),
+            Some("file-secret")
+        );
+    }
+
+    /// Writes `text` to a file with `mode` and loads it.
+    #[cfg(unix)]
+    fn load_with_mode(text: &str, mode: u32) -> Result<Config, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("crm.toml");
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        Config::load(&file)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_world_readable_file_with_a_written_out_password_is_refused() {
+        // GOOD holds "secret" in the source URL.
+        let err = load_with_mode(GOOD, 0o644).unwrap_err().to_string();
+        assert!(
+            err.contains("crm.toml: every user can read this file"),
+            "{err}"
+        );
+        assert!(err.contains("(source.url)"), "{err}");
+        assert!(err.contains("run `chmod 640 /"), "{err}");
+        assert!(err.contains("password_file"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+        // A literal `password` key is refused the same way.
+        let key = with_source(
+            "kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"\npassword = \"hunter2\"",
+        );
+        let err = load_with_mode(&key, 0o604).unwrap_err().to_string();
+        assert!(err.contains("(source.password)"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        // Not readable by others: fine.
+        load_with_mode(GOOD, 0o640).unwrap();
+        load_with_mode(&key, 0o600).unwrap();
+        // Readable by all but without a written-out password: fine.
+        std::env::set_var("TANDEM_TEST_CFG_MODE_PW", "x");
+        let reference = with_source(
+            "kind = \"postgres\"\nurl = \"postgres://tandem:${TANDEM_TEST_CFG_MODE_PW}@db.example/crm\"",
+        );
+        load_with_mode(&reference, 0o644).unwrap();
+        let no_password =
+            with_source("kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"");
+        load_with_mode(&no_password, 0o644).unwrap();
+    }
+
+    #[test]
+    fn tls_defaults_to_prefer_on_this_machine_and_verify_full_elsewhere() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.endpoint(Side::Source).tls.mode, TlsMode::Prefer);
+        assert_eq!(config.endpoint(Side::Target).tls.mode, TlsMode::Prefer);
+        let remote = GOOD.replace("@127.0.0.1:5432", "@db.example:5432");
+        let tls = &parse(&remote).unwrap().endpoints[0].tls;
+        assert_eq!(tls.mode, TlsMode::VerifyFull);
+        assert_eq!(tls.ca_file, None);
+        let sqlite = GOOD.replace(
+            "kind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/shop\"",
+            "kind = \"sqlite\"\nurl = \"sqlite://shop.db\"",
+        );
+        assert_eq!(
+            parse(&sqlite).unwrap().endpoint(Side::Target).tls.mode,
+            TlsMode::Disable
+        );
+    }
+
+    #[test]
+    fn tls_keys_set_the_mode_and_the_ca_file() {
+        let text = GOOD.replace(
+            "url = \"postgres://tandem:secret@127.0.0.1:5432/crm\"",
+            "url = \"postgres://tandem:secret@127.0.0.1:5432/crm\"\ntls = \"require\"",
+        );
+        assert_eq!(
+            parse(&text).unwrap().endpoint(Side::Source).tls.mode,
+            TlsMode::Require
+        );
+        let ca = GOOD.replace(
+            "poll_interval = \"100ms\"",
+            "poll_interval = \"100ms\"\ntls_ca_file = \"certs/ca.pem\"",
+        );
+        let tls = parse(&ca).unwrap().endpoint(Side::Target).tls.clone();
+        assert_eq!(tls.mode, TlsMode::VerifyFull);
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(Path::new("/etc/tandem/certs/ca.pem"))
+        );
+        // The URL's own option is read.
+        let url = GOOD.replace("5432/crm", "5432/crm?sslmode=verify-full");
+        assert_eq!(
+            parse(&url).unwrap().endpoint(Side::Source).tls.mode,
+            TlsMode::VerifyFull
+        );
+    }
+
+    #[test]
+    fn bad_tls_settings_name_the_key() {
+        let cases = [
+            (
+                GOOD.replace("poll_interval = \"100ms\"", "tls = \"on\""),
+                "target.tls: \"on\" is not a TLS mode (expected \"disable\", \"prefer\", \"require\" or \"verify-full\")",
+            ),
+            (
+                GOOD.replace(
+                    "poll_interval = \"100ms\"",
+                    "tls = \"require\"\ntls_ca_file = \"/ca.pem\"",
+                ),
+                "target.tls_ca_file: only used with tls = \"verify-full\"",
+            ),
+            (
+                GOOD.replace("5432/crm\"", "5432/crm?sslmode=require\"\ntls = \"disable\""),
+                "source.tls: tls = \"disable\" disagrees with sslmode=require in the URL",
+            ),
+            (
+                GOOD.replace("3306/shop", "3306/shop?require_ssl=true"),
+                "target.url: TLS is set with the tls key",
+            ),
+            (
+                GOOD.replace(
+                    "kind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/shop\"",
+                    "kind = \"sqlite\"\nurl = \"sqlite://shop.db\"\ntls = \"require\"",
+                ),
+                "target.tls: SQLite opens a local file",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(!err.contains("secret"), "{err}");
         }
     }
 

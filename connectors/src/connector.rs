@@ -73,6 +73,8 @@ pub struct EndpointConfig {
     pub poll_interval: Duration,
     /// Largest number of pooled connections.
     pub max_connections: usize,
+    /// Whether and how connections are encrypted (see [`TlsConfig`]).
+    pub tls: TlsConfig,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("engine", &self.engine)
             .field("url", &redact_url(&self.url))
             .field("poll_interval", &self.poll_interval)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +99,246 @@ pub fn redact_url(url: &str) -> String {
         Ok(parsed) => parsed.to_string(),
         Err(_) => "<unparsable url>".to_owned(),
     }
+}
+
+/// How an endpoint's connections use TLS (the config's `tls` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// No TLS: everything, the login included, travels in the clear.
+    Disable,
+    /// TLS when the server offers it, plain otherwise. The certificate is not
+    /// checked: this stops eavesdropping, not a man in the middle.
+    Prefer,
+    /// TLS or no connection. The certificate is not checked.
+    Require,
+    /// TLS or no connection, and the server's certificate must chain to the
+    /// CA file (or, without one, to the system's trust store) and name the
+    /// host of the URL.
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// Every mode, in the order of the docs.
+    pub const ALL: [TlsMode; 4] = [
+        TlsMode::Disable,
+        TlsMode::Prefer,
+        TlsMode::Require,
+        TlsMode::VerifyFull,
+    ];
+
+    /// The name the config file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<TlsMode, String> {
+        TlsMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == text)
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not a TLS mode (expected \"disable\", \"prefer\", \"require\" or \"verify-full\")"
+                )
+            })
+    }
+}
+
+/// TLS settings of one endpoint, resolved (see [`TlsConfig::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Whether TLS is used and how the server is checked.
+    pub mode: TlsMode,
+    /// PEM file of the CA certificate(s) that sign the server's certificate
+    /// (only with [`TlsMode::VerifyFull`]); `None`: the system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl TlsConfig {
+    /// No TLS at all.
+    pub fn disabled() -> TlsConfig {
+        TlsConfig {
+            mode: TlsMode::Disable,
+            ca_file: None,
+        }
+    }
+
+    /// What an endpoint gets when its config has no `tls` key: see
+    /// [`TlsConfig::resolve`].
+    pub fn default_for(engine: Engine, url: &str) -> std::result::Result<TlsConfig, String> {
+        TlsConfig::resolve(engine, url, None, None)
+    }
+
+    /// The TLS settings of an endpoint from its URL and its `tls` and
+    /// `tls_ca_file` keys. The mode is, first found:
+    ///
+    /// 1. the `tls` key;
+    /// 2. the URL's own TLS option: PostgreSQL `sslmode` (`disable`,
+    ///    `allow`/`prefer`, `require`, `verify-full`), SQL Server `encrypt`
+    ///    (`encrypt=true` is `verify-full`, with
+    ///    `trust_server_certificate=true` it is `require`, `encrypt=false` is
+    ///    `disable`);
+    /// 3. `verify-full` when `tls_ca_file` is set;
+    /// 4. `prefer` when the host is this machine (`localhost`, a loopback
+    ///    address, a Unix socket), `verify-full` for every other host.
+    ///
+    /// SQLite opens a file: it has no TLS and refuses the keys. The key and
+    /// the URL must not disagree, a CA file only goes with `verify-full`,
+    /// and MySQL's URL TLS options (`require_ssl`, ...) are refused in favour
+    /// of the key. Errors start with the offending key (`tls: ...`,
+    /// `tls_ca_file: ...`, `url: ...`).
+    pub fn resolve(
+        engine: Engine,
+        url: &str,
+        mode: Option<TlsMode>,
+        ca_file: Option<std::path::PathBuf>,
+    ) -> std::result::Result<TlsConfig, String> {
+        if engine == Engine::Sqlite {
+            if mode.is_some() || ca_file.is_some() {
+                return Err(
+                    "tls: SQLite opens a local file, there is no connection to encrypt".to_owned(),
+                );
+            }
+            return Ok(TlsConfig::disabled());
+        }
+        let parsed = url::Url::parse(url).ok();
+        let from_url = match &parsed {
+            Some(parsed) => url_tls_mode(engine, parsed)?,
+            None => None,
+        };
+        let mode = match (mode, from_url) {
+            (Some(key), Some((option, in_url))) if key != in_url => {
+                return Err(format!(
+                    "tls: tls = \"{key}\" disagrees with {option} in the URL (set TLS in one place)"
+                ))
+            }
+            (Some(key), _) => key,
+            (None, Some((_, in_url))) => in_url,
+            (None, None) if ca_file.is_some() => TlsMode::VerifyFull,
+            (None, None) if parsed.as_ref().is_some_and(|u| is_local(engine, u)) => TlsMode::Prefer,
+            (None, None) => TlsMode::VerifyFull,
+        };
+        if ca_file.is_some() && mode != TlsMode::VerifyFull {
+            return Err(format!(
+                "tls_ca_file: only used with tls = \"verify-full\" (this endpoint's TLS mode is \"{mode}\")"
+            ));
+        }
+        Ok(TlsConfig { mode, ca_file })
+    }
+}
+
+/// The TLS mode the URL asks for, with the option that says it.
+fn url_tls_mode(
+    engine: Engine,
+    url: &url::Url,
+) -> std::result::Result<Option<(String, TlsMode)>, String> {
+    let option = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let flag = |name: &str| -> std::result::Result<Option<bool>, String> {
+        match option(name) {
+            None => Ok(None),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => Ok(Some(true)),
+                "false" | "no" | "0" => Ok(Some(false)),
+                _ => Err(format!("url: option {name} takes true or false, not {v:?}")),
+            },
+        }
+    };
+    match engine {
+        Engine::Postgres => {
+            let Some(value) = option("sslmode") else {
+                return Ok(None);
+            };
+            let mode = match value.as_str() {
+                "disable" => TlsMode::Disable,
+                "allow" | "prefer" => TlsMode::Prefer,
+                "require" => TlsMode::Require,
+                "verify-full" => TlsMode::VerifyFull,
+                "verify-ca" => {
+                    return Err("url: sslmode=verify-ca is not supported: use tls = \"verify-full\" (the host name is checked too) or \"require\"".to_owned())
+                }
+                other => {
+                    return Err(format!(
+                        "url: sslmode={other} is not a PostgreSQL TLS mode (use the tls key: \"disable\", \"prefer\", \"require\" or \"verify-full\")"
+                    ))
+                }
+            };
+            Ok(Some((format!("sslmode={value}"), mode)))
+        }
+        Engine::Mssql => {
+            let trust = flag("trust_server_certificate")?;
+            match flag("encrypt")? {
+                Some(false) => Ok(Some(("encrypt=false".to_owned(), TlsMode::Disable))),
+                Some(true) if trust == Some(true) => Ok(Some((
+                    "encrypt=true&trust_server_certificate=true".to_owned(),
+                    TlsMode::Require,
+                ))),
+                Some(true) => Ok(Some(("encrypt=true".to_owned(), TlsMode::VerifyFull))),
+                None if trust == Some(true) => Err(
+                    "url: trust_server_certificate=true needs encrypt=true (or use tls = \"require\")"
+                        .to_owned(),
+                ),
+                None => Ok(None),
+            }
+        }
+        Engine::Mysql => {
+            for name in [
+                "require_ssl",
+                "verify_ca",
+                "verify_identity",
+                "built_in_roots",
+            ] {
+                if option(name).is_some() {
+                    return Err(format!(
+                        "url: TLS is set with the tls key (tls = \"require\" or \"verify-full\"), not {name} in the URL"
+                    ));
+                }
+            }
+            Ok(None)
+        }
+        Engine::Sqlite => Ok(None),
+    }
+}
+
+/// Whether the URL reaches a server on this machine (loopback or a Unix
+/// socket), where the default TLS mode is `prefer`.
+fn is_local(engine: Engine, url: &url::Url) -> bool {
+    let local_name = |host: &str| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.is_empty()
+            || host.eq_ignore_ascii_case("localhost")
+            || host.starts_with('/')
+            || host.starts_with("%2F")
+            || host.starts_with("%2f")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    // PostgreSQL may name the host (or a socket directory) in a parameter.
+    if engine == Engine::Postgres {
+        if let Some((_, host)) = url.query_pairs().find(|(k, _)| k == "host") {
+            return host.split(',').all(local_name);
+        }
+    }
+    url.host_str().is_none_or(local_name)
 }
 
 /// What a captured change row says happened.
@@ -325,4 +568,132 @@ pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
         Engine::Sqlite => crate::sqlite::connect(config).await?,
         Engine::Mssql => crate::mssql::connect(config).await?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(engine: Engine, url: &str) -> std::result::Result<TlsMode, String> {
+        TlsConfig::default_for(engine, url).map(|tls| tls.mode)
+    }
+
+    #[test]
+    fn tls_defaults_to_prefer_for_this_machine_only() {
+        for url in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]:5432/db",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+            "postgres://u@db.example/db?host=/var/run/postgresql",
+            "mysql://root@127.0.0.2:3306/db",
+            "mssql://sa@LOCALHOST/db",
+        ] {
+            let engine = match &url[..5] {
+                "postg" => Engine::Postgres,
+                "mysql" => Engine::Mysql,
+                _ => Engine::Mssql,
+            };
+            assert_eq!(mode(engine, url), Ok(TlsMode::Prefer), "{url}");
+        }
+        for url in [
+            "postgres://u@db.example/db",
+            "postgres://u@127.0.0.1/db?host=db.example",
+            "postgres://u@10.0.0.5/db",
+        ] {
+            assert_eq!(
+                mode(Engine::Postgres, url),
+                Ok(TlsMode::VerifyFull),
+                "{url}"
+            );
+        }
+        assert_eq!(mode(Engine::Sqlite, "sqlite:///x.db"), Ok(TlsMode::Disable));
+    }
+
+    #[test]
+    fn the_urls_own_tls_option_is_read() {
+        for (value, expected) in [
+            ("disable", TlsMode::Disable),
+            ("allow", TlsMode::Prefer),
+            ("prefer", TlsMode::Prefer),
+            ("require", TlsMode::Require),
+            ("verify-full", TlsMode::VerifyFull),
+        ] {
+            let url = format!("postgres://u@db.example/db?sslmode={value}");
+            assert_eq!(mode(Engine::Postgres, &url), Ok(expected), "{url}");
+        }
+        assert!(
+            mode(Engine::Postgres, "postgres://u@h/db?sslmode=verify-ca")
+                .unwrap_err()
+                .starts_with("url: sslmode=verify-ca is not supported")
+        );
+        assert_eq!(
+            mode(Engine::Mssql, "mssql://sa@h/db?encrypt=true"),
+            Ok(TlsMode::VerifyFull)
+        );
+        assert_eq!(
+            mode(
+                Engine::Mssql,
+                "mssql://sa@h/db?encrypt=yes&trust_server_certificate=true"
+            ),
+            Ok(TlsMode::Require)
+        );
+        assert_eq!(
+            mode(Engine::Mssql, "mssql://sa@h/db?encrypt=false"),
+            Ok(TlsMode::Disable)
+        );
+        assert!(mode(
+            Engine::Mssql,
+            "mssql://sa@h/db?trust_server_certificate=true"
+        )
+        .is_err());
+        assert!(mode(Engine::Mysql, "mysql://u@h/db?verify_ca=false")
+            .unwrap_err()
+            .starts_with("url: TLS is set with the tls key"));
+    }
+
+    #[test]
+    fn keys_and_url_must_agree_and_a_ca_file_means_verify_full() {
+        let url = "postgres://u@127.0.0.1/db";
+        let ca = Some(std::path::PathBuf::from("/etc/ca.pem"));
+        let tls = TlsConfig::resolve(Engine::Postgres, url, None, ca.clone()).unwrap();
+        assert_eq!(tls.mode, TlsMode::VerifyFull);
+        assert_eq!(tls.ca_file, ca);
+        let err = TlsConfig::resolve(Engine::Postgres, url, Some(TlsMode::Prefer), ca.clone())
+            .unwrap_err();
+        assert!(err.starts_with("tls_ca_file: only used with"), "{err}");
+        let with_option = "postgres://u@h/db?sslmode=require";
+        assert_eq!(
+            TlsConfig::resolve(Engine::Postgres, with_option, Some(TlsMode::Require), None)
+                .unwrap()
+                .mode,
+            TlsMode::Require
+        );
+        assert!(
+            TlsConfig::resolve(Engine::Postgres, with_option, Some(TlsMode::Disable), None)
+                .unwrap_err()
+                .starts_with("tls: tls = \"disable\" disagrees with sslmode=require")
+        );
+        assert!(TlsConfig::resolve(Engine::Sqlite, "sqlite:///x.db", None, ca).is_err());
+        assert_eq!("verify-full".parse::<TlsMode>(), Ok(TlsMode::VerifyFull));
+        assert!("verify_full".parse::<TlsMode>().is_err());
+    }
+
+    #[test]
+    fn debug_shows_tls_but_no_password() {
+        let config = EndpointConfig {
+            engine: Engine::Postgres,
+            url: "postgres://u:hunter2@h/db".to_owned(),
+            password: Some("other-secret".to_owned()),
+            poll_interval: Duration::from_secs(1),
+            max_connections: 2,
+            tls: TlsConfig::default_for(Engine::Postgres, "postgres://u@h/db").unwrap(),
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.contains("VerifyFull"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("other-secret"),
+            "{shown}"
+        );
+    }
 }

@@ -14,11 +14,12 @@ pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 pub mod template;
+mod tls;
 pub mod value;
 
 pub use connector::{
     connect, CapturedChange, ChangeOp, Connector, EndpointConfig, Engine, IdMapRow, Installation,
-    Transaction,
+    TlsConfig, TlsMode, Transaction,
 };
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use schema::{Column, DataType, ForeignKey, TableName, TableSchema};

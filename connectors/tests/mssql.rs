@@ -198,6 +198,8 @@ impl MssqlDb {
             password: None,
             poll_interval: Duration::from_millis(50),
             max_connections: 4,
+            tls: tandem_connectors::TlsConfig::default_for(Engine::Mssql, &self.url)
+                .expect("TLS settings of the test URL"),
         }
     }
 
@@ -331,6 +333,7 @@ async fn a_refused_connection_is_a_connection_error_without_any_server() {
         password: None,
         poll_interval: Duration::from_millis(50),
         max_connections: 1,
+        tls: tandem_connectors::TlsConfig::disabled(),
     };
     let err = connect(&config)
         .await

@@ -18,7 +18,7 @@ use serde_json::json;
 use tandem_connectors::mysql::{Flavour, MysqlConnector};
 use tandem_connectors::{
     ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
-    TableSchema, Value,
+    TableSchema, TlsMode, Value,
 };
 
 struct Mysql;
@@ -756,6 +756,48 @@ async fn errors_have_the_right_kind() {
     assert_eq!(err.kind(), ErrorKind::Permission, "{err}");
     assert!(!format!("{err} {err:?}").contains("s3cret-pw"), "{err:?}");
     assert!(!format!("{denied:?}").contains("s3cret-pw"));
+}
+
+#[tokio::test]
+async fn tls_modes_against_the_local_server() {
+    let db = TestDb::create().await;
+    let have_ssl = db.strings("SELECT @@have_ssl").await.remove(0);
+    let with = |mode| EndpointConfig {
+        tls: tandem_connectors::TlsConfig {
+            mode,
+            ca_file: None,
+        },
+        ..db.config()
+    };
+    // prefer connects whatever the server offers
+    MysqlConnector::connect(&with(TlsMode::Prefer))
+        .await
+        .expect("tls = prefer");
+    if have_ssl == "YES" {
+        // (checked live only where the server has TLS set up)
+        MysqlConnector::connect(&with(TlsMode::Require))
+            .await
+            .expect("tls = require");
+        return;
+    }
+    // a server without TLS refuses require and verify-full, in one line
+    eprintln!(
+        "mysql: the server has no TLS (have_ssl = {have_ssl}): only the refusals are checked"
+    );
+    for mode in [TlsMode::Require, TlsMode::VerifyFull] {
+        let err = MysqlConnector::connect(&with(mode))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("tls = {mode} without TLS on the server"));
+        let message = err.to_string();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{message}");
+        assert!(
+            message.starts_with("cannot connect to MySQL at ")
+                && message.contains(&format!("the server offers no TLS (tls = \"{mode}\"")),
+            "{message}"
+        );
+        assert_eq!(message.lines().count(), 1);
+    }
 }
 
 #[tokio::test]

@@ -408,6 +408,14 @@ impl Agent {
         toml.push_str(extra);
         let config = dir.path().join("tandem.toml");
         std::fs::write(&config, toml).expect("write config");
+        // Private, as a config that may hold a password must be (the agent
+        // refuses a world-readable one that does).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod config");
+        }
         Agent { dir, config }
     }
 

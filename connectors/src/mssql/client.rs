@@ -3,7 +3,7 @@
 //! turns a driver error into an [`ErrorKind`].
 //!
 //! Every connection this connector opens is made by [`Server::connect`], so
-//! TLS is configured in this file alone. Each new session gets the same SET
+//! TLS is configured in this file alone (see [`encryption_level`]). Each new session gets the same SET
 //! options (ANSI behaviour, no implicit transactions, a lock timeout), and a
 //! session handed out again by the pool first runs [`SESSION_RESET`]: no open
 //! transaction, no applying marker.
@@ -18,7 +18,7 @@ use tiberius::{AuthMethod, ColumnData, Config, EncryptionLevel, IntoSql, Query};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use crate::connector::{redact_url, EndpointConfig};
+use crate::connector::{redact_url, EndpointConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::TableName;
 
@@ -76,8 +76,8 @@ pub(crate) struct Server {
     pub(crate) address: String,
     /// The database of the URL.
     pub(crate) database: String,
-    /// Whether the URL asked for an encrypted connection.
-    pub(crate) encrypted: bool,
+    /// The endpoint's TLS mode.
+    pub(crate) tls_mode: TlsMode,
 }
 
 impl fmt::Debug for Server {
@@ -85,7 +85,7 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("address", &self.address)
             .field("database", &self.database)
-            .field("encrypted", &self.encrypted)
+            .field("tls_mode", &self.tls_mode)
             .finish_non_exhaustive()
     }
 }
@@ -122,9 +122,10 @@ fn flag(name: &str, value: &str, redacted: &str) -> Result<bool> {
 
 impl Server {
     /// Parses `mssql://user[:password]@host[:port]/database[?options]`; the
-    /// endpoint's separate password wins over the URL's. Options:
-    /// `encrypt=true` (TLS required; the default is no TLS at all) and
-    /// `trust_server_certificate=true`.
+    /// endpoint's separate password wins over the URL's. The options
+    /// `encrypt` and `trust_server_certificate` are checked here, but TLS
+    /// follows the endpoint's [`crate::TlsConfig`] (which read them, see
+    /// [`crate::TlsConfig::resolve`]).
     pub(crate) fn from_endpoint(endpoint: &EndpointConfig) -> Result<Server> {
         let redacted = redact_url(&endpoint.url);
         let invalid =
@@ -160,12 +161,11 @@ impl Server {
                 .unwrap_or_default(),
         };
 
-        let mut encrypted = false;
-        let mut trust = false;
         for (name, value) in url.query_pairs() {
             match name.as_ref() {
-                "encrypt" => encrypted = flag(&name, &value, &redacted)?,
-                "trust_server_certificate" => trust = flag(&name, &value, &redacted)?,
+                "encrypt" | "trust_server_certificate" => {
+                    flag(&name, &value, &redacted)?;
+                }
                 other => {
                     return Err(invalid(&format!(
                         "unknown option {other:?} (known: encrypt, trust_server_certificate)"
@@ -182,15 +182,32 @@ impl Server {
         config.authentication(AuthMethod::sql_server(user, password));
         config.application_name("tandem");
         config.command_timeout(Some(COMMAND_TIMEOUT));
-        config.encryption(encryption_level(encrypted));
-        if trust {
-            config.trust_cert();
+        let tls = &endpoint.tls;
+        config.encryption(encryption_level(tls.mode));
+        match (tls.mode, &tls.ca_file) {
+            (TlsMode::Disable, _) => {}
+            (TlsMode::Prefer | TlsMode::Require, _) => config.trust_cert(),
+            (TlsMode::VerifyFull, Some(ca_file)) => {
+                // tiberius reads the file at each connect: fail early and
+                // clearly when it is not there.
+                std::fs::metadata(ca_file).map_err(|e| {
+                    ConnectorError::config(format!(
+                        "tls_ca_file: cannot read {}: {e}",
+                        ca_file.display()
+                    ))
+                })?;
+                config.trust_cert_ca(ca_file.display());
+            }
+            // The system's trust store, tiberius' default.
+            (TlsMode::VerifyFull, None) => {}
         }
+        // tiberius asks rustls for the process's default crypto provider.
+        crate::tls::crypto_provider();
         Ok(Server {
             config,
             address,
             database,
-            encrypted,
+            tls_mode: tls.mode,
         })
     }
 
@@ -200,7 +217,8 @@ impl Server {
         let attempt = async {
             let mut config = self.config.clone();
             let mut address = self.address.clone();
-            for _ in 0..2 {
+            let mut downgraded = false;
+            for _ in 0..3 {
                 let tcp = TcpStream::connect(&address).await?;
                 tcp.set_nodelay(true)?;
                 match tiberius::Client::connect(config.clone(), tcp.compat_write()).await {
@@ -216,6 +234,16 @@ impl Server {
                         config.host(&host);
                         config.port(port);
                         address = format!("{host}:{port}");
+                    }
+                    // tls = "prefer" and a server that does not encrypt: once
+                    // more, in the clear.
+                    Err(TdsError::Protocol(message))
+                        if self.tls_mode == TlsMode::Prefer
+                            && !downgraded
+                            && message.contains("does not allow the requested encryption") =>
+                    {
+                        downgraded = true;
+                        config.encryption(EncryptionLevel::NotSupported);
                     }
                     Err(e) => return Err(e),
                 }
@@ -249,13 +277,18 @@ impl Server {
     }
 }
 
-/// `encrypt=true` requires TLS; otherwise none at all (TLS is a later issue:
-/// `Off` would still encrypt the login, which needs a trusted certificate).
-pub(crate) fn encryption_level(encrypt: bool) -> EncryptionLevel {
-    if encrypt {
-        EncryptionLevel::Required
-    } else {
-        EncryptionLevel::NotSupported
+/// What tiberius is asked for: `disable` is no TLS at all (not `Off`, which
+/// would still encrypt the login), `prefer` encrypts when the server can
+/// (`On`; [`Server::connect`] retries in the clear when it cannot), and
+/// `require` and `verify-full` encrypt or fail. The certificate is checked
+/// only with `verify-full` (against the CA file *in addition to* the system's
+/// trust store: that is how tiberius trusts a CA file); the other modes
+/// trust it as is.
+pub(crate) fn encryption_level(mode: TlsMode) -> EncryptionLevel {
+    match mode {
+        TlsMode::Disable => EncryptionLevel::NotSupported,
+        TlsMode::Prefer => EncryptionLevel::On,
+        TlsMode::Require | TlsMode::VerifyFull => EncryptionLevel::Required,
     }
 }
 
@@ -515,6 +548,8 @@ mod tests {
             password: password.map(str::to_owned),
             poll_interval: Duration::from_secs(1),
             max_connections: 2,
+            tls: crate::TlsConfig::default_for(crate::Engine::Mssql, url)
+                .unwrap_or_else(|_| crate::TlsConfig::disabled()),
         }
     }
 
@@ -533,7 +568,7 @@ mod tests {
         .unwrap();
         assert_eq!(server.address, "127.0.0.1:1433");
         assert_eq!(server.database, "master");
-        assert!(!server.encrypted);
+        assert_eq!(server.tls_mode, TlsMode::Prefer);
         let server =
             Server::from_endpoint(&endpoint("sqlserver://app@db.example/Sales%20DB", None))
                 .unwrap();
@@ -544,18 +579,52 @@ mod tests {
     }
 
     #[test]
-    fn encryption_only_when_asked() {
-        assert_eq!(encryption_level(false), EncryptionLevel::NotSupported);
-        assert_eq!(encryption_level(true), EncryptionLevel::Required);
+    fn the_tls_mode_decides_the_encryption() {
+        assert_eq!(
+            encryption_level(TlsMode::Disable),
+            EncryptionLevel::NotSupported
+        );
+        assert_eq!(encryption_level(TlsMode::Prefer), EncryptionLevel::On);
+        assert_eq!(
+            encryption_level(TlsMode::Require),
+            EncryptionLevel::Required
+        );
+        assert_eq!(
+            encryption_level(TlsMode::VerifyFull),
+            EncryptionLevel::Required
+        );
+        // The URL's options, read by TlsConfig::default_for.
         let server = Server::from_endpoint(&endpoint(
             "mssql://sa@h/db?encrypt=true&trust_server_certificate=true",
             None,
         ))
         .unwrap();
-        assert!(server.encrypted);
+        assert_eq!(server.tls_mode, TlsMode::Require);
         let plain =
             Server::from_endpoint(&endpoint("mssql://sa@h/db?encrypt=false", None)).unwrap();
-        assert!(!plain.encrypted);
+        assert_eq!(plain.tls_mode, TlsMode::Disable);
+        // verify-full with a CA file that is not there fails at once.
+        let mut config = endpoint("mssql://sa@db.example/db", None);
+        config.tls = crate::TlsConfig {
+            mode: TlsMode::VerifyFull,
+            ca_file: Some("/nonexistent/tandem-ca.pem".into()),
+        };
+        let err = Server::from_endpoint(&config).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains("/nonexistent/tandem-ca.pem"),
+            "{err}"
+        );
+        // With a CA file there, the certificate is checked against it (and
+        // not trusted as is).
+        let ca = std::env::temp_dir().join(format!("tandem-ms-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&ca, "").unwrap();
+        config.tls.ca_file = Some(ca.clone());
+        let server = Server::from_endpoint(&config).unwrap();
+        assert_eq!(server.tls_mode, TlsMode::VerifyFull);
+        let shown = format!("{:?}", server.config);
+        assert!(shown.contains("tandem-ms-"), "{shown}");
+        std::fs::remove_file(ca).unwrap();
     }
 
     #[test]

@@ -344,6 +344,7 @@ mod tests {
             password: None,
             poll_interval: Duration::from_millis(50),
             max_connections: 1,
+            tls: crate::TlsConfig::disabled(),
         };
         let err = connect(&config)
             .await

@@ -7,15 +7,22 @@
 //! user variables cleared, open transaction rolled back), and the session
 //! setup is registered as *setup* statements, which mysql_async runs on every
 //! new connection and again after every reset (*init* statements would run
-//! only once and be lost at the first reset). TLS, when it comes, goes here.
+//! only once and be lost at the first reset).
+//!
+//! TLS follows the endpoint's [`TlsMode`]: `require` and `prefer` encrypt
+//! without checking the certificate, `verify-full` checks it against the CA
+//! file (or the system's trust store) and the host name. With `prefer`, a
+//! server that offers no TLS (MariaDB's default) is asked once at connect
+//! and the pool is rebuilt without it. Connections to this machine that
+//! mysql_async moves onto the Unix socket stay plain there.
 
 use std::fmt;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, Row};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, Row, SslOpts};
 
-use crate::connector::{redact_url, EndpointConfig};
+use crate::connector::{redact_url, EndpointConfig, TlsConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
 
 /// The statements every session runs before use.
@@ -106,22 +113,51 @@ impl Client {
         let mut builder = OptsBuilder::from_opts(opts)
             .client_found_rows(true)
             .pool_opts(pool_opts)
-            .setup(SESSION_SETUP.to_vec());
+            .setup(SESSION_SETUP.to_vec())
+            .ssl_opts(ssl_opts(&config.tls)?);
         if let Some(password) = &config.password {
             builder = builder.pass(Some(password.clone()));
         }
-        let pool = Pool::new(builder);
 
         let at = |e: mysql_async::Error| {
+            let no_tls = matches!(
+                e,
+                mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+            );
             let err = classify(e);
             let kind = match err.kind() {
                 // A refused login is a permission problem, not a lost link.
                 ErrorKind::Connection | ErrorKind::Permission | ErrorKind::Config => err.kind(),
                 _ => ErrorKind::Connection,
             };
-            ConnectorError::new(kind, format!("cannot connect to MySQL at {address}: {err}"))
+            let reason = if no_tls {
+                format!(
+                    "the server offers no TLS (tls = \"{}\"; set up TLS on the server or use tls = \"disable\")",
+                    config.tls.mode
+                )
+            } else {
+                err.to_string()
+            };
+            ConnectorError::new(
+                kind,
+                format!("cannot connect to MySQL at {address}: {reason}"),
+            )
         };
-        let mut conn = pool.get_conn().await.map_err(at)?;
+        let mut pool = Pool::new(builder.clone());
+        let mut first = pool.get_conn().await;
+        if config.tls.mode == TlsMode::Prefer
+            && matches!(
+                first,
+                Err(mysql_async::Error::Driver(
+                    mysql_async::DriverError::NoClientSslFlagFromServer
+                ))
+            )
+        {
+            tracing::debug!(%address, "the server offers no TLS; connecting without (tls = \"prefer\")");
+            pool = Pool::new(builder.ssl_opts(None));
+            first = pool.get_conn().await;
+        }
+        let mut conn = first.map_err(at)?;
         let row: Option<(i64, String)> =
             conn.query_first("SELECT 1, VERSION()").await.map_err(at)?;
         let version = row.map(|(_, v)| v).unwrap_or_default();
@@ -153,6 +189,32 @@ impl Client {
         let mut conn = self.conn().await?;
         exec_rows(&mut conn, sql, params).await
     }
+}
+
+/// mysql_async's TLS settings for `tls` (`None`: no TLS). The trust anchors
+/// of `verify-full` are read here, so a bad CA file fails at connect.
+pub fn ssl_opts(tls: &TlsConfig) -> Result<Option<SslOpts>> {
+    // mysql_async asks rustls for the process's default crypto provider.
+    crate::tls::crypto_provider();
+    Ok(match tls.mode {
+        TlsMode::Disable => None,
+        TlsMode::Prefer | TlsMode::Require => Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        TlsMode::VerifyFull => {
+            let roots = crate::tls::trust_anchors(tls)?
+                .into_iter()
+                .map(|cert| cert.to_vec().into())
+                .collect();
+            Some(
+                SslOpts::default()
+                    .with_disable_built_in_roots(true)
+                    .with_root_certs(roots),
+            )
+        }
+    })
 }
 
 /// Runs a prepared statement on `conn` and returns its rows as plain values.
@@ -275,6 +337,44 @@ pub fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_modes_become_ssl_options() {
+        let mode = |mode| TlsConfig {
+            mode,
+            ca_file: None,
+        };
+        assert!(ssl_opts(&mode(TlsMode::Disable)).unwrap().is_none());
+        for unchecked in [TlsMode::Prefer, TlsMode::Require] {
+            let opts = ssl_opts(&mode(unchecked)).unwrap().expect("TLS");
+            assert!(opts.accept_invalid_certs() && opts.skip_domain_validation());
+        }
+        let dir = std::env::temp_dir().join(format!("tandem-my-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        // A certificate rustls parses as PEM (it is not checked here).
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let opts = ssl_opts(&TlsConfig {
+            mode: TlsMode::VerifyFull,
+            ca_file: Some(ca),
+        })
+        .unwrap()
+        .expect("TLS");
+        assert!(!opts.accept_invalid_certs() && !opts.skip_domain_validation());
+        assert!(opts.disable_built_in_roots());
+        assert_eq!(opts.root_certs().len(), 1);
+        let err = ssl_opts(&TlsConfig {
+            mode: TlsMode::VerifyFull,
+            ca_file: Some(dir.join("absent.pem")),
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn flavour_is_read_from_the_version() {

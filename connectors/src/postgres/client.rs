@@ -2,18 +2,23 @@
 //! dedicated LISTEN connection, identifier quoting, and the one place that
 //! turns a driver error into an [`ErrorKind`].
 //!
-//! Every connection this connector opens is set up here, so TLS can be added
-//! in this file alone.
+//! Every connection this connector opens is set up here, TLS included: the
+//! endpoint's [`TlsMode`] becomes the driver's `sslmode` (`verify-full` is
+//! `require` plus a rustls configuration that checks the certificate and the
+//! host name), and both the pool and the LISTEN connection use the same
+//! rustls connector.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
-use tokio_postgres::config::Host;
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Connection, NoTls, Socket};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Connection, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::connector::{redact_url, EndpointConfig};
+use crate::connector::{redact_url, EndpointConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::TableName;
 
@@ -28,6 +33,10 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The notification channel the capture triggers signal.
 pub(crate) const CHANGES_CHANNEL: &str = "tandem_changes";
 
+/// The stream of a connection made through [`MakeRustlsConnect`]: TLS or
+/// plain, as negotiated.
+pub(crate) type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
 /// Where and how to connect, parsed from an [`EndpointConfig`].
 #[derive(Clone)]
 pub(crate) struct Server {
@@ -35,26 +44,63 @@ pub(crate) struct Server {
     pub(crate) config: tokio_postgres::Config,
     /// `host:port`, safe to show.
     pub(crate) address: String,
+    /// The endpoint's TLS mode.
+    pub(crate) tls_mode: TlsMode,
+    /// Makes the TLS session of each connection.
+    tls: MakeRustlsConnect,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("address", &self.address)
+            .field("tls_mode", &self.tls_mode)
             .finish_non_exhaustive()
     }
 }
 
+/// The URL without its `sslmode` parameters: the endpoint's [`TlsMode`]
+/// (which read them) decides, and the driver knows neither `verify-full` nor
+/// `allow`. Done on the text, so the other parameters stay byte for byte.
+fn without_sslmode(url: &str) -> Cow<'_, str> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Cow::Borrowed(url);
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("sslmode=") && *p != "sslmode")
+        .collect();
+    if kept.len() == query.split('&').filter(|p| !p.is_empty()).count() {
+        return Cow::Borrowed(url);
+    }
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    Cow::Owned(out)
+}
+
 impl Server {
-    /// Parses the URL, applies the separate password and the session options.
+    /// Parses the URL, applies the separate password, the session options
+    /// and the TLS settings (reading the CA file, if any).
     pub(crate) fn from_endpoint(endpoint: &EndpointConfig) -> Result<Server> {
-        let mut config: tokio_postgres::Config = endpoint.url.parse().map_err(|e| {
-            ConnectorError::config(format!(
-                "invalid PostgreSQL URL {}: {}",
-                redact_url(&endpoint.url),
-                error_chain(&e)
-            ))
-        })?;
+        let mut config: tokio_postgres::Config =
+            without_sslmode(&endpoint.url).parse().map_err(|e| {
+                ConnectorError::config(format!(
+                    "invalid PostgreSQL URL {}: {}",
+                    redact_url(&endpoint.url),
+                    error_chain(&e)
+                ))
+            })?;
         if let Some(password) = &endpoint.password {
             config.password(password.as_bytes());
         }
@@ -71,15 +117,26 @@ impl Server {
         if config.get_application_name().is_none() {
             config.application_name("tandem");
         }
+        config.ssl_mode(match endpoint.tls.mode {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyFull => SslMode::Require,
+        });
+        let tls = MakeRustlsConnect::new(crate::tls::client_config(&endpoint.tls)?);
         let address = address_of(&config);
-        Ok(Server { config, address })
+        Ok(Server {
+            config,
+            address,
+            tls_mode: endpoint.tls.mode,
+            tls,
+        })
     }
 
     /// A pool of at most `max_connections` connections (none opened yet).
     pub(crate) fn pool(&self, max_connections: usize) -> Result<Pool> {
         let manager = Manager::from_config(
             self.config.clone(),
-            NoTls,
+            self.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -92,11 +149,9 @@ impl Server {
 
     /// One connection outside the pool (for LISTEN). The caller drives the
     /// returned [`Connection`].
-    pub(crate) async fn connect_unpooled(
-        &self,
-    ) -> Result<(Client, Connection<Socket, NoTlsStream>)> {
+    pub(crate) async fn connect_unpooled(&self) -> Result<(Client, Connection<Socket, TlsStream>)> {
         self.config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| connect_error(e, &self.address))
     }
@@ -259,6 +314,9 @@ pub(crate) fn connect_error(err: tokio_postgres::Error, address: &str) -> Connec
     };
     let reason = if err.as_db_error().is_some() {
         server_message(&err)
+    } else if err.to_string().starts_with("error performing TLS") {
+        // "error performing TLS handshake: invalid peer certificate: ..."
+        error_chain(&err)
     } else if let Some(io) = io_error_in(&err) {
         match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
@@ -298,7 +356,58 @@ mod tests {
             password: password.map(str::to_owned),
             poll_interval: Duration::from_secs(1),
             max_connections: 2,
+            tls: crate::TlsConfig::disabled(),
         }
+    }
+
+    #[test]
+    fn the_tls_mode_decides_the_sslmode_and_the_url_option_is_dropped() {
+        for (mode, expected) in [
+            (TlsMode::Disable, SslMode::Disable),
+            (TlsMode::Prefer, SslMode::Prefer),
+            (TlsMode::Require, SslMode::Require),
+        ] {
+            let mut config = endpoint("postgres://u@h/db?sslmode=verify-full", None);
+            config.tls = crate::TlsConfig {
+                mode,
+                ca_file: None,
+            };
+            let server = Server::from_endpoint(&config).unwrap();
+            assert_eq!(server.config.get_ssl_mode(), expected, "{mode}");
+            assert_eq!(server.tls_mode, mode);
+        }
+        // verify-full is the driver's require plus a checking rustls config;
+        // a CA file that is not there fails at once, naming the file.
+        let mut config = endpoint("postgres://u@h/db", None);
+        config.tls = crate::TlsConfig {
+            mode: TlsMode::VerifyFull,
+            ca_file: Some("/nonexistent/tandem-ca.pem".into()),
+        };
+        let err = Server::from_endpoint(&config).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains("/nonexistent/tandem-ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sslmode_is_cut_from_the_url_text_only() {
+        assert_eq!(without_sslmode("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            without_sslmode("postgres://u@h/db?sslmode=verify-full"),
+            "postgres://u@h/db"
+        );
+        assert_eq!(
+            without_sslmode(
+                "postgres://u@h/db?options=-c%20search_path%3Dx&sslmode=allow&application_name=a+b"
+            ),
+            "postgres://u@h/db?options=-c%20search_path%3Dx&application_name=a+b"
+        );
+        assert!(matches!(
+            without_sslmode("postgres://u@h/db?connect_timeout=3"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -108,6 +108,8 @@ impl<S: Server> TestDb<S> {
             password: None,
             poll_interval: S::POLL_INTERVAL,
             max_connections: 4,
+            tls: tandem_connectors::TlsConfig::default_for(S::ENGINE, &self.url)
+                .expect("TLS settings of the test URL"),
         }
     }
 
