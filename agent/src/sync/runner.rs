@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::report::{PairStatus, Snapshot, Tally};
 use super::{Agent, Integration, SyncError, SyncResult};
 use crate::config::{Config, Side};
+use crate::observe;
 use crate::state::State;
 
 /// Shortest wait after a failed pass.
@@ -125,6 +126,7 @@ impl Agent {
         // before anything is applied again.
         let mut recover = false;
         self.write_snapshot(first_sync_done);
+        observe::health().started(first_sync_done);
         info!("running");
         while !*shutdown.borrow() {
             let result = async {
@@ -152,9 +154,14 @@ impl Agent {
                     recover = false;
                     backoff = MIN_BACKOFF;
                     self.write_snapshot(first_sync_done);
+                    observe::health().pass_succeeded(first_sync_done);
+                    self.record_backlog().await;
                 }
                 Err(e) if e.is_retryable() => {
                     recover = true;
+                    observe::metrics::error(&e);
+                    observe::metrics::reconnect();
+                    observe::health().pass_failed(&e.to_string());
                     warn!(error = %e, retry_in = ?backoff, "pass failed; will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -163,7 +170,11 @@ impl Agent {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    observe::metrics::error(&e);
+                    observe::health().stopped();
+                    return Err(e);
+                }
             }
             let source = self.integration.endpoint(Side::Source).clone();
             let target = self.integration.endpoint(Side::Target).clone();
@@ -174,6 +185,7 @@ impl Agent {
             }
         }
         self.write_snapshot(first_sync_done);
+        observe::health().stopped();
         info!("stopped");
         Ok(())
     }
