@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod mapping;
+pub mod observe;
 pub mod service;
 pub mod state;
 pub mod store;

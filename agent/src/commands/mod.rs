@@ -52,18 +52,26 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs to stderr: human-readable on a terminal, JSON when
-/// `TANDEM_LOG_FORMAT=json`; the level comes from `RUST_LOG` (default info).
+/// Logs to stderr. The format: JSON lines when `TANDEM_LOG_FORMAT=json`,
+/// human-readable when `TANDEM_LOG_FORMAT=text`, otherwise human-readable
+/// (in colour) on a terminal and JSON lines elsewhere (journald, a log
+/// shipper, a pipe). The level comes from `RUST_LOG` (default info).
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let terminal = std::io::stderr().is_terminal();
+    let json = match std::env::var("TANDEM_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !terminal,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::observe::progress::StderrAboveBars)
         .with_target(false);
-    if std::env::var("TANDEM_LOG_FORMAT").is_ok_and(|f| f == "json") {
+    if json {
         builder.json().init();
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        builder.with_ansi(terminal).init();
     }
 }
 

@@ -3,17 +3,35 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use tokio::sync::watch;
 use tracing::info;
 
 use super::{load, EXIT_NOT_IN_STEP};
 use crate::config::Side;
+use crate::observe;
 use crate::sync::Agent;
 
 pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
-    if let Some(listen) = &config.metrics_listen {
-        tracing::warn!(%listen, "metrics.listen is accepted but not served by this version");
+    // The endpoint is bound before anything else, so that a wrong or busy
+    // address fails at once; `--once` is a command, not a service: no
+    // endpoint.
+    let (stop, stopped) = watch::channel(false);
+    let mut endpoint = None;
+    if let (Some(listen), false) = (&config.metrics_listen, once) {
+        let bound = observe::http::bind(listen).await.with_context(|| {
+            format!(
+                "{}: [metrics] listen = {listen:?}: cannot listen there",
+                config.path.display()
+            )
+        })?;
+        let metrics = observe::metrics::install();
+        endpoint = Some(tokio::spawn(bound.serve(
+            metrics,
+            observe::health(),
+            stopped.clone(),
+        )));
     }
     let agent = Agent::start(config).await?;
     if once {
@@ -43,13 +61,21 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_NOT_IN_STEP));
     }
-    let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("stop requested; finishing the pass in flight");
         let _ = stop.send(true);
     });
-    agent.run(stopped).await?;
+    let result = agent.run(stopped).await;
+    if let Some(endpoint) = endpoint {
+        if result.is_ok() {
+            // Stopped by the signal: the endpoint stops with it.
+            let _ = endpoint.await;
+        } else {
+            endpoint.abort();
+        }
+    }
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

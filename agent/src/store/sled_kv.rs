@@ -4,6 +4,9 @@ use std::path::Path;
 
 use super::{Batch, Kv, StoreError, StoreResult, Write};
 
+/// How long opening waits for another holder of the state directory to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A [`Kv`] stored with sled. All records live in one tree so that a
 /// [`Batch`] is atomic across change log, ID map and checkpoints.
 pub struct SledKv {
@@ -17,6 +20,20 @@ fn backend(e: sled::Error) -> StoreError {
 impl SledKv {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> StoreResult<SledKv> {
+        // A process that just stopped (a restart, a test reopening) may hold
+        // the lock for a moment while sled's last flush finishes.
+        let started = std::time::Instant::now();
+        loop {
+            match SledKv::open_once(dir) {
+                Err(StoreError::Locked(_)) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> StoreResult<SledKv> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let db = sled::Config::new()

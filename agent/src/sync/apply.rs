@@ -19,7 +19,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use tandem_connectors::{ErrorKind, Fingerprint, IdMapRow, Key, Row, Transaction};
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::field::Empty;
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 use super::plan::{MapError, Mapped};
 use super::report::Tally;
@@ -27,6 +28,7 @@ use super::split::{self, SplitCache};
 use super::{Agent, SyncError, SyncResult};
 use crate::config::{ConflictPolicy, Side};
 use crate::mapping::FilterExit;
+use crate::observe::metrics;
 use crate::state::{DeadLetter, InFlight, Link, StateBatch, FORMAT_VERSION};
 
 /// Log entries considered in one round of applying.
@@ -84,6 +86,34 @@ enum Kind {
     Inserted,
     Updated,
     Deleted,
+}
+
+impl Kind {
+    /// The metrics' `kind` label.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Inserted => "insert",
+            Kind::Updated => "update",
+            Kind::Deleted => "delete",
+        }
+    }
+}
+
+/// The span of one applied batch (one transaction); [`Agent::settle`]
+/// records its counts.
+fn apply_span(pair: &str, origin: Side, records: usize) -> Span {
+    info_span!(
+        "apply",
+        pair = %pair,
+        direction = metrics::direction(origin),
+        records,
+        inserted = Empty,
+        updated = Empty,
+        deleted = Empty,
+        conflicts = Empty,
+        waiting = Empty,
+        dead_lettered = Empty,
+    )
 }
 
 impl Agent {
@@ -315,6 +345,8 @@ impl Agent {
         tally: &mut Tally,
     ) -> SyncResult<()> {
         if last_chance {
+            let name = &self.integration.plan.pairs[pair].name;
+            let _span = apply_span(name, origin, 1).entered();
             self.settle(
                 pair,
                 origin,
@@ -339,7 +371,7 @@ impl Agent {
         let plan = &self.integration.plan;
         let name = plan.pairs[pair].name.clone();
         let dest = origin.other();
-        let span = info_span!("apply", pair = %name, from = %origin, records = records.len());
+        let span = apply_span(&name, origin, records.len());
         async {
             let position = self.state.log_position()?;
             let connector = self.integration.endpoint(dest);
@@ -675,6 +707,25 @@ impl Agent {
         last_chance: bool,
         tally: &mut Tally,
     ) -> SyncResult<Vec<Record>> {
+        let span = apply_span(
+            &self.integration.plan.pairs[pair].name,
+            origin,
+            records.len(),
+        );
+        self.delete_records(pair, origin, records, last_chance, tally)
+            .instrument(span)
+            .await
+    }
+
+    /// One transaction's worth of deletes.
+    async fn delete_records(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        last_chance: bool,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
         let plan = &self.integration.plan.pairs[pair];
         let dest = origin.other();
         let table = plan.table(dest);
@@ -803,6 +854,9 @@ impl Agent {
         let now = Utc::now();
         let pair_tally = tally.pair(name);
         let policy = self.integration.config.conflict;
+        // This batch's figures, for its span: written per kind (in `Kind`'s
+        // order: inserted, updated, deleted), conflicts, waiting, dead letters.
+        let (mut written, mut conflicts, mut waiting, mut dead_lettered) = ([0u64; 3], 0, 0, 0);
         for (record, outcome) in outcomes {
             let conflict = matches!(
                 outcome,
@@ -813,13 +867,22 @@ impl Agent {
                     won = matches!(outcome, Outcome::Written { .. }), "conflict: changed on both sides since the last sync");
                 stats.conflicts += 1;
                 pair_tally.conflicts += 1;
+                conflicts += 1;
+                metrics::conflict(name, origin);
             }
             match outcome {
                 Outcome::Dropped { .. } => batch.remove_log(record.seqs),
-                Outcome::Waiting => pair_tally.waiting += 1,
+                Outcome::Waiting => {
+                    pair_tally.waiting += 1;
+                    waiting += 1;
+                }
                 Outcome::Failed(reason) => {
-                    warn!(pair = %name, from = %origin, key = %record.key, %reason, "dead-lettered");
+                    // The reason can quote values (a constraint's detail):
+                    // `dead-letters list` shows it; the log only at debug.
+                    warn!(pair = %name, from = %origin, key = %record.key, "dead-lettered (`tandem-agent dead-letters list` says why)");
+                    debug!(pair = %name, from = %origin, key = %record.key, %reason, "dead-letter reason");
                     pair_tally.dead_lettered += 1;
+                    dead_lettered += 1;
                     batch.put_dead_letter(&DeadLetter {
                         v: FORMAT_VERSION,
                         side: origin,
@@ -864,7 +927,10 @@ impl Agent {
                             tallied.deleted += 1;
                         }
                     }
-                    stats.last_lag_ms = Some((now - record.captured_at).num_milliseconds().max(0));
+                    let lag_ms = (now - record.captured_at).num_milliseconds().max(0);
+                    stats.last_lag_ms = Some(lag_ms);
+                    written[kind as usize] += 1;
+                    metrics::applied(name, origin, kind.label(), lag_ms as f64 / 1000.0);
                     if is_partial {
                         partial.push(record);
                     } else {
@@ -876,7 +942,16 @@ impl Agent {
         stats.v = FORMAT_VERSION;
         batch.put_stats(name, &stats);
         self.state.commit(batch, true)?;
-        debug!(pair = %name, from = %origin, "batch settled");
+        let span = Span::current();
+        let [inserted, updated, deleted] = written;
+        span.record("inserted", inserted);
+        span.record("updated", updated);
+        span.record("deleted", deleted);
+        span.record("conflicts", conflicts);
+        span.record("waiting", waiting);
+        span.record("dead_lettered", dead_lettered);
+        // The span (pair, direction, the counts) says what.
+        debug!("batch applied");
         Ok(partial)
     }
 }

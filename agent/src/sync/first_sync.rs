@@ -17,6 +17,8 @@ use tracing::info;
 use super::report::Tally;
 use super::{Agent, SyncResult};
 use crate::config::Side;
+use crate::observe::metrics;
+use crate::observe::progress::CopyProgress;
 use crate::state::{CopyCheckpoint, Link, NewEntry, StateBatch, FORMAT_VERSION};
 
 /// Rows read per batch of the first copy.
@@ -154,6 +156,7 @@ impl Agent {
                 let err = self.integration.error(origin);
                 let estimate = connector.estimate_rows(table).await.map_err(&err)?;
                 info!(pair = %pair.name, from = %origin, table = %table.name, rows = estimate, "first sync: copying");
+                let progress = CopyProgress::start(&pair.name, origin, estimate);
                 let mut copied = 0u64;
                 // Records that exist on both sides already, by natural key:
                 // linked instead of copied (source to target only; the
@@ -200,6 +203,7 @@ impl Agent {
                         }
                     }
                     copied += entries.len() as u64;
+                    let logged = entries.len();
                     let mut batch = StateBatch::default();
                     if !matched.is_empty() {
                         // The pairs go into the target's mapping table first:
@@ -212,6 +216,7 @@ impl Agent {
                     }
                     batch.put_checkpoint(&name, &checkpoint);
                     self.state.append_log_with(entries, batch)?;
+                    metrics::logged(&pair.name, origin, logged);
                     self.drain(tally).await?;
                     self.heartbeat.beat();
                     if checkpoint.done {
@@ -221,8 +226,9 @@ impl Agent {
                         info!(pair = %pair.name, from = %origin, copied, "first sync: interrupted, resumes at the next start");
                         return Ok(false);
                     }
-                    info!(pair = %pair.name, from = %origin, copied, of = estimate, "first sync: progress");
+                    progress.update(copied);
                 }
+                drop(progress);
                 info!(pair = %pair.name, from = %origin, copied, "first sync: done");
             }
         }

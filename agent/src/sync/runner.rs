@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::report::{PairStatus, Snapshot, Tally};
 use super::{Agent, Integration, SyncError, SyncResult};
 use crate::config::{Config, Side};
+use crate::observe;
 use crate::state::State;
 
 /// Shortest wait after a failed pass.
@@ -134,6 +135,7 @@ impl Agent {
         } else {
             "first sync"
         });
+        observe::health().started(first_sync_done);
         info!("running");
         while !*shutdown.borrow() {
             let result = async {
@@ -165,6 +167,8 @@ impl Agent {
                     recover = false;
                     backoff = MIN_BACKOFF;
                     self.write_snapshot(first_sync_done);
+                    observe::health().pass_succeeded(first_sync_done);
+                    self.record_backlog().await;
                 }
                 Err(e) if e.is_retryable() => {
                     // Waiting for a server is progress too: the agent is
@@ -172,6 +176,9 @@ impl Agent {
                     self.heartbeat.beat();
                     crate::service::status(&format!("retrying: {e}"));
                     recover = true;
+                    observe::metrics::error(&e);
+                    observe::metrics::reconnect();
+                    observe::health().pass_failed(&e.to_string());
                     warn!(error = %e, retry_in = ?backoff, "pass failed; will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -180,7 +187,11 @@ impl Agent {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    observe::metrics::error(&e);
+                    observe::health().stopped();
+                    return Err(e);
+                }
             }
             let source = self.integration.endpoint(Side::Source).clone();
             let target = self.integration.endpoint(Side::Target).clone();
@@ -192,6 +203,7 @@ impl Agent {
         }
         crate::service::stopping();
         self.write_snapshot(first_sync_done);
+        observe::health().stopped();
         info!("stopped");
         Ok(())
     }

@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::{split, Agent, SyncError, SyncResult};
 use crate::config::Side;
+use crate::observe::metrics;
 use crate::state::NewEntry;
 
 /// Change rows read per round trip.
@@ -49,9 +50,12 @@ impl Agent {
                     keys.push((pair, key, at));
                 }
             };
+            // Change rows per pair, for the metrics.
+            let mut captured = vec![0; integration.plan.pairs.len()];
             for change in &changes {
                 let at = format!("change {} of {}", change.seq, change.table);
                 if let Some(pair) = integration.pair_of(side, &change.table) {
+                    captured[pair] += 1;
                     let table = integration.plan.pairs[pair].table(side);
                     let key = Key::from_captured(&table.key_types(), &change.key)
                         .map_err(|e| err(e.context(&at)))?;
@@ -68,6 +72,7 @@ impl Agent {
                             change.table
                         ))
                     })?;
+                captured[pair] += 1;
                 let key = Key::from_captured(&table.key_types(), &change.key)
                     .map_err(|e| err(e.context(&at)))?;
                 let plan = &integration.plan.pairs[pair];
@@ -105,6 +110,10 @@ impl Agent {
                     }
                 }
             }
+            let mut logged = vec![0; integration.plan.pairs.len()];
+            for (pair, _, _) in &keys {
+                logged[*pair] += 1;
+            }
             let entries: Vec<NewEntry> = keys
                 .into_iter()
                 .map(|(pair, key, captured_at)| {
@@ -122,6 +131,14 @@ impl Agent {
             self.state.append_log(entries)?;
             let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
             connector.delete_changes(&seqs).await.map_err(&err)?;
+            for (pair, plan) in integration.plan.pairs.iter().enumerate() {
+                if captured[pair] > 0 {
+                    metrics::captured(&plan.name, side, captured[pair]);
+                }
+                if logged[pair] > 0 {
+                    metrics::logged(&plan.name, side, logged[pair]);
+                }
+            }
             consumed += changes.len();
             if changes.len() < TAIL_BATCH {
                 return Ok(consumed);
