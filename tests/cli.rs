@@ -340,3 +340,80 @@ async fn under_systemd_it_reports_ready_pings_the_watchdog_and_says_it_stops() {
         .expect("wait");
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
+    let (source, target) = pair().await;
+    for db in [&source, &target] {
+        db.exec(&format!(
+            "CREATE TABLE extra (id {}, label {})",
+            db.id(),
+            db.text()
+        ))
+        .await;
+    }
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    agent.install().await;
+    let original = std::fs::read_to_string(&agent.config).unwrap();
+    let mut child = agent.command(&["run"]).spawn().expect("spawn");
+    let pid = child.id().expect("running").to_string();
+    let signal = |name: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let timeout = std::time::Duration::from_secs(30);
+    let arrives = |db: &'static str, table: &'static str, label: &'static str| {
+        let target = &target;
+        async move {
+            harness::eventually(&format!("{label} reaches the {db}"), timeout, || async {
+                target
+                    .count(&format!(
+                        "SELECT count(*) FROM {table} WHERE label = '{label}'"
+                    ))
+                    .await
+                    == 1
+            })
+            .await
+        }
+    };
+    source
+        .exec("INSERT INTO items (label) VALUES ('first')")
+        .await;
+    arrives("target", "items", "first").await;
+
+    // WHEN the config is broken and the agent told to reload, THEN it says
+    // so and goes on with the config it has
+    std::fs::write(&agent.config, "this is [not toml").unwrap();
+    signal("-HUP");
+    source
+        .exec("INSERT INTO items (label) VALUES ('second')")
+        .await;
+    arrives("target", "items", "second").await;
+
+    // WHEN a valid config adds a table pair, THEN after the reload it syncs too
+    std::fs::write(
+        &agent.config,
+        format!("{original}[[tables]]\nsource = \"extra\"\ntarget = \"extra\"\n"),
+    )
+    .unwrap();
+    agent.install().await;
+    signal("-HUP");
+    source
+        .exec("INSERT INTO extra (label) VALUES ('new pair')")
+        .await;
+    arrives("target", "extra", "new pair").await;
+    source
+        .exec("INSERT INTO items (label) VALUES ('third')")
+        .await;
+    arrives("target", "items", "third").await;
+
+    signal("-TERM");
+    let status = tokio::time::timeout(timeout, child.wait())
+        .await
+        .expect("stops in time")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+}

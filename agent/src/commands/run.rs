@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tokio::sync::watch;
-use tracing::info;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
 
 use super::{load, EXIT_NOT_IN_STEP};
 use crate::config::Side;
@@ -61,12 +61,8 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_NOT_IN_STEP));
     }
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("stop requested; finishing the pass in flight");
-        let _ = stop.send(true);
-    });
-    let result = agent.run(stopped).await;
+    let signals = listen_for_signals();
+    let result = run_until_stopped(path, agent, stop, signals).await;
     if let Some(endpoint) = endpoint {
         if result.is_ok() {
             // Stopped by the signal: the endpoint stops with it.
@@ -79,11 +75,88 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+/// What the operator asked for.
+enum Signal {
+    /// SIGTERM or SIGINT: finish the pass in flight and exit.
+    Stop,
+    /// SIGHUP: read the config file again.
+    Reload,
+}
+
+fn listen_for_signals() -> mpsc::Receiver<Signal> {
     use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = mpsc::channel(4);
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = term.recv() => Signal::Stop,
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
+            };
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs the agent until SIGTERM/SIGINT. On SIGHUP the config is read again:
+/// when it is valid and the agent starts with it, the pass in flight
+/// finishes and syncing goes on with the new config; otherwise the error is
+/// logged and the old config keeps running.
+async fn run_until_stopped(
+    path: &Path,
+    mut agent: Agent,
+    stop: watch::Sender<bool>,
+    mut signals: mpsc::Receiver<Signal>,
+) -> anyhow::Result<()> {
+    loop {
+        let (cycle, cycle_stopped) = watch::channel(false);
+        let reload = {
+            let run = agent.run(cycle_stopped);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    result = &mut run => {
+                        result?;
+                        return Ok(());
+                    }
+                    event = signals.recv() => match event {
+                        Some(Signal::Stop) | None => {
+                            info!("stop requested; finishing the pass in flight");
+                            let _ = stop.send(true);
+                            let _ = cycle.send(true);
+                            (&mut run).await?;
+                            return Ok(());
+                        }
+                        Some(Signal::Reload) => match load(path) {
+                            Ok(config) => {
+                                info!("reloading the configuration; finishing the pass in flight");
+                                let _ = cycle.send(true);
+                                (&mut run).await?;
+                                break config;
+                            }
+                            Err(e) => error!(error = %format!("{e:#}"), "configuration not reloaded; the running one stays"),
+                        },
+                    }
+                }
+            }
+        };
+        let previous = agent.integration.config.clone();
+        // The state directory is opened by one agent at a time.
+        drop(agent);
+        agent = match Agent::start(reload).await {
+            Ok(agent) => {
+                info!("configuration reloaded");
+                agent
+            }
+            Err(e) => {
+                error!(error = %e, "the reloaded configuration does not start; going on with the previous one");
+                Agent::start(previous).await?
+            }
+        };
     }
 }
