@@ -220,9 +220,14 @@ async fn mapping_mistakes_are_reported_one_line_each() {
         .replace("first_name + ' '", "first_name + + ' '")
         .replace(
             "origin = { constant = \"crm\", filters_back = true }",
-            "origin = { constant = \"crm\" }\nnosuch = \"email\"",
+            "origin = { constant = \"crm\" }\nnosuch = \"email\"\nage = { constant = \"old\" }\n\
+             manager = { relation = \"nowhere\", column = \"first_name\" }",
         )
         .replace("status != 'archived'", "state != 'archived'");
+    // Columns only this test needs: a number, a reference, and one that must
+    // be filled but that nothing fills.
+    erp.exec("ALTER TABLE people ADD COLUMN age INT, ADD COLUMN manager BIGINT, ADD COLUMN badge INT NOT NULL")
+        .await;
     let agent = Agent::new(&crm, &erp, &[("contacts", "people")], &broken);
     agent.install().await;
     let out = agent.output(&["check"]).await;
@@ -233,6 +238,10 @@ async fn mapping_mistakes_are_reported_one_line_each() {
         "pair contacts: source -> target: column full_name: expression",
         "pair contacts: source -> target: column nosuch: no such column in target table people",
         "pair contacts: source -> target: filter \"state != 'archived'\" uses state",
+        "pair contacts: source -> target: column age: constant old does not fit its type int",
+        "pair contacts: source -> target: column manager: relation to unknown pair nowhere",
+        "warning: ",
+        "pair contacts: source -> target: column badge is NOT NULL in target table people but gets no value",
     ] {
         assert!(lines.lines().any(|l| l.contains(expected) && l.contains("tandem.toml")), "{expected:?} not in:\n{lines}");
     }
