@@ -382,6 +382,40 @@ pub struct CapturedChange {
     pub captured_at: DateTime<Utc>,
 }
 
+impl CapturedChange {
+    /// A change from the parts of a change-table row as an engine reads
+    /// them: the key as JSON text, the capture time as a canonical value
+    /// (`None` when it could not be read). Errors name the change.
+    pub fn from_parts(
+        seq: i64,
+        table: String,
+        op: &str,
+        key_json: &str,
+        captured_at: Option<crate::Value>,
+    ) -> Result<CapturedChange> {
+        let key = serde_json::from_str(key_json).map_err(|e| {
+            ConnectorError::internal(format!(
+                "change {seq} holds an unreadable key {key_json:?}: {e}"
+            ))
+        })?;
+        let captured_at = match captured_at {
+            Some(crate::Value::TimestampTz(t)) => t,
+            other => {
+                return Err(ConnectorError::internal(format!(
+                    "change {seq} has an unreadable capture time: {other:?}"
+                )))
+            }
+        };
+        Ok(CapturedChange {
+            seq,
+            table,
+            op: ChangeOp::from_code(op)?,
+            key,
+            captured_at,
+        })
+    }
+}
+
 /// One row of a database's mapping table: a record the agent created there,
 /// and the record it copies.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,10 +11,9 @@ use tiberius::ColumnData;
 
 use super::client::{display_name, Client, Param};
 use super::types::from_sql;
-use crate::connector::{CapturedChange, ChangeOp};
+use crate::connector::CapturedChange;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{DataType, TableName};
-use crate::value::Value;
 
 /// Most sequence numbers deleted by one statement (SQL Server takes at most
 /// 2100 parameters).
@@ -103,27 +102,13 @@ pub(crate) fn change_of(cells: Vec<ColumnData<'static>>) -> Result<CapturedChang
             "change {seq} has an unreadable {what}: {other:?}"
         ))),
     };
-    let pk_text = text(pk, "key")?;
-    let key = serde_json::from_str(&pk_text).map_err(|e| {
-        ConnectorError::internal(format!(
-            "change {seq} holds an unreadable key {pk_text:?}: {e}"
-        ))
-    })?;
-    let captured_at = match from_sql(DataType::TimestampTz, captured_at) {
-        Ok(Value::TimestampTz(t)) => t,
-        other => {
-            return Err(ConnectorError::internal(format!(
-                "change {seq} has an unreadable capture time: {other:?}"
-            )))
-        }
-    };
-    Ok(CapturedChange {
+    CapturedChange::from_parts(
         seq,
-        table: text(table, "table name")?,
-        op: ChangeOp::from_code(text(op, "operation")?.trim())?,
-        key,
-        captured_at,
-    })
+        text(table, "table name")?,
+        text(op, "operation")?.trim(),
+        &text(pk, "key")?,
+        from_sql(DataType::TimestampTz, captured_at).ok(),
+    )
 }
 
 /// Deletes exactly the change rows with these sequence numbers.
@@ -180,6 +165,7 @@ pub(crate) async fn wait_for_changes(client: &Client, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ChangeOp;
     use chrono::NaiveDate;
     use tiberius::IntoSql;
 

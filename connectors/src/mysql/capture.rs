@@ -7,10 +7,9 @@ use mysql_async::Value as MyValue;
 
 use super::client::{int_of, text_of, Client};
 use super::types::from_mysql;
-use crate::connector::{CapturedChange, ChangeOp};
+use crate::connector::CapturedChange;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{DataType, TableName};
-use crate::value::Value;
 
 /// Most sequence numbers deleted by one statement.
 const DELETE_CHUNK: usize = 1_000;
@@ -56,27 +55,13 @@ fn change_of(row: Vec<MyValue>) -> Result<CapturedChange> {
         .map_err(|_| ConnectorError::internal("tandem_changes row has the wrong shape"))?;
     let seq = int_of(&seq)
         .ok_or_else(|| ConnectorError::internal(format!("bad change sequence {seq:?}")))?;
-    let pk_text = text_of(&pk);
-    let key = serde_json::from_str(&pk_text).map_err(|e| {
-        ConnectorError::internal(format!(
-            "change {seq} holds an unreadable key {pk_text:?}: {e}"
-        ))
-    })?;
-    let captured_at = match from_mysql(DataType::TimestampTz, captured_at) {
-        Ok(Value::TimestampTz(t)) => t,
-        other => {
-            return Err(ConnectorError::internal(format!(
-                "change {seq} has an unreadable capture time: {other:?}"
-            )))
-        }
-    };
-    Ok(CapturedChange {
+    CapturedChange::from_parts(
         seq,
-        table: text_of(&table),
-        op: ChangeOp::from_code(&text_of(&op))?,
-        key,
-        captured_at,
-    })
+        text_of(&table),
+        &text_of(&op),
+        &text_of(&pk),
+        from_mysql(DataType::TimestampTz, captured_at).ok(),
+    )
 }
 
 /// Deletes exactly the change rows with these sequence numbers.
@@ -126,6 +111,7 @@ pub async fn wait_for_changes(client: &Client, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ChangeOp;
 
     #[test]
     fn change_rows_are_decoded() {
