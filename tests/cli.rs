@@ -222,6 +222,21 @@ async fn run_follows_changes_both_ways_until_sigterm() {
     })
     .await;
 
+    // AND status works while the service runs (it reads the snapshot the
+    // agent leaves, and the change tables)
+    harness::eventually(
+        "status reports what the running agent applied",
+        timeout,
+        || async {
+            let status: serde_json::Value =
+                serde_json::from_str(&agent.ok(&["status", "--json"]).await).unwrap();
+            status["first_sync_done"] == true
+                && status["pairs"][0]["applied"]["target_to_source"]["deleted"] == 1
+                && status["pairs"][0]["captured_not_tailed"]["source"].is_number()
+        },
+    )
+    .await;
+
     // WHEN it is asked to stop, THEN it stops cleanly
     let pid = child.id().expect("running").to_string();
     assert!(std::process::Command::new("kill")
