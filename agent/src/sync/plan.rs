@@ -384,6 +384,53 @@ fn passes(direction: &DirectionMap, row: &Row) -> Result<bool, String> {
     }
 }
 
+/// Whether `expression` plainly gives a value of a kind a column of `to`
+/// cannot hold, judged on a sample row of `from`: the expression runs once
+/// at start-up on neutral values (0, "0", false, the epoch). Text results
+/// and failed trial runs are not judged: text may well parse, and the
+/// sample may simply not suit the expression.
+fn misfit(expression: &Expression, from: &TableSchema, to: DataType) -> Option<&'static str> {
+    use chrono::DateTime;
+    let epoch = DateTime::UNIX_EPOCH;
+    let sample: Row = from
+        .columns
+        .iter()
+        .map(|c| {
+            let value = match c.data_type {
+                DataType::Bool => Value::Bool(false),
+                DataType::Int => Value::Int(0),
+                DataType::Decimal => Value::Decimal("0".into()),
+                DataType::Float => Value::Float(0.0),
+                DataType::Date => Value::Date(epoch.date_naive()),
+                DataType::Time => Value::Time(epoch.time()),
+                DataType::Timestamp => Value::Timestamp(epoch.naive_utc()),
+                DataType::TimestampTz => Value::TimestampTz(epoch),
+                DataType::Json => Value::Json(serde_json::json!({})),
+                DataType::Uuid => Value::Uuid(uuid::Uuid::nil()),
+                DataType::Bytes => Value::Bytes(Vec::new()),
+                DataType::Text | DataType::Other => Value::Text("0".into()),
+            };
+            (c.name.clone(), value)
+        })
+        .collect();
+    let result = expression.evaluate(&sample).ok()?;
+    let kind = match &result {
+        Value::Null | Value::Text(_) => return None,
+        Value::Bool(_) => DataType::Bool,
+        Value::Int(_) => DataType::Int,
+        Value::Decimal(_) => DataType::Decimal,
+        Value::Float(_) => DataType::Float,
+        Value::Bytes(_) => DataType::Bytes,
+        Value::Date(_) => DataType::Date,
+        Value::Time(_) => DataType::Time,
+        Value::Timestamp(_) => DataType::Timestamp,
+        Value::TimestampTz(_) => DataType::TimestampTz,
+        Value::Json(_) => DataType::Json,
+        Value::Uuid(_) => DataType::Uuid,
+    };
+    (!compatible(kind, to)).then(|| result.type_name())
+}
+
 fn fatal(message: String) -> PlanProblem {
     PlanProblem {
         message,
@@ -727,6 +774,13 @@ impl Context<'_> {
                             fail(format!(
                                 "column {column}: expression {text:?} uses {unknown}, which is not a column of {origin} table {}",
                                 from.name
+                            ));
+                            continue;
+                        }
+                        if let Some(kind) = misfit(&expression, from, dest.data_type) {
+                            fail(format!(
+                                "column {column}: expression {text:?} gives {kind}, which does not fit its type {}",
+                                dest.native_type
                             ));
                             continue;
                         }
@@ -1132,6 +1186,44 @@ mod tests {
                 .iter()
                 .any(|p| !p.fatal && p.message.contains("not the primary key of customers")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_expression_of_the_wrong_kind_is_refused_at_start_up() {
+        let source = table(
+            "items",
+            vec![column("id", true, false), column("qty", false, true)],
+            &["id"],
+            vec![],
+        );
+        let mut target = table("items", vec![column("id", true, false)], &["id"], vec![]);
+        target.columns.push(Column {
+            name: "seen".into(),
+            data_type: DataType::Date,
+            native_type: "date".into(),
+            nullable: true,
+            generated: false,
+            always_generated: false,
+        });
+        target.columns.push(column("double_qty", false, true));
+        let mut config = pair("items");
+        config.directions[0].columns = vec![
+            ("seen".into(), RuleConfig::Expression("qty > 1".into())),
+            (
+                "double_qty".into(),
+                RuleConfig::Expression("qty * 2".into()),
+            ),
+        ];
+        let (_, problems) = Plan::build(&[config], vec![[source, target]], &LookupTables::new());
+        let fatal: Vec<_> = problems
+            .iter()
+            .filter(|p| p.fatal)
+            .map(|p| p.message.as_str())
+            .collect();
+        assert_eq!(
+            fatal,
+            ["pair items: source -> target: column seen: expression \"qty > 1\" gives bool, which does not fit its type date"]
         );
     }
 
