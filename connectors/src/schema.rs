@@ -105,6 +105,26 @@ pub struct Column {
     pub always_generated: bool,
 }
 
+impl Column {
+    /// A nullable column the engine does not generate.
+    pub fn new(name: &str, data_type: DataType, native_type: &str) -> Column {
+        Column {
+            name: name.to_owned(),
+            data_type,
+            native_type: native_type.to_owned(),
+            nullable: true,
+            generated: false,
+            always_generated: false,
+        }
+    }
+
+    /// The same column, NOT NULL.
+    pub fn not_null(mut self) -> Column {
+        self.nullable = false;
+        self
+    }
+}
+
 /// A foreign key from some columns of this table to another table's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForeignKey {
@@ -130,6 +150,16 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// A table with `columns` keyed by `primary_key`, without foreign keys.
+    pub fn new(name: TableName, columns: Vec<Column>, primary_key: Vec<String>) -> TableSchema {
+        TableSchema {
+            name,
+            columns,
+            primary_key,
+            foreign_keys: Vec::new(),
+        }
+    }
+
     /// The column called `name`.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)

@@ -995,14 +995,10 @@ mod tests {
     use tandem_connectors::{Column, DataType, ForeignKey};
 
     fn column(name: &str, generated: bool, nullable: bool) -> Column {
-        Column {
-            name: name.into(),
-            data_type: DataType::Int,
-            native_type: "bigint".into(),
-            nullable,
-            generated,
-            always_generated: false,
-        }
+        let mut column = Column::new(name, DataType::Int, "bigint");
+        column.nullable = nullable;
+        column.generated = generated;
+        column
     }
 
     fn table(
@@ -1198,14 +1194,9 @@ mod tests {
             vec![],
         );
         let mut target = table("items", vec![column("id", true, false)], &["id"], vec![]);
-        target.columns.push(Column {
-            name: "seen".into(),
-            data_type: DataType::Date,
-            native_type: "date".into(),
-            nullable: true,
-            generated: false,
-            always_generated: false,
-        });
+        target
+            .columns
+            .push(Column::new("seen", DataType::Date, "date"));
         target.columns.push(column("double_qty", false, true));
         let mut config = pair("items");
         config.directions[0].columns = vec![

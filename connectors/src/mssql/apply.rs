@@ -580,24 +580,16 @@ mod tests {
     use crate::schema::TableName;
 
     fn column(name: &str, data_type: DataType, native: &str) -> Column {
-        Column {
-            name: name.to_owned(),
-            data_type,
-            native_type: native.to_owned(),
-            nullable: true,
-            generated: false,
-            always_generated: false,
-        }
+        Column::new(name, data_type, native)
     }
 
     /// `[Sa]es].[we]ird ü]` keyed by `key`, with more columns.
     fn table(key: &[Column], other: &[Column]) -> TableSchema {
-        TableSchema {
-            name: TableName::new(Some("Sa]es"), "we]ird ü"),
-            columns: key.iter().chain(other).cloned().collect(),
-            primary_key: key.iter().map(|c| c.name.clone()).collect(),
-            foreign_keys: Vec::new(),
-        }
+        TableSchema::new(
+            TableName::new(Some("Sa]es"), "we]ird ü"),
+            key.iter().chain(other).cloned().collect(),
+            key.iter().map(|c| c.name.clone()).collect(),
+        )
     }
 
     fn int(name: &str) -> Column {

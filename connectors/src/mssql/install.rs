@@ -328,26 +328,17 @@ mod tests {
     use crate::schema::TableName;
 
     fn column(name: &str, data_type: DataType, native: &str) -> Column {
-        Column {
-            name: name.to_owned(),
-            data_type,
-            native_type: native.to_owned(),
-            nullable: false,
-            generated: false,
-            always_generated: false,
-        }
+        Column::new(name, data_type, native).not_null()
     }
 
     fn table(schema: &str, name: &str, key: &[(&str, DataType, &str)]) -> TableSchema {
-        TableSchema {
-            name: TableName::new(Some(schema), name),
-            columns: key
-                .iter()
+        TableSchema::new(
+            TableName::new(Some(schema), name),
+            key.iter()
                 .map(|(n, t, native)| column(n, *t, native))
                 .collect(),
-            primary_key: key.iter().map(|(n, _, _)| (*n).to_owned()).collect(),
-            foreign_keys: Vec::new(),
-        }
+            key.iter().map(|(n, _, _)| (*n).to_owned()).collect(),
+        )
     }
 
     #[test]

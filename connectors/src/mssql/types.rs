@@ -662,14 +662,7 @@ mod tests {
     use super::*;
 
     fn column(name: &str, data_type: DataType, native: &str) -> Column {
-        Column {
-            name: name.to_owned(),
-            data_type,
-            native_type: native.to_owned(),
-            nullable: true,
-            generated: false,
-            always_generated: false,
-        }
+        Column::new(name, data_type, native)
     }
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, nano: u32) -> NaiveDateTime {
@@ -1074,15 +1067,14 @@ mod tests {
 
     #[test]
     fn keys_must_match_the_table() {
-        let table = TableSchema {
-            name: TableName::new(Some("dbo"), "t"),
-            columns: vec![
+        let table = TableSchema::new(
+            TableName::new(Some("dbo"), "t"),
+            vec![
                 column("a", DataType::Int, "int"),
                 column("b", DataType::Text, "nvarchar(max)"),
             ],
-            primary_key: vec!["a".into(), "b".into()],
-            foreign_keys: Vec::new(),
-        };
+            vec!["a".into(), "b".into()],
+        );
         let params =
             key_params(&table, &Key(vec![Value::Int(1), Value::Text("x".into())])).unwrap();
         assert_eq!(

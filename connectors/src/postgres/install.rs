@@ -240,23 +240,15 @@ mod tests {
     use super::*;
 
     fn column(name: &str, data_type: DataType) -> Column {
-        Column {
-            name: name.to_owned(),
-            data_type,
-            native_type: "integer".to_owned(),
-            nullable: false,
-            generated: false,
-            always_generated: false,
-        }
+        Column::new(name, data_type, "integer").not_null()
     }
 
     fn table(schema: &str, name: &str, key: &[(&str, DataType)]) -> TableSchema {
-        TableSchema {
-            name: TableName::new(Some(schema), name),
-            columns: key.iter().map(|(n, t)| column(n, *t)).collect(),
-            primary_key: key.iter().map(|(n, _)| (*n).to_owned()).collect(),
-            foreign_keys: Vec::new(),
-        }
+        TableSchema::new(
+            TableName::new(Some(schema), name),
+            key.iter().map(|(n, t)| column(n, *t)).collect(),
+            key.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        )
     }
 
     #[test]

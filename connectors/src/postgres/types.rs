@@ -270,14 +270,7 @@ mod tests {
     use super::*;
 
     fn column(name: &str, data_type: DataType, native: &str) -> Column {
-        Column {
-            name: name.to_owned(),
-            data_type,
-            native_type: native.to_owned(),
-            nullable: true,
-            generated: false,
-            always_generated: false,
-        }
+        Column::new(name, data_type, native)
     }
 
     #[test]

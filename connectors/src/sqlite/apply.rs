@@ -546,23 +546,15 @@ mod tests {
     use crate::schema::{DataType, TableName};
 
     fn column(name: &str) -> Column {
-        Column {
-            name: name.to_owned(),
-            data_type: DataType::Int,
-            native_type: "INTEGER".to_owned(),
-            nullable: false,
-            generated: false,
-            always_generated: false,
-        }
+        Column::new(name, DataType::Int, "INTEGER").not_null()
     }
 
     fn table(key: &[&str], other: &[&str]) -> TableSchema {
-        TableSchema {
-            name: TableName::new(None, "Order \"s\""),
-            columns: key.iter().chain(other).map(|n| column(n)).collect(),
-            primary_key: key.iter().map(|k| (*k).to_owned()).collect(),
-            foreign_keys: Vec::new(),
-        }
+        TableSchema::new(
+            TableName::new(None, "Order \"s\""),
+            key.iter().chain(other).map(|n| column(n)).collect(),
+            key.iter().map(|k| (*k).to_owned()).collect(),
+        )
     }
 
     #[test]

@@ -367,22 +367,13 @@ mod tests {
     use crate::schema::TableName;
 
     fn table(name: &str, key: &[(&str, DataType)]) -> TableSchema {
-        TableSchema {
-            name: TableName::new(None, name),
-            columns: key
-                .iter()
-                .map(|(n, t)| Column {
-                    name: (*n).to_owned(),
-                    data_type: *t,
-                    native_type: "INTEGER".to_owned(),
-                    nullable: false,
-                    generated: false,
-                    always_generated: false,
-                })
+        TableSchema::new(
+            TableName::new(None, name),
+            key.iter()
+                .map(|(n, t)| Column::new(n, *t, "INTEGER").not_null())
                 .collect(),
-            primary_key: key.iter().map(|(n, _)| (*n).to_owned()).collect(),
-            foreign_keys: Vec::new(),
-        }
+            key.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        )
     }
 
     #[test]
