@@ -45,6 +45,20 @@ if [ -z "${TANDEM_TEST_MYSQL_URL:-}" ] && ! mysql --protocol=tcp -h 127.0.0.1 -u
   export TANDEM_TEST_MYSQL_URL="mysql://tandem_test:tandem-test@127.0.0.1:3306/mysql"
 fi
 
+# Parse Server, the cloud application of the http endpoint's tests (each
+# test starts its own on a free port, backed by a throw-away PostgreSQL
+# database). Node.js from Debian when missing; the package from npm, pinned
+# by tests/parse-server/package-lock.json.
+if ! command -v npm >/dev/null; then
+  say "installing Node.js"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x tests/parse-server/node_modules/.bin/parse-server ]; then
+  say "installing Parse Server"
+  npm ci --prefix tests/parse-server --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 say "building"
 cargo build --workspace --all-targets --quiet
 say "quick start (SQLite, no server)"

@@ -456,6 +456,7 @@ async fn connector_of(db: &Db) -> std::sync::Arc<dyn tandem_connectors::Connecto
         max_connections: 2,
         tls: tandem_connectors::TlsConfig::default_for(engine, &db.url)
             .expect("TLS settings of the test URL"),
+        http: None,
     })
     .await
     .expect("connect")

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tandem_connectors::connector::redact_url;
+use tandem_connectors::http::config as http;
 use tandem_connectors::{EndpointConfig, Engine, TlsConfig, TlsMode};
 
 use crate::mapping::{DirectionConfig, SplitConfig};
@@ -32,6 +33,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Default longest wait between passes of an idle PostgreSQL endpoint (it
 /// notifies, so polling is only the fallback).
 pub const DEFAULT_NOTIFY_FALLBACK: Duration = Duration::from_secs(2);
+/// Default interval between polls of a cloud application's API (each poll
+/// is a request per object, under the API's rate limit).
+pub const DEFAULT_HTTP_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Default number of records applied in one transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default size of each endpoint's connection pool.
@@ -100,6 +104,33 @@ struct RawEndpoint {
     max_connections: Option<usize>,
     tls: Option<String>,
     tls_ca_file: Option<PathBuf>,
+    // The `http` kind's keys (see `tandem_connectors::http::config`).
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    auth: Option<http::RawAuth>,
+    requests_per_second: Option<f64>,
+    concurrency: Option<usize>,
+    timeout: Option<String>,
+    attempts: Option<u32>,
+    reconcile_interval: Option<String>,
+    #[serde(default)]
+    objects: Vec<http::RawObject>,
+}
+
+impl RawEndpoint {
+    /// The `http` keys, taken out of the section.
+    fn take_http(&mut self) -> http::RawHttp {
+        http::RawHttp {
+            headers: std::mem::take(&mut self.headers),
+            auth: self.auth.take(),
+            requests_per_second: self.requests_per_second.take(),
+            concurrency: self.concurrency.take(),
+            timeout: self.timeout.take(),
+            attempts: self.attempts.take(),
+            reconcile_interval: self.reconcile_interval.take(),
+            objects: std::mem::take(&mut self.objects),
+        }
+    }
 }
 
 impl fmt::Debug for RawEndpoint {
@@ -277,8 +308,22 @@ impl Config {
         }
         let mut literal_secrets = Vec::new();
         let endpoints = [
-            endpoint(path, base, "source", raw.source, &mut literal_secrets)?,
-            endpoint(path, base, "target", raw.target, &mut literal_secrets)?,
+            endpoint(
+                path,
+                base,
+                &state_dir,
+                "source",
+                raw.source,
+                &mut literal_secrets,
+            )?,
+            endpoint(
+                path,
+                base,
+                &state_dir,
+                "target",
+                raw.target,
+                &mut literal_secrets,
+            )?,
         ];
         if raw.tables.is_empty() {
             return Err(ConfigError::new(
@@ -387,8 +432,9 @@ impl Config {
 fn endpoint(
     path: &Path,
     base: &Path,
+    state_dir: &Path,
     at: &str,
-    raw: RawEndpoint,
+    mut raw: RawEndpoint,
     literal_secrets: &mut Vec<String>,
 ) -> Result<EndpointConfig, ConfigError> {
     let engine = match raw.kind.as_str() {
@@ -396,14 +442,34 @@ fn endpoint(
         "mysql" | "mariadb" => Engine::Mysql,
         "sqlite" => Engine::Sqlite,
         "mssql" | "sqlserver" => Engine::Mssql,
+        "http" => Engine::Http,
         other => {
             return Err(ConfigError::new(
                 path,
                 format!(
-                    "{at}.kind: unknown kind {other:?} (expected \"postgres\", \"mysql\", \"sqlite\" or \"mssql\")"
+                    "{at}.kind: unknown kind {other:?} (expected \"postgres\", \"mysql\", \"sqlite\", \"mssql\" or \"http\")"
                 ),
             ))
         }
+    };
+    let raw_http = raw.take_http();
+    let http = if engine == Engine::Http {
+        let mut options = raw_http
+            .validate(at)
+            .map_err(|e| ConfigError::new(path, e))?;
+        // The endpoint's journal (its position and mapping table) lives
+        // with the rest of the state.
+        options.state_dir = Some(state_dir.join(format!("{at}-http")));
+        Some(std::sync::Arc::new(options))
+    } else if !raw_http.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            format!(
+                "{at}: headers, auth, objects and the other API keys are only for kind = \"http\""
+            ),
+        ));
+    } else {
+        None
     };
     let scheme_ok = match engine {
         Engine::Postgres => {
@@ -412,12 +478,14 @@ fn endpoint(
         Engine::Mysql => raw.url.starts_with("mysql://") || raw.url.starts_with("mariadb://"),
         Engine::Sqlite => raw.url.starts_with("sqlite://") && raw.url.len() > "sqlite://".len(),
         Engine::Mssql => raw.url.starts_with("mssql://") || raw.url.starts_with("sqlserver://"),
+        Engine::Http => raw.url.starts_with("http://") || raw.url.starts_with("https://"),
     };
     if !scheme_ok || url::Url::parse(&raw.url).is_err() {
         let expected = match engine {
             Engine::Sqlite => {
                 "sqlite:///absolute/path.db or sqlite://relative/to/this/file.db".to_owned()
             }
+            Engine::Http => "https://host/base/path of the API".to_owned(),
             _ => format!("{engine}://user[:password]@host:port/database"),
         };
         return Err(ConfigError::new(
@@ -437,7 +505,7 @@ fn endpoint(
             let file = Path::new(&raw.url["sqlite://".len()..]);
             format!("sqlite://{}", base.join(file).display())
         }
-        Engine::Postgres => raw.url.clone(),
+        Engine::Postgres | Engine::Http => raw.url.clone(),
     };
     let (url, password) = secrets(path, base, at, engine, url, &raw, literal_secrets)?;
     let tls_mode = raw
@@ -458,6 +526,7 @@ fn endpoint(
     let default_poll = match engine {
         Engine::Postgres => DEFAULT_NOTIFY_FALLBACK,
         Engine::Mysql | Engine::Sqlite | Engine::Mssql => DEFAULT_POLL_INTERVAL,
+        Engine::Http => DEFAULT_HTTP_POLL_INTERVAL,
     };
     let poll_interval = match raw.poll_interval {
         Some(text) => humantime::parse_duration(&text).map_err(|e| {
@@ -488,6 +557,7 @@ fn endpoint(
         poll_interval,
         max_connections,
         tls,
+        http,
     })
 }
 

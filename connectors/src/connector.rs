@@ -46,6 +46,8 @@ pub enum Engine {
     Sqlite,
     /// Microsoft SQL Server 2016 and later.
     Mssql,
+    /// A cloud application's REST API (see [`crate::http`]).
+    Http,
 }
 
 impl std::fmt::Display for Engine {
@@ -55,6 +57,7 @@ impl std::fmt::Display for Engine {
             Engine::Mysql => "mysql",
             Engine::Sqlite => "sqlite",
             Engine::Mssql => "mssql",
+            Engine::Http => "http",
         })
     }
 }
@@ -75,6 +78,8 @@ pub struct EndpointConfig {
     pub max_connections: usize,
     /// Whether and how connections are encrypted (see [`TlsConfig`]).
     pub tls: TlsConfig,
+    /// The API description of an `http` endpoint; `None` for databases.
+    pub http: Option<Arc<crate::http::HttpOptions>>,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -314,7 +319,7 @@ fn url_tls_mode(
             }
             Ok(None)
         }
-        Engine::Sqlite => Ok(None),
+        Engine::Sqlite | Engine::Http => Ok(None),
     }
 }
 
@@ -426,6 +431,33 @@ pub struct IdMapRow {
     pub source_key: String,
     /// The record's key on the target side ([`Key::encode`]).
     pub target_key: String,
+}
+
+/// The record a new copy copies (see [`Transaction::insert_copy`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOf {
+    /// The table pair's name in the config.
+    pub pair: String,
+    /// The copied record's key ([`Key::encode`]).
+    pub origin_key: String,
+    /// Whether the copy is made on the target side.
+    pub copy_is_target: bool,
+}
+
+impl CopyOf {
+    /// The key pair once the copy has `new_key` (encoded).
+    pub fn link(&self, new_key: &str) -> IdMapRow {
+        let (source_key, target_key) = if self.copy_is_target {
+            (self.origin_key.clone(), new_key.to_owned())
+        } else {
+            (new_key.to_owned(), self.origin_key.clone())
+        };
+        IdMapRow {
+            pair: self.pair.clone(),
+            source_key,
+            target_key,
+        }
+    }
 }
 
 /// What `install-triggers` left in a database.
@@ -570,6 +602,16 @@ pub trait Transaction: Send {
     /// Deletes the row with `key`; `false` when there was none.
     async fn delete(&mut self, table: &TableSchema, key: &Key) -> Result<bool>;
 
+    /// Inserts `row` as the new copy of the other side's record `copy`
+    /// names and records the key pair in the same transaction; returns the
+    /// new key. Engines without transactions override it to journal the
+    /// pair the moment the record exists.
+    async fn insert_copy(&mut self, table: &TableSchema, row: &Row, copy: &CopyOf) -> Result<Key> {
+        let key = self.insert(table, row).await?;
+        self.record_link(&copy.link(&key.encode())).await?;
+        Ok(key)
+    }
+
     /// Records a key pair in this database's mapping table.
     async fn record_link(&mut self, link: &IdMapRow) -> Result<()>;
 
@@ -601,6 +643,7 @@ pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
         Engine::Mysql => crate::mysql::connect(config).await?,
         Engine::Sqlite => crate::sqlite::connect(config).await?,
         Engine::Mssql => crate::mssql::connect(config).await?,
+        Engine::Http => crate::http::connect(config).await?,
     })
 }
 
@@ -722,6 +765,7 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             max_connections: 2,
             tls: TlsConfig::default_for(Engine::Postgres, "postgres://u@h/db").unwrap(),
+            http: None,
         };
         let shown = format!("{config:?}");
         assert!(shown.contains("VerifyFull"), "{shown}");

@@ -8,6 +8,7 @@
 
 pub mod connector;
 pub mod error;
+pub mod http;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;
@@ -18,8 +19,8 @@ mod tls;
 pub mod value;
 
 pub use connector::{
-    connect, CapturedChange, ChangeOp, Connector, EndpointConfig, Engine, IdMapRow, Installation,
-    TlsConfig, TlsMode, Transaction,
+    connect, CapturedChange, ChangeOp, Connector, CopyOf, EndpointConfig, Engine, IdMapRow,
+    Installation, TlsConfig, TlsMode, Transaction,
 };
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use schema::{Column, DataType, ForeignKey, TableName, TableSchema};

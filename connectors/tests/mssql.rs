@@ -200,6 +200,7 @@ impl MssqlDb {
             max_connections: 4,
             tls: tandem_connectors::TlsConfig::default_for(Engine::Mssql, &self.url)
                 .expect("TLS settings of the test URL"),
+            http: None,
         }
     }
 
@@ -334,6 +335,7 @@ async fn a_refused_connection_is_a_connection_error_without_any_server() {
         poll_interval: Duration::from_millis(50),
         max_connections: 1,
         tls: tandem_connectors::TlsConfig::disabled(),
+        http: None,
     };
     let err = connect(&config)
         .await

@@ -239,6 +239,7 @@ fn endpoint(url: &str, tls: TlsConfig) -> EndpointConfig {
         poll_interval: Duration::from_millis(100),
         max_connections: 2,
         tls,
+        http: None,
     }
 }
 

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+pub mod parse;
+
 /// Which server a test database lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -406,6 +408,11 @@ impl Agent {
             toml.push_str(&format!("[[tables]]\nsource = {s:?}\ntarget = {t:?}\n\n"));
         }
         toml.push_str(extra);
+        Agent::with_config(dir, &toml)
+    }
+
+    /// An agent whose config file is `toml`, written in `dir`.
+    pub fn with_config(dir: tempfile::TempDir, toml: &str) -> Agent {
         let config = dir.path().join("tandem.toml");
         std::fs::write(&config, toml).expect("write config");
         // Private, as a config that may hold a password must be (the agent
@@ -432,6 +439,9 @@ impl Agent {
             "RUST_LOG",
             std::env::var("TANDEM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
         );
+        // The secret of the test Parse Servers, read by configs as
+        // `${PARSE_MASTER_KEY}`.
+        command.env("PARSE_MASTER_KEY", parse::MASTER_KEY);
         command.kill_on_drop(true);
         command
     }

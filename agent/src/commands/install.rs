@@ -91,7 +91,8 @@ fn render(engine: Engine, title: &str, statements: &[String]) -> String {
                 out.push_str("\nGO\n");
             }
         }
-        Engine::Postgres | Engine::Sqlite => {
+        // An API gets nothing installed: the script is empty.
+        Engine::Postgres | Engine::Sqlite | Engine::Http => {
             for statement in statements {
                 let statement = statement.trim_end();
                 out.push_str(statement);

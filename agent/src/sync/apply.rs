@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use tandem_connectors::{ErrorKind, Fingerprint, IdMapRow, Key, Row, Transaction};
+use tandem_connectors::{CopyOf, ErrorKind, Fingerprint, Key, Row, Transaction};
 use tracing::field::Empty;
 use tracing::{debug, info, info_span, warn, Instrument, Span};
 
@@ -532,18 +532,12 @@ impl Agent {
             let dest_key = match dest_key {
                 Some(key) => key,
                 None => {
-                    let key = tx.insert(table, &row_out).await?;
-                    let (source_key, target_key) = match origin {
-                        Side::Source => (&record.key, &key),
-                        Side::Target => (&key, &record.key),
-                    };
-                    tx.record_link(&IdMapRow {
+                    let copy = CopyOf {
                         pair: plan.name.clone(),
-                        source_key: source_key.encode(),
-                        target_key: target_key.encode(),
-                    })
-                    .await?;
-                    key
+                        origin_key: record.key.encode(),
+                        copy_is_target: dest == Side::Target,
+                    };
+                    tx.insert_copy(table, &row_out, &copy).await?
                 }
             };
             let mut written = tx

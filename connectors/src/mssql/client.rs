@@ -550,6 +550,7 @@ mod tests {
             max_connections: 2,
             tls: crate::TlsConfig::default_for(crate::Engine::Mssql, url)
                 .unwrap_or_else(|_| crate::TlsConfig::disabled()),
+            http: None,
         }
     }
 

@@ -345,6 +345,7 @@ mod tests {
             poll_interval: Duration::from_millis(50),
             max_connections: 1,
             tls: crate::TlsConfig::disabled(),
+            http: None,
         };
         let err = connect(&config)
             .await

@@ -357,6 +357,7 @@ mod tests {
             poll_interval: Duration::from_secs(1),
             max_connections: 2,
             tls: crate::TlsConfig::disabled(),
+            http: None,
         }
     }
 

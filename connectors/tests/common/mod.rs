@@ -110,6 +110,7 @@ impl<S: Server> TestDb<S> {
             max_connections: 4,
             tls: tandem_connectors::TlsConfig::default_for(S::ENGINE, &self.url)
                 .expect("TLS settings of the test URL"),
+            http: None,
         }
     }
 

@@ -1,0 +1,459 @@
+//! Capture by modification time.
+//!
+//! Each poll asks for the records modified at or after the watermark minus
+//! an overlap (a record saved in the same second as the last poll, or
+//! committed a moment late, is not missed), oldest first, a page at a time,
+//! paging by the modification time itself: a record changed while the
+//! pages are read moves to the end and is read there, so none is skipped.
+//! Records already consumed are recognised by (id, modification time);
+//! records carrying exactly the time the API gave the agent's own write are
+//! echoes and are not sent back. The watermark moves only when the tail
+//! consumes the changes, after they are in the change log.
+//!
+//! Deletes come from the deleted-records request where the object has one,
+//! otherwise from comparing the id set with the ids known to exist, every
+//! `reconcile_interval`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info};
+
+use super::journal::Entry;
+use super::types;
+use super::{fill, records_in, Endpoint, ObjectSpec, PendingChange};
+use crate::connector::{CapturedChange, ChangeOp};
+use crate::error::{ConnectorError, Result};
+use crate::schema::TableName;
+use crate::value::Row;
+
+/// Largest page asked for when more records than a page share one time.
+const MAX_PAGE: usize = 10_000;
+
+/// Changes of `tables` not consumed yet, polling for new ones when none
+/// are waiting.
+pub async fn read_changes(
+    endpoint: &Endpoint,
+    tables: &[TableName],
+    limit: usize,
+) -> Result<Vec<CapturedChange>> {
+    if pending_count(endpoint) == 0 {
+        for table in tables {
+            let Some(object) = endpoint.options.object(&table.name) else {
+                continue;
+            };
+            let room = limit.saturating_sub(pending_count(endpoint));
+            if room == 0 {
+                break;
+            }
+            poll(endpoint, object, room).await?;
+            find_deletes(endpoint, object).await?;
+        }
+        if pending_count(endpoint) == 0 {
+            // Only echoes were found: the watermark moves past them now,
+            // as no tail will consume them.
+            consume(endpoint, &[])?;
+        }
+    }
+    let pending = endpoint.pending.lock().expect("pending lock");
+    Ok(pending
+        .changes
+        .iter()
+        .take(limit)
+        .map(|(seq, change)| CapturedChange {
+            seq: *seq,
+            table: change.object.clone(),
+            op: change.op,
+            key: serde_json::json!([change.id]),
+            captured_at: change.modified,
+        })
+        .collect())
+}
+
+fn pending_count(endpoint: &Endpoint) -> usize {
+    endpoint.pending.lock().expect("pending lock").changes.len()
+}
+
+/// The query for one page of records modified at or after `since`.
+fn page_query(
+    object: &ObjectSpec,
+    since: DateTime<Utc>,
+    page: usize,
+    offset: usize,
+) -> Vec<(String, String)> {
+    let mut query = fill(
+        &object.since,
+        "since",
+        &types::format_since(since, object.time_format),
+    );
+    query.extend(object.order.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(limit) = &object.limit_param {
+        query.push((limit.clone(), page.to_string()));
+    }
+    if offset > 0 {
+        if let Some(param) = &object.offset_param {
+            query.push((param.clone(), offset.to_string()));
+        }
+    }
+    query
+}
+
+/// Reads the records modified at or after `since`, oldest first, calling
+/// `each` with every record and its time until it returns `false` or the
+/// records run out. Pages by modification time (see the module docs).
+async fn walk(
+    endpoint: &Endpoint,
+    object: &ObjectSpec,
+    mut since: DateTime<Utc>,
+    mut each: impl FnMut(&serde_json::Value, String, DateTime<Utc>) -> Result<bool>,
+) -> Result<()> {
+    let mut page = object.page_size;
+    let mut offset = 0;
+    // Records of the last page at its newest time: the next page starts
+    // there and shows them again.
+    let mut at_edge: BTreeSet<(String, DateTime<Utc>)> = BTreeSet::new();
+    loop {
+        let records = endpoint
+            .list(object, page_query(object, since, page, offset))
+            .await?;
+        let full = object.limit_param.is_some() && records.len() >= page;
+        let mut newest = since;
+        let mut edge = BTreeSet::new();
+        for record in &records {
+            let id = types::id_of(record, &object.id).ok_or_else(|| {
+                ConnectorError::data(format!(
+                    "{}: a listed record has no id in field {:?}",
+                    object.name, object.id
+                ))
+            })?;
+            let modified = types::modified_of(object, record).ok_or_else(|| {
+                ConnectorError::data(format!(
+                    "{} {id}: field {:?} holds no modification time",
+                    object.name, object.modified
+                ))
+            })?;
+            if modified > newest {
+                newest = modified;
+                edge.clear();
+            }
+            edge.insert((id.clone(), modified));
+            if at_edge.contains(&(id.clone(), modified)) {
+                continue;
+            }
+            if !each(record, id, modified)? {
+                return Ok(());
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+        if newest > since {
+            since = newest;
+            offset = 0;
+            page = object.page_size;
+            at_edge = edge;
+            continue;
+        }
+        // A whole page at one time: look further into it.
+        at_edge.extend(edge);
+        if object.offset_param.is_some() {
+            offset += records.len();
+        } else if page < MAX_PAGE {
+            page = (page * 2).min(MAX_PAGE);
+        } else {
+            return Err(ConnectorError::data(format!(
+                "{}: more than {MAX_PAGE} records share the modification time {} and the object has no offset_param to page through them",
+                object.name,
+                types::format_time(since)
+            )));
+        }
+    }
+}
+
+/// Polls `object` for up to `room` new changes.
+async fn poll(endpoint: &Endpoint, object: &ObjectSpec, room: usize) -> Result<()> {
+    let (watermark, seen, own, known) = endpoint.with_journal(|journal| {
+        let state = journal.state.object(&object.name);
+        Ok((
+            state.watermark,
+            state.seen.clone(),
+            state.own.clone(),
+            state.known.clone(),
+        ))
+    })?;
+    let since = watermark
+        .map(|w| w - object.overlap)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let mut found: Vec<(PendingChange, Row)> = Vec::new();
+    let mut echoes = Vec::new();
+    let mut taken: BTreeSet<(String, DateTime<Utc>)> = BTreeSet::new();
+    walk(endpoint, object, since, |record, id, modified| {
+        let stamp = (id.clone(), modified);
+        if seen.contains(&stamp) || !taken.insert(stamp.clone()) {
+            return Ok(true);
+        }
+        if own.get(&id) == Some(&modified) {
+            echoes.push(stamp);
+            return Ok(true);
+        }
+        let row = types::record_to_row(object, record)?;
+        found.push((
+            PendingChange {
+                object: object.name.clone(),
+                op: if known.contains(&id) {
+                    ChangeOp::Update
+                } else {
+                    ChangeOp::Insert
+                },
+                id,
+                modified,
+                from_deleted_list: false,
+            },
+            row,
+        ));
+        Ok(found.len() < room)
+    })
+    .await?;
+    if !found.is_empty() || !echoes.is_empty() {
+        debug!(object = %object.name, changes = found.len(), echoes = echoes.len(), "polled");
+    }
+    let mut pending = endpoint.pending.lock().expect("pending lock");
+    pending
+        .echoes
+        .entry(object.name.clone())
+        .or_default()
+        .extend(echoes);
+    for (change, row) in found {
+        pending
+            .rows
+            .insert((change.object.clone(), change.id.clone()), row);
+        let seq = endpoint.next_seq.fetch_add(1, Ordering::Relaxed);
+        pending.changes.insert(seq, change);
+    }
+    Ok(())
+}
+
+/// Every record of `object`, in id order (for a first sync); their ids are
+/// remembered as known.
+pub async fn read_all(endpoint: &Endpoint, object: &ObjectSpec) -> Result<Vec<(String, Row)>> {
+    let mut rows: HashMap<String, Row> = HashMap::new();
+    walk(
+        endpoint,
+        object,
+        DateTime::<Utc>::UNIX_EPOCH,
+        |record, id, _| {
+            rows.insert(id, types::record_to_row(object, record)?);
+            Ok(true)
+        },
+    )
+    .await?;
+    let mut rows: Vec<(String, Row)> = rows.into_iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let ids = rows.iter().map(|(id, _)| id.clone()).collect();
+    endpoint.with_journal(|journal| {
+        journal.append(
+            vec![Entry::Known {
+                object: object.name.clone(),
+                ids,
+                present: true,
+            }],
+            true,
+        )
+    })?;
+    Ok(rows)
+}
+
+/// Finds deleted records: by the deleted-records request, or by comparing
+/// the id set when the interval has passed.
+async fn find_deletes(endpoint: &Endpoint, object: &ObjectSpec) -> Result<()> {
+    let now = Utc::now();
+    let mut deleted: Vec<(String, DateTime<Utc>, bool)> = Vec::new();
+    if let Some(spec) = &object.deleted {
+        let since = endpoint
+            .with_journal(|j| Ok(j.state.object(&object.name).deleted_watermark))?
+            .map(|w| w - object.overlap)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let query = fill(
+            &spec.since,
+            "since",
+            &types::format_since(since, object.time_format),
+        );
+        let answer = endpoint
+            .client
+            .send(
+                reqwest::Method::GET,
+                &spec.path,
+                &query,
+                None,
+                super::client::Repeat::Safe,
+            )
+            .await?;
+        for record in records_in(&answer.body, &spec.records, &object.name)? {
+            let (Some(id), Some(at)) = (
+                types::id_of(&record, &spec.id),
+                record
+                    .get(spec.deleted_at.as_str())
+                    .and_then(types::parse_time),
+            ) else {
+                continue;
+            };
+            deleted.push((id, at, true));
+        }
+    } else {
+        let (known, due) = endpoint.with_journal(|journal| {
+            let state = journal.state.object(&object.name);
+            let due = state.reconciled_at.is_none_or(|at| {
+                (now - at).to_std().unwrap_or_default() >= endpoint.options.reconcile_interval
+            });
+            Ok((state.known.clone(), due))
+        })?;
+        if !due {
+            return Ok(());
+        }
+        // Ids known before the listing starts; one created meanwhile is
+        // not yet known and cannot be taken for deleted.
+        let mut missing = known;
+        walk(endpoint, object, DateTime::<Utc>::UNIX_EPOCH, |_, id, _| {
+            missing.remove(&id);
+            Ok(true)
+        })
+        .await?;
+        if !missing.is_empty() {
+            info!(object = %object.name, deleted = missing.len(), "records gone from the API since the last comparison");
+        }
+        deleted.extend(missing.into_iter().map(|id| (id, now, false)));
+        endpoint.with_journal(|journal| {
+            journal.append(
+                vec![Entry::Reconciled {
+                    object: object.name.clone(),
+                    at: now,
+                }],
+                true,
+            )
+        })?;
+    }
+    let known = endpoint.with_journal(|j| Ok(j.state.object(&object.name).known.clone()))?;
+    let mut pending = endpoint.pending.lock().expect("pending lock");
+    for (id, at, from_deleted_list) in deleted {
+        // The deleted-records list also names records the agent deleted
+        // itself or never knew: only known ones are news.
+        if !known.contains(&id)
+            || pending
+                .changes
+                .values()
+                .any(|c| c.object == object.name && c.id == id && c.op == ChangeOp::Delete)
+        {
+            continue;
+        }
+        pending.rows.remove(&(object.name.clone(), id.clone()));
+        let seq = endpoint.next_seq.fetch_add(1, Ordering::Relaxed);
+        pending.changes.insert(
+            seq,
+            PendingChange {
+                object: object.name.clone(),
+                id,
+                modified: at,
+                op: ChangeOp::Delete,
+                from_deleted_list,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The tail has the changes `seqs` in its log: they are consumed, and the
+/// watermarks move past them.
+pub fn consume(endpoint: &Endpoint, seqs: &[i64]) -> Result<()> {
+    let (consumed, echoes) = {
+        let mut pending = endpoint.pending.lock().expect("pending lock");
+        let consumed: Vec<PendingChange> = seqs
+            .iter()
+            .filter_map(|seq| pending.changes.remove(seq))
+            .collect();
+        for change in &consumed {
+            pending
+                .rows
+                .remove(&(change.object.clone(), change.id.clone()));
+        }
+        (consumed, std::mem::take(&mut pending.echoes))
+    };
+    if consumed.is_empty() && echoes.values().all(Vec::is_empty) {
+        return Ok(());
+    }
+    let objects: BTreeSet<&String> = consumed
+        .iter()
+        .map(|c| &c.object)
+        .chain(echoes.keys())
+        .collect();
+    endpoint.with_journal(|journal| {
+        let mut entries = Vec::new();
+        for name in objects {
+            let Some(object) = endpoint.options.object(name) else {
+                continue;
+            };
+            let state = journal.state.object(name);
+            let mut stamps: Vec<(String, DateTime<Utc>)> = consumed
+                .iter()
+                .filter(|c| &c.object == name && c.op != ChangeOp::Delete)
+                .map(|c| (c.id.clone(), c.modified))
+                .collect();
+            stamps.extend(echoes.get(name).into_iter().flatten().cloned());
+            let newest = stamps.iter().map(|(_, at)| *at).max();
+            if let Some(newest) = newest {
+                let watermark = state.watermark.map_or(newest, |w| w.max(newest));
+                let keep_from = watermark - object.overlap;
+                let seen: Vec<(String, DateTime<Utc>)> = state
+                    .seen
+                    .iter()
+                    .cloned()
+                    .chain(stamps.iter().cloned())
+                    .filter(|(_, at)| *at >= keep_from)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                entries.push(Entry::Watermark {
+                    object: name.clone(),
+                    at: watermark,
+                    seen,
+                });
+            }
+            let upserted: Vec<String> = consumed
+                .iter()
+                .filter(|c| &c.object == name && c.op != ChangeOp::Delete)
+                .map(|c| c.id.clone())
+                .collect();
+            if !upserted.is_empty() {
+                entries.push(Entry::Known {
+                    object: name.clone(),
+                    ids: upserted,
+                    present: true,
+                });
+            }
+            let deleted: Vec<&PendingChange> = consumed
+                .iter()
+                .filter(|c| &c.object == name && c.op == ChangeOp::Delete)
+                .collect();
+            if !deleted.is_empty() {
+                entries.push(Entry::Known {
+                    object: name.clone(),
+                    ids: deleted.iter().map(|c| c.id.clone()).collect(),
+                    present: false,
+                });
+            }
+            if let Some(at) = deleted
+                .iter()
+                .filter(|c| c.from_deleted_list)
+                .map(|c| c.modified)
+                .max()
+            {
+                let at = state.deleted_watermark.map_or(at, |w| w.max(at));
+                entries.push(Entry::DeletedWatermark {
+                    object: name.clone(),
+                    at,
+                });
+            }
+        }
+        journal.append(entries, true)
+    })
+}

@@ -1,0 +1,401 @@
+//! Requests to the API: authentication, pacing, retries.
+//!
+//! Every request waits for its turn under the configured rate and
+//! concurrency. A 429 is always retried after its `Retry-After` (the server
+//! did nothing). A 5xx, a timeout or a broken connection is retried with
+//! exponential backoff and jitter only when the request is safe to repeat
+//! (GET, PUT, DELETE, and a PATCH of absolute values); a create is never
+//! sent twice here, its caller decides what an unknown outcome means.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde_json::Value as Json;
+use tokio::sync::{Mutex, Semaphore};
+use tracing::{info, warn};
+
+use super::config::{Auth, HttpOptions};
+use crate::connector::{redact_url, TlsConfig, TlsMode};
+use crate::error::{ConnectorError, ErrorKind, Result};
+
+/// Shortest wait before a retry.
+const BASE_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait before a retry.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// An answer: its status and JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: StatusCode,
+    /// The body.
+    pub body: Json,
+}
+
+/// The API client of one endpoint.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    headers: HeaderMap,
+    permits: Semaphore,
+    /// When the next request may start (the rate limit).
+    next_slot: Mutex<Instant>,
+    interval: Duration,
+    attempts: u32,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &redact_url(&self.base))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a request can be sent again without a second effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Reads, updates to absolute values, deletes.
+    Safe,
+    /// Creates: sent once.
+    Unsafe,
+}
+
+impl Client {
+    /// A client for the API at `base` (no trailing slash).
+    pub fn new(
+        base: &str,
+        secret: Option<&str>,
+        options: &HttpOptions,
+        tls: &TlsConfig,
+    ) -> Result<Client> {
+        let config = |m: String| ConnectorError::new(ErrorKind::Config, m);
+        let url = url::Url::parse(base)
+            .map_err(|e| config(format!("url: {} is not a URL: {e}", redact_url(base))))?;
+        if url.scheme() == "http" && matches!(tls.mode, TlsMode::Require | TlsMode::VerifyFull) {
+            return Err(config(format!(
+                "url: {} is plain http but TLS is {} (use https://, or tls = \"disable\" for a server on a trusted network)",
+                redact_url(base),
+                tls.mode
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &options.headers {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| config(format!("headers: {name:?} is not a header name")))?;
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| config(format!("headers: the value of {name} is not valid")))?;
+            headers.insert(name, value);
+        }
+        let need_secret = |scheme: &str| {
+            secret.ok_or_else(|| {
+                config(format!(
+                    "auth: scheme = \"{scheme}\" needs a secret (password, password_env or password_file)"
+                ))
+            })
+        };
+        let sensitive = |text: String| {
+            let mut value = HeaderValue::try_from(text)
+                .map_err(|_| config("auth: the secret is not valid in a header".to_owned()))?;
+            value.set_sensitive(true);
+            Ok::<_, ConnectorError>(value)
+        };
+        match &options.auth {
+            Auth::None => {}
+            Auth::Bearer => {
+                headers.insert(
+                    AUTHORIZATION,
+                    sensitive(format!("Bearer {}", need_secret("bearer")?))?,
+                );
+            }
+            Auth::Header(name) => {
+                let name = HeaderName::try_from(name.as_str())
+                    .map_err(|_| config(format!("auth.header: {name:?} is not a header name")))?;
+                headers.insert(name, sensitive(need_secret("header")?.to_owned())?);
+            }
+            Auth::Basic(user) => {
+                use base64::Engine as _;
+                let pair = format!("{user}:{}", need_secret("basic")?);
+                headers.insert(
+                    AUTHORIZATION,
+                    sensitive(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(pair)
+                    ))?,
+                );
+            }
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)));
+        match tls.mode {
+            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => {
+                // Without verify-full the certificate is not checked, as for
+                // the database endpoints.
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+            TlsMode::VerifyFull => {
+                if let Some(file) = &tls.ca_file {
+                    let pem = std::fs::read(file).map_err(|e| {
+                        config(format!("tls_ca_file: cannot read {}: {e}", file.display()))
+                    })?;
+                    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                        config(format!(
+                            "tls_ca_file: {} holds no PEM certificate: {e}",
+                            file.display()
+                        ))
+                    })?;
+                    builder = builder.tls_certs_only(certs);
+                }
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| config(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            headers,
+            permits: Semaphore::new(options.concurrency),
+            next_slot: Mutex::new(Instant::now()),
+            interval: Duration::from_secs_f64(1.0 / options.requests_per_second),
+            attempts: options.attempts,
+        })
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits for the rate limit's next slot.
+    async fn pace(&self) {
+        let wait = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends a request and returns its answer. Statuses below 400 and 404
+    /// are answers; the rest are errors (see the module docs for retries).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Json>,
+        repeat: Repeat,
+    ) -> Result<Answer> {
+        let what = format!("{method} {path}");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = {
+                let _permit = self.permits.acquire().await.expect("never closed");
+                self.pace().await;
+                let mut request = self
+                    .http
+                    .request(method.clone(), self.url(path))
+                    .headers(self.headers.clone())
+                    .query(query);
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                request.send().await
+            };
+            let last = attempt >= self.attempts;
+            let response = match result {
+                Ok(response) => response,
+                Err(e) => {
+                    // The request may or may not have reached the server.
+                    let error = ConnectorError::new(
+                        ErrorKind::Connection,
+                        format!("{what}: {}", without_url(&e)),
+                    );
+                    if repeat == Repeat::Unsafe || last {
+                        return Err(error);
+                    }
+                    let wait = backoff(attempt);
+                    warn!(request = %what, attempt, retry_in = ?wait, error = %without_url(&e), "request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                // Refused before doing anything: always safe to repeat.
+                let wait = retry_after(response.headers()).unwrap_or_else(|| backoff(attempt));
+                if last {
+                    return Err(ConnectorError::new(
+                        ErrorKind::Transient,
+                        format!("{what}: rate limited (429) {attempt} times in a row"),
+                    ));
+                }
+                info!(request = %what, retry_in = ?wait, "rate limited by the API (429); waiting");
+                self.hold_everyone(wait).await;
+                continue;
+            }
+            let text = response.text().await.map_err(|e| {
+                ConnectorError::new(
+                    ErrorKind::Connection,
+                    format!("{what}: {}", without_url(&e)),
+                )
+            })?;
+            let body_json = if text.trim().is_empty() {
+                Json::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Json::String(text.clone()))
+            };
+            if status.is_server_error() {
+                let error = ConnectorError::new(
+                    ErrorKind::Transient,
+                    format!("{what}: server error {status}: {}", api_message(&body_json)),
+                );
+                if repeat == Repeat::Unsafe || last {
+                    return Err(error);
+                }
+                let wait = backoff(attempt);
+                warn!(request = %what, attempt, retry_in = ?wait, %status, "server error; retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status.is_success() || status.is_redirection() || status == StatusCode::NOT_FOUND {
+                return Ok(Answer {
+                    status,
+                    body: body_json,
+                });
+            }
+            let kind = match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Permission,
+                StatusCode::REQUEST_TIMEOUT => ErrorKind::Transient,
+                _ => ErrorKind::Data,
+            };
+            return Err(ConnectorError::new(
+                kind,
+                format!("{what}: {status}: {}", api_message(&body_json)),
+            ));
+        }
+    }
+
+    /// Makes every request wait `wait` (the server asked us to slow down).
+    async fn hold_everyone(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        {
+            let mut next = self.next_slot.lock().await;
+            *next = (*next).max(until);
+        }
+        tokio::time::sleep_until(until.into()).await;
+    }
+}
+
+/// The API's own message in an error body (`error`, `message`), or the
+/// body itself, cut short.
+fn api_message(body: &Json) -> String {
+    let text = match body {
+        Json::Object(map) => ["error", "message", "detail", "error_description"]
+            .iter()
+            .find_map(|k| map.get(*k))
+            .map(|v| match v {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| body.to_string()),
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let text = text.replace('\n', " ");
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+/// A reqwest error without its URL (which may carry a query with ids).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken response"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(inner) = source {
+        detail = inner.to_string();
+        source = inner.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// Exponential backoff with full jitter.
+fn backoff(attempt: u32) -> Duration {
+    let cap = BASE_BACKOFF
+        .saturating_mul(1 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    cap.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// The wait a `Retry-After` header asks for (seconds or an HTTP date).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Some(Duration::from_secs_f64(seconds.clamp(0.0, 300.0)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(
+        wait.to_std()
+            .unwrap_or_default()
+            .min(Duration::from_secs(300)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for attempt in 1..30 {
+            let wait = backoff(attempt);
+            let cap = BASE_BACKOFF
+                .saturating_mul(1 << attempt.min(16))
+                .min(MAX_BACKOFF);
+            assert!(wait <= cap && wait >= cap / 2, "{attempt}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        headers.insert(RETRY_AFTER, HeaderValue::try_from(later).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn the_apis_message_is_quoted() {
+        let body = serde_json::json!({"code": 142, "error": "name is required"});
+        assert_eq!(api_message(&body), "name is required");
+    }
+}
