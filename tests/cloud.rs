@@ -543,3 +543,52 @@ async fn an_object_without_a_modification_time_is_refused_by_check() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_parse_server_example_config_syncs_as_shipped() {
+    let db = Db::create(Engine::Postgres).await;
+    let parse = ParseServer::start(Options::default()).await;
+    db.exec("CREATE TABLE companies (id SERIAL PRIMARY KEY, name TEXT NOT NULL)")
+        .await;
+    db.exec(
+        "CREATE TABLE customers (id SERIAL PRIMARY KEY, name TEXT NOT NULL, email TEXT, \
+         score INT, company_id INT REFERENCES companies (id))",
+    )
+    .await;
+    db.exec("INSERT INTO companies (name) VALUES ('Acme')")
+        .await;
+    db.exec("INSERT INTO customers (name, score, company_id) SELECT 'Ann', 7, id FROM companies")
+        .await;
+    // The example, pointed at this test's servers and nothing else changed.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/postgres-parse.toml"),
+    )
+    .expect("read the example");
+    let text = example
+        .replace("postgres://tandem@127.0.0.1:5432/crm", &db.url)
+        .replace("https://parse.example.com/parse", &parse.url)
+        .replace("\"crm\" }", &format!("\"{}\" }}", harness::parse::APP_ID))
+        .replace("/var/lib/tandem/crm-parse", "state")
+        .replace("poll_interval = \"2s\"", "poll_interval = \"100ms\"");
+    assert_ne!(text, example);
+    let agent = Agent::with_config(tempfile::tempdir().expect("temp dir"), &text);
+    agent.install().await;
+    agent.ok(&["check"]).await;
+    agent.once().await;
+    let ann = parse.all("Customer").await.remove(0);
+    let acme = parse.all("Company").await.remove(0);
+    assert_eq!(
+        (ann["name"].as_str(), ann["score"].as_i64()),
+        (Some("Ann"), Some(7))
+    );
+    assert_eq!(ann["company"]["objectId"], acme["objectId"]);
+    parse
+        .create("Customer", json!({"name": "Bo", "company": {"__type": "Pointer", "className": "Company", "objectId": acme["objectId"]}}))
+        .await;
+    agent.once().await;
+    assert_eq!(
+        db.rows("SELECT c.name FROM customers c JOIN companies co ON co.id = c.company_id WHERE co.name = 'Acme' ORDER BY 1")
+            .await,
+        vec![vec![Some("Ann".into())], vec![Some("Bo".into())]]
+    );
+}
