@@ -89,6 +89,9 @@ impl ParseServer {
         std::fs::write(&file, config.to_string()).expect("write the Parse config");
         let child = std::process::Command::new(binary())
             .arg(&file)
+            // Its log files go to the temporary directory, not the tree.
+            .current_dir(dir.path())
+            .env("PARSE_SERVER_LOGS_FOLDER", dir.path().join("logs"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("parse.log")).expect("log file"))
