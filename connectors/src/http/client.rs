@@ -393,6 +393,61 @@ mod tests {
         );
     }
 
+    fn client(auth: &str, secret: Option<&str>) -> Result<Client> {
+        let raw: crate::http::config::RawHttp = toml::from_str(&format!(
+            "auth = {auth}\n[[objects]]\nname = \"O\"\npath = \"/o\"\nmodified = \"m\"\nsince = {{ s = \"{{since}}\" }}\n"
+        ))
+        .unwrap();
+        let options = raw.validate("target").unwrap();
+        Client::new(
+            "https://api.example.com/v1",
+            secret,
+            &options,
+            &TlsConfig::default_for(crate::Engine::Http, "https://api.example.com/v1").unwrap(),
+        )
+    }
+
+    #[test]
+    fn each_auth_scheme_sends_the_secret_as_it_should_and_hides_it() {
+        let bearer = client("{ scheme = \"bearer\" }", Some("t0k")).unwrap();
+        assert_eq!(bearer.headers[AUTHORIZATION], "Bearer t0k");
+        assert!(bearer.headers[AUTHORIZATION].is_sensitive());
+        let basic = client("{ scheme = \"basic\", user = \"sync\" }", Some("pw")).unwrap();
+        // base64("sync:pw")
+        assert_eq!(basic.headers[AUTHORIZATION], "Basic c3luYzpwdw==");
+        let header = client("{ scheme = \"header\", header = \"X-Api-Key\" }", Some("k")).unwrap();
+        assert_eq!(header.headers["x-api-key"], "k");
+        assert!(!format!("{bearer:?}").contains("t0k"), "{bearer:?}");
+        let err = client("{ scheme = \"bearer\" }", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth: scheme = \"bearer\" needs a secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_host_is_refused() {
+        let raw: crate::http::config::RawHttp = toml::from_str(
+            "[[objects]]\nname = \"O\"\npath = \"/o\"\nmodified = \"m\"\nsince = { s = \"{since}\" }\n",
+        )
+        .unwrap();
+        let options = raw.validate("target").unwrap();
+        let url = "http://api.example.com/v1";
+        let tls = TlsConfig::default_for(crate::Engine::Http, url).unwrap();
+        let err = Client::new(url, None, &options, &tls)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is plain http but TLS is verify-full"),
+            "{err}"
+        );
+        let local = "http://127.0.0.1:1337/parse";
+        let tls = TlsConfig::default_for(crate::Engine::Http, local).unwrap();
+        assert!(Client::new(local, None, &options, &tls).is_ok());
+    }
+
     #[test]
     fn the_apis_message_is_quoted() {
         let body = serde_json::json!({"code": 142, "error": "name is required"});
