@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::connector::IdMapRow;
 use crate::error::{ConnectorError, ErrorKind, Result};
 
+/// Bytes appended before the journal is rewritten compact (at least).
+const COMPACT_AFTER: u64 = 8 << 20;
+
 /// What is remembered of one object.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectState {
@@ -246,6 +249,9 @@ pub struct Journal {
     file: File,
     /// Held for the lock on `<journal>.lock`, released when dropped.
     _lock: File,
+    /// Bytes in the file after the last rewrite, and appended since.
+    compact_size: u64,
+    appended: u64,
     /// The replayed state, kept up to date by [`Journal::append`].
     pub state: JournalState,
 }
@@ -311,17 +317,19 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(path, "cannot read", e)),
         }
-        let file = Journal::rewrite(path, &state)?;
+        let (file, compact_size) = Journal::rewrite(path, &state)?;
         Ok(Journal {
             path: path.to_owned(),
             file,
             _lock: lock,
+            compact_size,
+            appended: 0,
             state,
         })
     }
 
     /// Writes `state` compact to a new file and moves it into place.
-    fn rewrite(path: &Path, state: &JournalState) -> Result<File> {
+    fn rewrite(path: &Path, state: &JournalState) -> Result<(File, u64)> {
         let temporary = path.with_extension("new");
         let mut file =
             File::create(&temporary).map_err(|e| io_error(&temporary, "cannot create", e))?;
@@ -339,10 +347,11 @@ impl Journal {
                 let _ = dir.sync_all();
             }
         }
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(|e| io_error(path, "cannot open", e))
+            .map_err(|e| io_error(path, "cannot open", e))?;
+        Ok((file, text.len() as u64))
     }
 
     /// Appends `entries` (applying them to the state); with `durable`, they
@@ -366,6 +375,15 @@ impl Journal {
         }
         for entry in entries {
             self.state.apply(entry);
+        }
+        self.appended += text.len() as u64;
+        // Watermarks and own writes pile up in a long run: rewritten
+        // compact once the appended part outgrows the state.
+        if self.appended > (4 * self.compact_size).max(COMPACT_AFTER) {
+            let (file, size) = Journal::rewrite(&self.path, &self.state)?;
+            self.file = file;
+            self.compact_size = size;
+            self.appended = 0;
         }
         Ok(())
     }
