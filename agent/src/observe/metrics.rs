@@ -41,6 +41,8 @@ pub const ERRORS: &str = "tandem_errors_total";
 /// Passes that failed with an error worth retrying and were retried after
 /// a backoff (counter).
 pub const RECONNECTS: &str = "tandem_reconnects_total";
+/// Gauge: 1 while a table pair is paused (schema drift, TRUNCATE), else 0.
+pub const PAIR_PAUSED: &str = "tandem_pair_paused";
 
 /// Upper bounds of the apply-lag histogram's buckets, in seconds.
 pub const LAG_BUCKETS: &[f64] = &[
@@ -115,6 +117,10 @@ pub fn describe() {
         RECONNECTS,
         "Passes that failed with a retryable error and were retried"
     );
+    describe_gauge!(
+        PAIR_PAUSED,
+        "1 while a table pair is paused by schema drift or a TRUNCATE, else 0"
+    );
 }
 
 /// The `direction` label of changes that come from `origin`.
@@ -165,6 +171,11 @@ pub fn conflict(pair: &str, origin: Side) {
 /// A pass failed with `error`.
 pub fn error(error: &SyncError) {
     counter!(ERRORS, "kind" => error_kind(error)).increment(1);
+}
+
+/// Whether `pair` is paused.
+pub fn pair_paused(pair: &str, paused: bool) {
+    gauge!(PAIR_PAUSED, "pair" => pair.to_owned()).set(if paused { 1.0 } else { 0.0 });
 }
 
 /// A failed pass is retried.
