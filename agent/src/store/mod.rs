@@ -26,6 +26,17 @@ pub enum StoreError {
         /// Why it could not be read.
         reason: String,
     },
+    /// The store lost writes it had confirmed, or cannot be read at all.
+    #[error(
+        "state directory {dir} is corrupt ({reason}): run `tandem-agent rebuild-state` to \
+         rebuild it from the databases (the damaged store is kept aside)"
+    )]
+    Damaged {
+        /// The state directory.
+        dir: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another process holds the state directory.
     #[error("state directory {0} is in use by another tandem-agent process")]
     Locked(String),
