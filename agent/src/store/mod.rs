@@ -98,6 +98,11 @@ pub trait Kv: Send + Sync {
     fn flush(&self) -> StoreResult<()>;
     /// A number larger than every number it returned before, across restarts.
     fn next_id(&self) -> StoreResult<u64>;
+    /// Opens the store again after a failed write, keeping what was made
+    /// durable; nothing to do for a store that recovers by itself.
+    fn reopen(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -15,12 +15,103 @@ const GENERATION_KEY: &[u8] = b"\0generation";
 /// A [`Kv`] stored with sled. All records live in one tree so that a
 /// [`Batch`] is atomic across change log, ID map and checkpoints.
 ///
+/// Once sled fails a write (a full disk) it fails every later one, even
+/// when space returns; [`Kv::reopen`] opens the store again, and sled
+/// recovers what was flushed.
+pub struct SledKv {
+    dir: std::path::PathBuf,
+    /// `None` after a reopen failed: every call fails until one succeeds.
+    open: std::sync::RwLock<Option<std::sync::Arc<Store>>>,
+}
+
+impl SledKv {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> StoreResult<SledKv> {
+        Ok(SledKv {
+            dir: dir.to_owned(),
+            open: std::sync::RwLock::new(Some(std::sync::Arc::new(Store::open(dir)?))),
+        })
+    }
+
+    fn current(&self) -> StoreResult<std::sync::Arc<Store>> {
+        self.open
+            .read()
+            .expect("store lock")
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "the state store in {} is closed after an error; reopening it failed",
+                    self.dir.display()
+                ))
+            })
+    }
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.current()?.get(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.current()?.scan(prefix, after, limit)
+    }
+
+    fn count(&self, prefix: &[u8]) -> StoreResult<usize> {
+        self.current()?.count(prefix)
+    }
+
+    fn apply(&self, batch: Batch) -> StoreResult<()> {
+        self.current()?.apply(batch)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.current()?.flush()
+    }
+
+    fn next_id(&self) -> StoreResult<u64> {
+        self.current()?.next_id()
+    }
+
+    fn reopen(&self) -> StoreResult<()> {
+        let mut slot = self.open.write().expect("store lock");
+        // sled holds a lock on its files: the old handle goes first.
+        drop(slot.take());
+        remove_unfinished_snapshots(&self.dir.join("store"));
+        *slot = Some(std::sync::Arc::new(Store::open(&self.dir)?));
+        Ok(())
+    }
+}
+
+/// Removes the snapshot files sled left half-written when a write failed
+/// (`snap.*.generating`): sled would read one as the latest snapshot and
+/// refuse to open. A snapshot is only a cache of the log, and a store that
+/// lost confirmed writes is still refused by the write count.
+fn remove_unfinished_snapshots(store: &Path) {
+    let Ok(entries) = std::fs::read_dir(store) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// One opened sled store.
+///
 /// sled recovers from a damaged file by dropping everything after the
 /// damage, silently. To notice, every batch also counts itself into the
 /// store, and after every flush the count is written to a file beside it:
 /// a store that opens with a smaller count than the file has lost writes
 /// it confirmed, and is refused.
-pub struct SledKv {
+struct Store {
     db: sled::Db,
     /// The count file.
     generation_file: std::path::PathBuf,
@@ -34,14 +125,13 @@ fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-impl SledKv {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> StoreResult<SledKv> {
+impl Store {
+    fn open(dir: &Path) -> StoreResult<Store> {
         // A process that just stopped (a restart, a test reopening) may hold
         // the lock for a moment while sled's last flush finishes.
         let started = std::time::Instant::now();
         loop {
-            match SledKv::open_once(dir) {
+            match Store::open_once(dir) {
                 Err(StoreError::Locked(_)) if started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
@@ -50,7 +140,7 @@ impl SledKv {
         }
     }
 
-    fn open_once(dir: &Path) -> StoreResult<SledKv> {
+    fn open_once(dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let db = sled::Config::new()
@@ -107,7 +197,7 @@ impl SledKv {
                 )))
             }
         }
-        Ok(SledKv {
+        Ok(Store {
             db,
             generation_file,
             applied: std::sync::atomic::AtomicU64::new(stored),
@@ -116,7 +206,7 @@ impl SledKv {
     }
 }
 
-impl Kv for SledKv {
+impl Store {
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.db.get(key).map_err(backend)?.map(|v| v.to_vec()))
     }

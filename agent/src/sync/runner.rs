@@ -188,6 +188,13 @@ impl Agent {
                     observe::metrics::error(&e);
                     observe::metrics::reconnect();
                     observe::health().pass_failed(&e.to_string());
+                    if let SyncError::Store(_) = e {
+                        // What the failed write left in memory is dropped;
+                        // its change rows are still in the change tables.
+                        if let Err(reopen) = self.state.reopen() {
+                            warn!(error = %reopen, "cannot reopen the state store yet");
+                        }
+                    }
                     let wait = jittered(backoff);
                     warn!(error = %e, retry_in = ?wait, "pass failed; will retry");
                     {
