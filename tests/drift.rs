@@ -223,3 +223,64 @@ async fn a_truncate_stops_its_pair_until_an_operator_decides() {
     );
     let _ = child.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_row_with_an_unreadable_key_is_set_aside_and_the_rest_goes_on() {
+    for (source_engine, target_engine) in ENGINE_PAIRS {
+        let (source, target, agent) = two_pairs(source_engine, target_engine).await;
+        let mut child = agent
+            .command(&["run"])
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut all = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                all.push(line);
+            }
+            all
+        });
+        source.exec("INSERT INTO items (label) VALUES ('a')").await;
+        arrives(&target, "items", "label", "a").await;
+
+        // GIVEN a change row whose key is not a number, as a hand-written
+        // or damaged row would be
+        let (changes, table) = match source_engine {
+            Engine::Postgres => ("tandem.changes", "public.items"),
+            _ => ("tandem_changes", "items"),
+        };
+        source
+            .exec(&format!(
+                "INSERT INTO {changes} (table_name, op, pk) VALUES ('{table}', 'I', '[\"not a number\"]')"
+            ))
+            .await;
+
+        // WHEN more changes follow, THEN they arrive: the side is not stuck
+        source.exec("INSERT INTO items (label) VALUES ('b')").await;
+        source.exec("INSERT INTO notes (body) VALUES ('n')").await;
+        arrives(&target, "items", "label", "b").await;
+        arrives(&target, "notes", "body", "n").await;
+
+        // AND the row is left for the operator and reported once, with the
+        // statement that removes it
+        assert_eq!(source.pending_changes().await, 1);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the agent must keep running"
+        );
+        let _ = child.kill().await;
+        let log = log.await.unwrap();
+        let reports: Vec<&String> = log.iter().filter(|l| l.contains("set aside")).collect();
+        assert_eq!(reports.len(), 1, "{log:#?}");
+        assert!(
+            reports[0].contains("not a number")
+                && reports[0].contains(&format!("DELETE FROM {changes} WHERE seq")),
+            "{}",
+            reports[0]
+        );
+    }
+}

@@ -50,6 +50,13 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         print!("{}", report.tally.render(&names));
+        let paused = agent.paused.lock().expect("pauses lock").clone();
+        if !paused.is_empty() {
+            for reason in paused.values() {
+                eprintln!("error: paused: {reason}");
+            }
+            return Ok(ExitCode::from(EXIT_NOT_IN_STEP));
+        }
         if report.in_step() {
             println!("in step");
             return Ok(ExitCode::SUCCESS);

@@ -301,6 +301,9 @@ pub struct Agent {
     pub paused: std::sync::Mutex<drift::Pauses>,
     /// The error the agent is retrying after, while it is.
     pub retrying: std::sync::Mutex<Option<String>>,
+    /// Change rows left in the change table because their key cannot be
+    /// read: (side index, seq), reported once each.
+    pub set_aside: std::sync::Mutex<std::collections::BTreeSet<(usize, i64)>>,
 }
 
 impl Agent {
@@ -313,6 +316,7 @@ impl Agent {
             heartbeat: Default::default(),
             paused: Default::default(),
             retrying: Default::default(),
+            set_aside: Default::default(),
         }
     }
 

@@ -61,7 +61,29 @@ impl Agent {
                     );
                     continue;
                 }
+                let table = match integration.pair_of(side, &change.table) {
+                    Some(pair) => integration.plan.pairs[pair].table(side),
+                    None => integration
+                        .split_tables(side)
+                        .find(|(_, _, t)| t.name.to_string() == change.table)
+                        .map(|(_, _, t)| t)
+                        .expect("found by pair_of_change"),
+                };
+                if let Err(e) = Key::from_captured(&table.key_types(), &change.key) {
+                    // One unreadable row must not stop the side: it stays in
+                    // the change table for the operator, and is reported once.
+                    self.set_aside(side, &change, &e.to_string());
+                    continue;
+                }
                 changes.push(change);
+            }
+            if changes.is_empty() {
+                // Only rows of pairs just paused or rows set aside: a full
+                // read may hide more behind them, a short one is the end.
+                if full {
+                    continue;
+                }
+                return Ok(consumed);
             }
             // Coalesce: one entry per record, however often it changed.
             let mut keys: Vec<(usize, Key, chrono::DateTime<chrono::Utc>)> = Vec::new();
@@ -167,6 +189,35 @@ impl Agent {
             }
         }
         Ok(consumed)
+    }
+}
+
+impl Agent {
+    /// Reports a change row whose key cannot be read, once; it is left in
+    /// the change table and skipped from then on.
+    fn set_aside(&self, side: Side, change: &tandem_connectors::CapturedChange, why: &str) {
+        let mut set_aside = self.set_aside.lock().expect("set-aside lock");
+        if set_aside.insert((side.index(), change.seq)) {
+            tracing::warn!(
+                %side,
+                table = %change.table,
+                seq = change.seq,
+                "change row set aside: its key {} cannot be read ({why}); the other changes go on; \
+                 fix the row or delete it: DELETE FROM {} WHERE seq = {}",
+                change.key,
+                change_table(self, side),
+                change.seq
+            );
+            crate::observe::metrics::set_aside();
+        }
+    }
+}
+
+/// The change table of `side`, as an operator would name it.
+fn change_table(agent: &Agent, side: Side) -> &'static str {
+    match agent.integration.endpoint(side).engine() {
+        tandem_connectors::Engine::Mysql | tandem_connectors::Engine::Sqlite => "tandem_changes",
+        _ => "tandem.changes",
     }
 }
 
