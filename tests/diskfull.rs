@@ -74,6 +74,8 @@ async fn a_full_disk_under_the_state_loses_nothing() {
         .await;
     }
     let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    // sled starts new log segments when it reopens: with 4 MiB it sometimes
+    // still found no room after the filler was gone; 16 MiB leaves enough.
     let disk = match SmallDisk::mount(&agent.dir.path().join("state"), "16m") {
         Ok(disk) => disk,
         Err(e) => {
