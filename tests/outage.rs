@@ -4,6 +4,8 @@
 //! and `status`), reconnects by itself, and afterwards both sides hold the
 //! same rows, none lost, none twice.
 //!
+//! It also starts while one server is down, and waits for it.
+//!
 //! The test stops servers, so it starts its own: a PostgreSQL cluster and a
 //! MariaDB datadir in temporary directories on free ports, torn down when
 //! the test ends, whether it passes or not. `TANDEM_TEST_OUTAGE_SECS` sets
@@ -401,6 +403,8 @@ async fn a_server_down_for_a_while_is_waited_for_and_nothing_is_lost() {
     .expect("write config");
     let agent = Agent { dir, config };
     agent.install().await;
+    // The service starts while MariaDB is still down (a boot, say)
+    maria.stop();
     let mut child = agent
         .command(&["run"])
         .env("RUST_LOG", "info")
@@ -417,6 +421,24 @@ async fn a_server_down_for_a_while_is_waited_for_and_nothing_is_lost() {
             }
         });
     }
+
+    // THEN it waits for it, and starts syncing once it is up
+    harness::eventually(
+        "the agent waits for MariaDB",
+        Duration::from_secs(30),
+        || async {
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("cannot start yet; will retry") && l.contains("target"))
+        },
+    )
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent must wait, not exit"
+    );
+    maria.start();
 
     // GIVEN applications writing on both sides, and the agent keeping up
     let stop = Arc::new(AtomicBool::new(false));
