@@ -1,7 +1,8 @@
 //! An operator's story after things went wrong outside the agent: someone
 //! edited a database behind its back, or its state directory was lost.
 //! `reconcile` finds every difference and `--repair` brings the sides back;
-//! `rebuild-state` rebuilds the ID map from the databases, with no duplicate.
+//! `rebuild-state` rebuilds the ID map from the databases, with no duplicate,
+//! and is what the agent points at when it finds its state corrupt.
 
 mod harness;
 
@@ -100,5 +101,49 @@ async fn a_lost_state_directory_is_rebuilt_from_the_databases_without_duplicates
     let sql = "SELECT label, qty FROM items ORDER BY label";
     assert_eq!(source.rows(sql).await, target.rows(sql).await);
     assert_eq!(source.count("SELECT count(*) FROM items").await, 4);
+    assert_eq!(target.count("SELECT count(*) FROM items").await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_state_directory_is_refused_until_rebuilt() {
+    let (source, target, agent) = synced_items().await;
+    source
+        .exec("UPDATE items SET qty = 10 WHERE label = 'a'")
+        .await;
+    agent.once().await;
+
+    // GIVEN the state store's file is damaged (a bad disk, a bad copy)
+    let db = agent.dir.path().join("state").join("store").join("db");
+    let len = std::fs::metadata(&db).expect("sled's file").len() as usize;
+    let garbage: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(&db, garbage).unwrap();
+
+    // WHEN the agent starts, as a command or as a service
+    for args in [&["run", "--once"][..], &["run"][..]] {
+        let out = agent.output(args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // THEN it refuses, in one line naming the directory and the fix
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("corrupt"))
+            .unwrap_or_else(|| panic!("{args:?}: no message about corruption: {stderr}"));
+        assert!(
+            line.contains(&agent.dir.path().join("state").display().to_string()),
+            "{line}"
+        );
+        assert!(line.contains("tandem-agent rebuild-state"), "{line}");
+    }
+    // AND it wrote nothing in the meantime
+    assert_eq!(target.count("SELECT count(*) FROM items").await, 3);
+
+    // WHEN the state is rebuilt, THEN syncing goes on with no record twice
+    agent.ok(&["rebuild-state"]).await;
+    source
+        .exec("INSERT INTO items (label, qty) VALUES ('d', 4)")
+        .await;
+    agent.once().await;
+    let sql = "SELECT label, qty FROM items ORDER BY label";
+    assert_eq!(source.rows(sql).await, target.rows(sql).await);
     assert_eq!(target.count("SELECT count(*) FROM items").await, 4);
 }

@@ -358,6 +358,11 @@ impl State {
         }
     }
 
+    /// Opens the store again after a write failed (see [`Kv::reopen`]).
+    pub fn reopen(&self) -> StoreResult<()> {
+        self.kv.reopen()
+    }
+
     /// Applies `batch` atomically; with `durable`, also flushes to disk.
     pub fn commit(&self, batch: StateBatch, durable: bool) -> StoreResult<()> {
         if !batch.is_empty() {

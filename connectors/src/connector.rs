@@ -355,6 +355,9 @@ pub enum ChangeOp {
     Update,
     /// A row was deleted.
     Delete,
+    /// The whole table was truncated (PostgreSQL only: the other engines'
+    /// triggers cannot see a TRUNCATE). The key is empty.
+    Truncate,
 }
 
 impl ChangeOp {
@@ -364,6 +367,7 @@ impl ChangeOp {
             "I" => Ok(ChangeOp::Insert),
             "U" => Ok(ChangeOp::Update),
             "D" => Ok(ChangeOp::Delete),
+            "T" => Ok(ChangeOp::Truncate),
             other => Err(ConnectorError::internal(format!(
                 "change table holds unknown operation {other:?}"
             ))),

@@ -3,16 +3,23 @@
 -- lines holding only "-- ;;".
 create schema if not exists tandem;
 -- ;;
--- One row per captured insert ('I'), update ('U') or delete ('D'): the
--- primary key of the row as a JSON array. The agent deletes the rows it has
+-- One row per captured insert ('I'), update ('U'), delete ('D') or
+-- truncate ('T', an empty array): the primary key of the row as a JSON array. The agent deletes the rows it has
 -- consumed, by seq.
 create table if not exists tandem.changes (
     seq bigint generated always as identity primary key,
     table_name text not null,
-    op char(1) not null check (op in ('I', 'U', 'D')),
+    op char(1) not null check (op in ('I', 'U', 'D', 'T')),
     pk jsonb not null,
     captured_at timestamptz not null default clock_timestamp()
 );
+-- ;;
+-- 'T' (a TRUNCATE) was added after the first release: widen the check of a
+-- change table created before.
+alter table tandem.changes drop constraint if exists changes_op_check;
+-- ;;
+alter table tandem.changes add constraint changes_op_check
+    check (op in ('I', 'U', 'D', 'T'));
 -- ;;
 -- The records the agent created in this database, and the records they copy;
 -- written in the same transaction as the data.

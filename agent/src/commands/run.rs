@@ -33,7 +33,11 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             stopped.clone(),
         )));
     }
-    let agent = Agent::start(config).await?;
+    let agent = if once {
+        Agent::start(config).await?
+    } else {
+        start_when_reachable(config).await?
+    };
     if once {
         let report = agent.run_once().await?;
         let names: Vec<_> = agent
@@ -50,6 +54,13 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         print!("{}", report.tally.render(&names));
+        let paused = agent.paused.lock().expect("pauses lock").clone();
+        if !paused.is_empty() {
+            for reason in paused.values() {
+                eprintln!("error: paused: {reason}");
+            }
+            return Ok(ExitCode::from(EXIT_NOT_IN_STEP));
+        }
         if report.in_step() {
             println!("in step");
             return Ok(ExitCode::SUCCESS);
@@ -73,6 +84,28 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the agent, waiting with backoff while a server cannot be reached:
+/// a service started before its databases (a boot, a maintenance window)
+/// waits for them instead of failing.
+async fn start_when_reachable(config: crate::config::Config) -> anyhow::Result<Agent> {
+    use crate::sync::runner::{jittered, MAX_BACKOFF, MIN_BACKOFF};
+    use crate::sync::SyncError;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match Agent::start(config.clone()).await {
+            Ok(agent) => return Ok(agent),
+            Err(e @ SyncError::Endpoint { .. }) if e.is_retryable() => {
+                let wait = jittered(backoff);
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot start yet; will retry");
+                crate::service::status(&format!("waiting: {e}"));
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// What the operator asked for.

@@ -65,12 +65,14 @@ pub(super) async fn status(path: &Path, as_json: bool) -> anyhow::Result<ExitCod
             "dead_letters": known.map(|k| k.dead_letters),
             "last_sync": known.and_then(|k| k.last_sync),
             "lag_ms": known.and_then(|k| k.lag_ms),
+            "paused": known.and_then(|k| k.paused.clone()),
         }));
     }
     let report = json!({
         "config": config.path.display().to_string(),
         "snapshot_written_at": snapshot.as_ref().map(|s| s.written_at),
         "first_sync_done": snapshot.as_ref().map(|s| s.first_sync_done),
+        "retrying": snapshot.as_ref().and_then(|s| s.retrying.clone()),
         "pairs": rows,
     });
     if as_json {
@@ -128,6 +130,14 @@ pub(super) async fn status(path: &Path, as_json: bool) -> anyhow::Result<ExitCod
             show(&row["lag_ms"]),
             show(&row["last_sync"]),
         );
+    }
+    for row in report["pairs"].as_array().expect("array") {
+        if let Some(reason) = row["paused"].as_str() {
+            println!("PAUSED {reason}");
+        }
+    }
+    if let Some(retrying) = report["retrying"].as_str() {
+        println!("RETRYING {retrying}");
     }
     Ok(ExitCode::SUCCESS)
 }

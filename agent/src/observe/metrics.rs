@@ -41,6 +41,10 @@ pub const ERRORS: &str = "tandem_errors_total";
 /// Passes that failed with an error worth retrying and were retried after
 /// a backoff (counter).
 pub const RECONNECTS: &str = "tandem_reconnects_total";
+/// Counter: change rows set aside because their key cannot be read.
+pub const SET_ASIDE: &str = "tandem_changes_set_aside_total";
+/// Gauge: 1 while a table pair is paused (schema drift, TRUNCATE), else 0.
+pub const PAIR_PAUSED: &str = "tandem_pair_paused";
 
 /// Upper bounds of the apply-lag histogram's buckets, in seconds.
 pub const LAG_BUCKETS: &[f64] = &[
@@ -115,6 +119,14 @@ pub fn describe() {
         RECONNECTS,
         "Passes that failed with a retryable error and were retried"
     );
+    describe_counter!(
+        SET_ASIDE,
+        "Change rows left in the change table because their key cannot be read"
+    );
+    describe_gauge!(
+        PAIR_PAUSED,
+        "1 while a table pair is paused by schema drift or a TRUNCATE, else 0"
+    );
 }
 
 /// The `direction` label of changes that come from `origin`.
@@ -165,6 +177,16 @@ pub fn conflict(pair: &str, origin: Side) {
 /// A pass failed with `error`.
 pub fn error(error: &SyncError) {
     counter!(ERRORS, "kind" => error_kind(error)).increment(1);
+}
+
+/// A change row was set aside.
+pub fn set_aside() {
+    counter!(SET_ASIDE).increment(1);
+}
+
+/// Whether `pair` is paused.
+pub fn pair_paused(pair: &str, paused: bool) {
+    gauge!(PAIR_PAUSED, "pair" => pair.to_owned()).set(if paused { 1.0 } else { 0.0 });
 }
 
 /// A failed pass is retried.

@@ -26,6 +26,17 @@ pub enum StoreError {
         /// Why it could not be read.
         reason: String,
     },
+    /// The store lost writes it had confirmed, or cannot be read at all.
+    #[error(
+        "state directory {dir} is corrupt ({reason}): run `tandem-agent rebuild-state` to \
+         rebuild it from the databases (the damaged store is kept aside)"
+    )]
+    Damaged {
+        /// The state directory.
+        dir: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another process holds the state directory.
     #[error("state directory {0} is in use by another tandem-agent process")]
     Locked(String),
@@ -87,6 +98,11 @@ pub trait Kv: Send + Sync {
     fn flush(&self) -> StoreResult<()>;
     /// A number larger than every number it returned before, across restarts.
     fn next_id(&self) -> StoreResult<u64>;
+    /// Opens the store again after a failed write, keeping what was made
+    /// durable; nothing to do for a store that recovers by itself.
+    fn reopen(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

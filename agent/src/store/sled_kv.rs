@@ -7,24 +7,131 @@ use super::{Batch, Kv, StoreError, StoreResult, Write};
 /// How long opening waits for another holder of the state directory to let go.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Where the store's write count is kept, next to sled's files.
+const GENERATION: &str = "tandem-generation";
+/// The same count inside the store; no record prefix starts with a NUL.
+const GENERATION_KEY: &[u8] = b"\0generation";
+
 /// A [`Kv`] stored with sled. All records live in one tree so that a
 /// [`Batch`] is atomic across change log, ID map and checkpoints.
+///
+/// Once sled fails a write (a full disk) it fails every later one, even
+/// when space returns; [`Kv::reopen`] opens the store again, and sled
+/// recovers what was flushed.
 pub struct SledKv {
+    dir: std::path::PathBuf,
+    /// `None` after a reopen failed: every call fails until one succeeds.
+    open: std::sync::RwLock<Option<std::sync::Arc<Store>>>,
+}
+
+impl SledKv {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> StoreResult<SledKv> {
+        Ok(SledKv {
+            dir: dir.to_owned(),
+            open: std::sync::RwLock::new(Some(std::sync::Arc::new(Store::open(dir)?))),
+        })
+    }
+
+    fn current(&self) -> StoreResult<std::sync::Arc<Store>> {
+        self.open
+            .read()
+            .expect("store lock")
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "the state store in {} is closed after an error; reopening it failed",
+                    self.dir.display()
+                ))
+            })
+    }
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.current()?.get(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.current()?.scan(prefix, after, limit)
+    }
+
+    fn count(&self, prefix: &[u8]) -> StoreResult<usize> {
+        self.current()?.count(prefix)
+    }
+
+    fn apply(&self, batch: Batch) -> StoreResult<()> {
+        self.current()?.apply(batch)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.current()?.flush()
+    }
+
+    fn next_id(&self) -> StoreResult<u64> {
+        self.current()?.next_id()
+    }
+
+    fn reopen(&self) -> StoreResult<()> {
+        let mut slot = self.open.write().expect("store lock");
+        // sled holds a lock on its files: the old handle goes first.
+        drop(slot.take());
+        remove_unfinished_snapshots(&self.dir.join("store"));
+        *slot = Some(std::sync::Arc::new(Store::open(&self.dir)?));
+        Ok(())
+    }
+}
+
+/// Removes the snapshot files sled left half-written when a write failed
+/// (`snap.*.generating`): sled would read one as the latest snapshot and
+/// refuse to open. A snapshot is only a cache of the log, and a store that
+/// lost confirmed writes is still refused by the write count.
+fn remove_unfinished_snapshots(store: &Path) {
+    let Ok(entries) = std::fs::read_dir(store) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// One opened sled store.
+///
+/// sled recovers from a damaged file by dropping everything after the
+/// damage, silently. To notice, every batch also counts itself into the
+/// store, and after every flush the count is written to a file beside it:
+/// a store that opens with a smaller count than the file has lost writes
+/// it confirmed, and is refused.
+struct Store {
     db: sled::Db,
+    /// The count file.
+    generation_file: std::path::PathBuf,
+    /// Batches applied so far.
+    applied: std::sync::atomic::AtomicU64,
+    /// Serializes the count file's writes.
+    recording: std::sync::Mutex<u64>,
 }
 
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-impl SledKv {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> StoreResult<SledKv> {
+impl Store {
+    fn open(dir: &Path) -> StoreResult<Store> {
         // A process that just stopped (a restart, a test reopening) may hold
         // the lock for a moment while sled's last flush finishes.
         let started = std::time::Instant::now();
         loop {
-            match SledKv::open_once(dir) {
+            match Store::open_once(dir) {
                 Err(StoreError::Locked(_)) if started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
@@ -33,7 +140,7 @@ impl SledKv {
         }
     }
 
-    fn open_once(dir: &Path) -> StoreResult<SledKv> {
+    fn open_once(dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let db = sled::Config::new()
@@ -50,17 +157,56 @@ impl SledKv {
                 sled::Error::Io(io) if io.to_string().contains("lock") => {
                     StoreError::Locked(dir.display().to_string())
                 }
-                sled::Error::Corruption { .. } => StoreError::Backend(format!(
-                    "the state in {} is corrupt; move it away and run `tandem-agent rebuild-state`",
-                    dir.display()
-                )),
+                sled::Error::Corruption { at, .. } => StoreError::Damaged {
+                    dir: dir.display().to_string(),
+                    reason: format!("sled found damage at {at:?}"),
+                },
                 other => backend(other),
             })?;
-        Ok(SledKv { db })
+        let damaged = |reason: String| StoreError::Damaged {
+            dir: dir.display().to_string(),
+            reason,
+        };
+        let stored = match db.get(GENERATION_KEY).map_err(backend)? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| damaged("its write count is unreadable".to_owned()))?,
+            ),
+            None => 0,
+        };
+        let generation_file = dir.join("store").join(GENERATION);
+        match std::fs::read_to_string(&generation_file) {
+            Ok(text) => {
+                let recorded: u64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| damaged(format!("{} is unreadable", generation_file.display())))?;
+                if stored < recorded {
+                    return Err(damaged(format!(
+                        "the store lost writes it had confirmed: {stored} of {recorded} remain"
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot read {}: {e}",
+                    generation_file.display()
+                )))
+            }
+        }
+        Ok(Store {
+            db,
+            generation_file,
+            applied: std::sync::atomic::AtomicU64::new(stored),
+            recording: std::sync::Mutex::new(stored),
+        })
     }
 }
 
-impl Kv for SledKv {
+impl Store {
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.db.get(key).map_err(backend)?.map(|v| v.to_vec()))
     }
@@ -100,6 +246,7 @@ impl Kv for SledKv {
     }
 
     fn apply(&self, batch: Batch) -> StoreResult<()> {
+        use std::sync::atomic::Ordering;
         let mut sled_batch = sled::Batch::default();
         for write in batch.writes {
             match write {
@@ -107,11 +254,35 @@ impl Kv for SledKv {
                 Write::Delete(k) => sled_batch.remove(k),
             }
         }
-        self.db.apply_batch(sled_batch).map_err(backend)
+        // Batches are applied one at a time by the agent; the count only
+        // needs to grow.
+        let generation = self.applied.load(Ordering::SeqCst) + 1;
+        sled_batch.insert(GENERATION_KEY, &generation.to_be_bytes());
+        self.db.apply_batch(sled_batch).map_err(backend)?;
+        self.applied.fetch_max(generation, Ordering::SeqCst);
+        Ok(())
     }
 
     fn flush(&self) -> StoreResult<()> {
-        self.db.flush().map_err(backend).map(|_| ())
+        // Read before flushing: every batch counted here is durable after.
+        let durable = self.applied.load(std::sync::atomic::Ordering::SeqCst);
+        self.db.flush().map_err(backend)?;
+        let mut recorded = self.recording.lock().expect("generation lock");
+        if durable > *recorded {
+            // Not synced to disk on purpose: a lost update only makes the
+            // check weaker, never wrong, as the count it replaces is smaller.
+            let tmp = self.generation_file.with_extension("tmp");
+            std::fs::write(&tmp, durable.to_string())
+                .and_then(|_| std::fs::rename(&tmp, &self.generation_file))
+                .map_err(|e| {
+                    StoreError::Backend(format!(
+                        "cannot write {}: {e}",
+                        self.generation_file.display()
+                    ))
+                })?;
+            *recorded = durable;
+        }
+        Ok(())
     }
 
     fn next_id(&self) -> StoreResult<u64> {
@@ -136,6 +307,22 @@ mod tests {
         let kv = SledKv::open(dir.path()).unwrap();
         assert!(kv.next_id().unwrap() > last);
         assert_eq!(kv.get(b"a/2").unwrap().as_deref(), Some(&b"two"[..]));
+    }
+
+    #[test]
+    fn a_store_that_lost_confirmed_writes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let kv = SledKv::open(dir.path()).unwrap();
+            super::super::contract::check(&kv);
+            kv.flush().unwrap();
+        }
+        let db = dir.path().join("store").join("db");
+        let len = std::fs::metadata(&db).unwrap().len() as usize;
+        std::fs::write(&db, vec![0x5a; len]).unwrap();
+        let err = SledKv::open(dir.path()).err().expect("must be refused");
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("rebuild-state"), "{err}");
     }
 
     #[test]

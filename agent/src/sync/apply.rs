@@ -126,6 +126,14 @@ impl Agent {
             .enumerate()
             .map(|(i, p)| (p.name.as_str(), i))
             .collect();
+        // A paused pair's entries wait in the log until it resumes.
+        let paused: Vec<usize> = self
+            .paused
+            .lock()
+            .expect("pauses lock")
+            .keys()
+            .copied()
+            .collect();
         loop {
             self.heartbeat.beat();
             let entries = self.state.log_entries(DRAIN_WINDOW)?;
@@ -143,6 +151,9 @@ impl Agent {
                     orphans.remove_log([entry.seq]);
                     continue;
                 };
+                if paused.contains(&pair) {
+                    continue;
+                }
                 let group = groups.entry((pair, entry.side)).or_default();
                 match slots.get(&(pair, entry.side, entry.key.encode())) {
                     Some(&i) => {

@@ -2,6 +2,7 @@
 //! `apply`, `first_sync`, `links`, `runner`).
 
 pub mod apply;
+pub mod drift;
 pub mod first_sync;
 pub mod links;
 pub mod plan;
@@ -48,6 +49,9 @@ impl SyncError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SyncError::Endpoint { source, .. } => source.is_retryable(),
+            // A write or flush that failed (disk full, I/O error) may work
+            // once space returns; a corrupt or locked store will not.
+            SyncError::Store(StoreError::Backend(_)) => true,
             SyncError::Store(_) | SyncError::Setup(_) => false,
         }
     }
@@ -159,6 +163,32 @@ impl Integration {
             .collect()
     }
 
+    /// The synced tables of `side` whose pair `keep` accepts (by index).
+    pub fn tables_of(&self, side: Side, keep: impl Fn(usize) -> bool) -> Vec<TableName> {
+        self.plan
+            .pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, p)| p.table(side).name.clone())
+            .chain(
+                self.split_tables(side)
+                    .filter(|(p, _, _)| keep(*p))
+                    .map(|(_, _, t)| t.name.clone()),
+            )
+            .collect()
+    }
+
+    /// The pair a change row of `side` belongs to: that of its table, or
+    /// of the pair whose rows are split into it.
+    pub fn pair_of_change(&self, side: Side, table: &str) -> Option<usize> {
+        self.pair_of(side, table).or_else(|| {
+            self.split_tables(side)
+                .find(|(_, _, t)| t.name.to_string() == table)
+                .map(|(p, _, _)| p)
+        })
+    }
+
     /// The extra tables rows are split into on `side`: (pair, split, table).
     pub fn split_tables(
         &self,
@@ -266,6 +296,14 @@ pub struct Agent {
     pub lookups: std::sync::RwLock<crate::mapping::LookupCache>,
     /// Progress, for the systemd watchdog.
     pub heartbeat: crate::service::Heartbeat,
+    /// Table pairs stopped by the last pass, by pair index, with why and
+    /// the fix; the other pairs go on.
+    pub paused: std::sync::Mutex<drift::Pauses>,
+    /// The error the agent is retrying after, while it is.
+    pub retrying: std::sync::Mutex<Option<String>>,
+    /// Change rows left in the change table because their key cannot be
+    /// read: (side index, seq), reported once each.
+    pub set_aside: std::sync::Mutex<std::collections::BTreeSet<(usize, i64)>>,
 }
 
 impl Agent {
@@ -276,6 +314,9 @@ impl Agent {
             state,
             lookups: Default::default(),
             heartbeat: Default::default(),
+            paused: Default::default(),
+            retrying: Default::default(),
+            set_aside: Default::default(),
         }
     }
 

@@ -106,6 +106,9 @@ pub struct PairStatus {
     pub last_sync: Option<DateTime<Utc>>,
     /// Capture-to-apply delay of the last applied change, in milliseconds.
     pub lag_ms: Option<i64>,
+    /// Why the pair is paused, and the fix; `None` while it syncs.
+    #[serde(default)]
+    pub paused: Option<String>,
 }
 
 /// What the running agent last knew; written after every pass.
@@ -117,6 +120,10 @@ pub struct Snapshot {
     pub first_sync_done: bool,
     /// Per pair.
     pub pairs: Vec<PairStatus>,
+    /// The failure the agent is retrying after (a server down, the disk
+    /// full), with when it began; `None` while passes succeed.
+    #[serde(default)]
+    pub retrying: Option<String>,
 }
 
 impl Snapshot {

@@ -14,8 +14,9 @@ use crate::state::State;
 
 /// Shortest wait after a failed pass.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
-/// Longest wait after repeated failures.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest wait after repeated failures: short enough that syncing
+/// resumes soon after a restarted server is back.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// Longest wait between passes when nothing wakes the agent.
 pub const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// Passes `--once` makes at most before it gives up on converging.
@@ -91,8 +92,13 @@ impl Agent {
 
     /// One pass: tail both sides, then apply everything that can be.
     /// Returns the number of change rows captured.
+    /// A pair whose tables changed under the agent, or was truncated, is
+    /// paused for the pass (see [`super::drift`]).
     pub async fn pass(&self, tally: &mut Tally) -> SyncResult<usize> {
-        let captured = self.tail(Side::Source).await? + self.tail(Side::Target).await?;
+        let mut paused = self.check_drift().await?;
+        let captured = self.tail(Side::Source, &mut paused).await?
+            + self.tail(Side::Target, &mut paused).await?;
+        self.report_pauses(paused);
         self.drain(tally).await?;
         Ok(captured)
     }
@@ -163,6 +169,9 @@ impl Agent {
                     self.heartbeat.beat();
                     if recover {
                         crate::service::status("syncing");
+                        if let Some(outage) = self.retrying.lock().expect("retrying lock").take() {
+                            info!(outage = %outage, "recovered; syncing again");
+                        }
                     }
                     recover = false;
                     backoff = MIN_BACKOFF;
@@ -170,7 +179,7 @@ impl Agent {
                     observe::health().pass_succeeded(first_sync_done);
                     self.record_backlog().await;
                 }
-                Err(e) if e.is_retryable() => {
+                Err(e) if e.is_retryable() || self.drift_explains(&e).await => {
                     // Waiting for a server is progress too: the agent is
                     // doing what it should.
                     self.heartbeat.beat();
@@ -179,9 +188,30 @@ impl Agent {
                     observe::metrics::error(&e);
                     observe::metrics::reconnect();
                     observe::health().pass_failed(&e.to_string());
-                    warn!(error = %e, retry_in = ?backoff, "pass failed; will retry");
+                    if let SyncError::Store(_) = e {
+                        // What the failed write left in memory is dropped;
+                        // its change rows are still in the change tables.
+                        if let Err(reopen) = self.state.reopen() {
+                            warn!(error = %reopen, "cannot reopen the state store yet");
+                        }
+                    }
+                    let wait = jittered(backoff);
+                    warn!(error = %e, retry_in = ?wait, "pass failed; will retry");
+                    {
+                        // The outage began at the first failure; the latest
+                        // error says what it is now.
+                        let mut retrying = self.retrying.lock().expect("retrying lock");
+                        let since = retrying
+                            .as_ref()
+                            .and_then(|r| r.split_once(": ").map(|(s, _)| s.to_owned()))
+                            .unwrap_or_else(|| {
+                                format!("since {}", Utc::now().format("%Y-%m-%d %H:%M:%S UTC"))
+                            });
+                        *retrying = Some(format!("{since}: {e}"));
+                    }
+                    self.write_snapshot(first_sync_done);
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -215,9 +245,13 @@ impl Agent {
             let counts = self.state.log_counts()?;
             let letters = self.state.dead_letters()?;
             let mut pairs = Vec::new();
-            for pair in &self.integration.plan.pairs {
+            let paused = self.paused.lock().expect("pauses lock").clone();
+            for (index, pair) in self.integration.plan.pairs.iter().enumerate() {
                 let mut stats = self.state.stats(&pair.name)?;
-                if !counts.contains_key(&pair.name) && first_sync_done {
+                if !counts.contains_key(&pair.name)
+                    && first_sync_done
+                    && !paused.contains_key(&index)
+                {
                     stats.last_sync = Some(Utc::now());
                     let mut batch = crate::state::StateBatch::default();
                     batch.put_stats(&pair.name, &stats);
@@ -233,12 +267,14 @@ impl Agent {
                     dead_letters: letters.iter().filter(|l| l.pair == pair.name).count() as u64,
                     last_sync: stats.last_sync,
                     lag_ms: stats.last_lag_ms,
+                    paused: paused.get(&index).cloned(),
                 });
             }
             Ok(Snapshot {
                 written_at: Utc::now(),
                 first_sync_done,
                 pairs,
+                retrying: self.retrying.lock().expect("retrying lock").clone(),
             })
         };
         match build() {
@@ -250,4 +286,33 @@ impl Agent {
             Err(e) => warn!(error = %e, "could not build the status snapshot"),
         }
     }
+}
+
+impl Agent {
+    /// Whether a failed pass is explained by a table that changed under the
+    /// agent: the affected pairs are paused (and reported) and the others
+    /// go on at the next pass, instead of the agent stopping.
+    async fn drift_explains(&self, error: &SyncError) -> bool {
+        if !matches!(error, SyncError::Endpoint { .. }) {
+            return false;
+        }
+        match self.check_drift().await {
+            Ok(found) if !found.is_empty() => {
+                self.report_pauses(found);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `wait` shortened by up to a half at random, so that agents restarted
+/// together do not all reconnect at the same moment.
+pub fn jittered(wait: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A randomly keyed hasher is random enough here, without a crate.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(wait.as_nanos() as u64);
+    let fraction = (hasher.finish() % 1000) as f64 / 2000.0;
+    wait.mul_f64(1.0 - fraction)
 }

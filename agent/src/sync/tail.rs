@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 
-use tandem_connectors::{Key, Row};
+use tandem_connectors::{ChangeOp, Key, Row};
 use tracing::debug;
 
+use super::drift::Pauses;
 use super::{split, Agent, SyncError, SyncResult};
 use crate::config::Side;
 use crate::observe::metrics;
@@ -23,19 +24,65 @@ pub const TAIL_ROUNDS: usize = 10;
 
 impl Agent {
     /// Moves every committed change of `side` into the change log; returns
-    /// the number of change rows consumed.
-    pub async fn tail(&self, side: Side) -> SyncResult<usize> {
+    /// the number of change rows consumed. The change rows of `paused`
+    /// pairs are left where they are; a TRUNCATE pauses its pair there
+    /// (its change row stays until an operator removes it).
+    pub async fn tail(&self, side: Side, paused: &mut Pauses) -> SyncResult<usize> {
         let integration = &self.integration;
         let connector = integration.endpoint(side);
         let err = integration.error(side);
-        let tables = integration.tables(side);
         let mut consumed = 0;
         for _ in 0..TAIL_ROUNDS {
-            let changes = connector
+            let tables = integration.tables_of(side, |pair| !paused.contains_key(&pair));
+            let read = connector
                 .read_changes(&tables, TAIL_BATCH)
                 .await
                 .map_err(&err)?;
+            if read.is_empty() {
+                return Ok(consumed);
+            }
+            let full = read.len() == TAIL_BATCH;
+            // A TRUNCATE pauses its pair: the changes after it wait with it.
+            let mut changes = Vec::with_capacity(read.len());
+            for change in read {
+                let Some(pair) = integration.pair_of_change(side, &change.table) else {
+                    return Err(SyncError::Setup(format!(
+                        "{side} change table names unknown table {}",
+                        change.table
+                    )));
+                };
+                if paused.contains_key(&pair) {
+                    continue;
+                }
+                if change.op == ChangeOp::Truncate {
+                    paused.insert(
+                        pair,
+                        truncate_alert(self, side, pair, &change.table, change.seq),
+                    );
+                    continue;
+                }
+                let table = match integration.pair_of(side, &change.table) {
+                    Some(pair) => integration.plan.pairs[pair].table(side),
+                    None => integration
+                        .split_tables(side)
+                        .find(|(_, _, t)| t.name.to_string() == change.table)
+                        .map(|(_, _, t)| t)
+                        .expect("found by pair_of_change"),
+                };
+                if let Err(e) = Key::from_captured(&table.key_types(), &change.key) {
+                    // One unreadable row must not stop the side: it stays in
+                    // the change table for the operator, and is reported once.
+                    self.set_aside(side, &change, &e.to_string());
+                    continue;
+                }
+                changes.push(change);
+            }
             if changes.is_empty() {
+                // Only rows of pairs just paused or rows set aside: a full
+                // read may hide more behind them, a short one is the end.
+                if full {
+                    continue;
+                }
                 return Ok(consumed);
             }
             // Coalesce: one entry per record, however often it changed.
@@ -63,15 +110,12 @@ impl Agent {
                     continue;
                 }
                 // A shared extra row changed: the rows joined with it changed.
-                let (pair, split, table) = integration
+                let Some((pair, split, table)) = integration
                     .split_tables(side)
                     .find(|(_, _, t)| t.name.to_string() == change.table)
-                    .ok_or_else(|| {
-                        SyncError::Setup(format!(
-                            "{side} change table names unknown table {}",
-                            change.table
-                        ))
-                    })?;
+                else {
+                    continue; // checked above
+                };
                 captured[pair] += 1;
                 let key = Key::from_captured(&table.key_types(), &change.key)
                     .map_err(|e| err(e.context(&at)))?;
@@ -140,10 +184,58 @@ impl Agent {
                 }
             }
             consumed += changes.len();
-            if changes.len() < TAIL_BATCH {
+            if !full {
                 return Ok(consumed);
             }
         }
         Ok(consumed)
     }
+}
+
+impl Agent {
+    /// Reports a change row whose key cannot be read, once; it is left in
+    /// the change table and skipped from then on.
+    fn set_aside(&self, side: Side, change: &tandem_connectors::CapturedChange, why: &str) {
+        let mut set_aside = self.set_aside.lock().expect("set-aside lock");
+        if set_aside.insert((side.index(), change.seq)) {
+            tracing::warn!(
+                %side,
+                table = %change.table,
+                seq = change.seq,
+                "change row set aside: its key {} cannot be read ({why}); the other changes go on; \
+                 fix the row or delete it: DELETE FROM {} WHERE seq = {}",
+                change.key,
+                change_table(self, side),
+                change.seq
+            );
+            crate::observe::metrics::set_aside();
+        }
+    }
+}
+
+/// The change table of `side`, as an operator would name it.
+fn change_table(agent: &Agent, side: Side) -> &'static str {
+    match agent.integration.endpoint(side).engine() {
+        tandem_connectors::Engine::Mysql | tandem_connectors::Engine::Sqlite => "tandem_changes",
+        _ => "tandem.changes",
+    }
+}
+
+/// The alert of a TRUNCATE: the agent cannot tell whether the other side
+/// should lose the same rows, so it asks.
+fn truncate_alert(agent: &Agent, side: Side, pair: usize, table: &str, seq: i64) -> String {
+    let name = &agent.integration.plan.pairs[pair].name;
+    format!(
+        "pair {name}: {side} table {table} was truncated (change {seq}); Tandem does not guess \
+         whether the other side should lose the same rows: make the sides agree (truncate the \
+         other table too, or `tandem-agent reconcile --repair --config {config}`), then delete \
+         the marker on the {side}: DELETE FROM {changes} WHERE seq = {seq}",
+        config = agent.integration.config.path.display(),
+        // Only PostgreSQL captures TRUNCATE today.
+        changes = match agent.integration.endpoint(side).engine() {
+            tandem_connectors::Engine::Mysql | tandem_connectors::Engine::Sqlite =>
+                "tandem_changes",
+            _ => "tandem.changes",
+        },
+    )
 }

@@ -211,11 +211,10 @@ pub(crate) async fn installation(client: &Client, tables: &[TableSchema]) -> Res
     let missing = client
         .query(
             "select u.n from unnest($1::text[], $2::text[]) with ordinality as u(rel, fn, n)
-             where not exists (
-                 select 1 from pg_catalog.pg_trigger t
+             where (select count(*) from pg_catalog.pg_trigger t
                  where t.tgrelid = pg_catalog.to_regclass(u.rel)
-                   and t.tgname = 'tandem_capture'
-                   and t.tgfoid = pg_catalog.to_regprocedure(u.fn))
+                   and t.tgname in ('tandem_capture', 'tandem_truncate')
+                   and t.tgfoid = pg_catalog.to_regprocedure(u.fn)) < 2
              order by u.n",
             &[&relations, &functions],
         )
@@ -296,6 +295,7 @@ mod tests {
             uninstall,
             vec![
                 "-- Removes the capture trigger of one configured table.\ndrop trigger if exists tandem_capture on \"Sales\".\"we\"\"ird ü\";".to_owned(),
+                "drop trigger if exists tandem_truncate on \"Sales\".\"we\"\"ird ü\";".to_owned(),
                 "-- Removes everything install.sql and capture_trigger.sql created. The capture\n-- functions live in schema tandem, so dropping it also drops the triggers of\n-- tables that are no longer configured (they depend on those functions).\ndrop schema if exists tandem cascade;".to_owned(),
             ]
         );
@@ -365,8 +365,10 @@ mod tests {
     #[test]
     fn install_script_fills_the_version() {
         let statements = install_statements(&[]).unwrap();
-        assert_eq!(statements.len(), 5);
-        assert!(statements[4].contains(&format!("values (true, {SCHEMA_VERSION})")));
+        assert_eq!(statements.len(), 7);
+        assert!(statements
+            .iter()
+            .any(|s| s.contains(&format!("values (true, {SCHEMA_VERSION})"))));
         assert!(statements.iter().all(|s| !s.contains("{{")));
     }
 }
