@@ -592,3 +592,46 @@ async fn the_parse_server_example_config_syncs_as_shipped() {
         vec![vec![Some("Ann".into())], vec![Some("Bo".into())]]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parse_as_the_source_and_mariadb_as_the_target() {
+    let db = Db::create(Engine::Mysql).await;
+    let parse = ParseServer::start(Options::default()).await;
+    customers_table(&db).await;
+    parse
+        .create("Customer", json!({"name": "Ida", "score": 1}))
+        .await;
+    let toml = format!(
+        "state_dir = \"state\"\n\n{}\n[target]\nkind = \"mysql\"\nurl = \"{}\"\npoll_interval = \"50ms\"\n\n[[tables]]\nsource = \"Customer\"\ntarget = \"customers\"\n\n[sync]\nconflict = \"source-wins\"\n",
+        parse.endpoint("source", &object("source", "Customer", CUSTOMER_FIELDS)),
+        db.url,
+    );
+    let agent = Agent::with_config(tempfile::tempdir().expect("temp dir"), &toml);
+    agent.install().await;
+    agent.once().await;
+    assert_eq!(
+        db_customers(&db).await,
+        vec![("Ida".to_owned(), None, Some(1))]
+    );
+    db.exec("INSERT INTO customers (name, score) VALUES ('Jo', 2)")
+        .await;
+    let ida = parse.all("Customer").await.remove(0);
+    parse
+        .update(
+            "Customer",
+            ida["objectId"].as_str().unwrap(),
+            json!({"email": "ida@example.com"}),
+        )
+        .await;
+    agent.once().await;
+    let want = vec![
+        (
+            "Ida".to_owned(),
+            Some("ida@example.com".to_owned()),
+            Some(1),
+        ),
+        ("Jo".to_owned(), None, Some(2)),
+    ];
+    assert_eq!(db_customers(&db).await, want);
+    assert_eq!(parse_customers(&parse).await, want);
+}
