@@ -136,12 +136,19 @@ fn machine(servers_versions: (String, String)) -> Vec<(String, String)> {
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or("unknown".into(), |kb| format!("{} GB", kb / 1024 / 1024));
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // Other work on the host skews every figure: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     vec![
         ("cpu".into(), format!("{cores} x {model}")),
         ("memory".into(), memory),
         ("kernel".into(), kernel.trim().to_owned()),
         ("PostgreSQL".into(), servers_versions.0),
         ("MariaDB".into(), servers_versions.1),
+        (
+            "load average at start (1, 5, 15 min)".into(),
+            load.join(", "),
+        ),
         (
             "setup".into(),
             "agent, both servers and the load generators on the one host".into(),
