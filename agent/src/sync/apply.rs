@@ -58,6 +58,15 @@ struct ChunkResult {
     retry: Vec<Record>,
 }
 
+/// How an attempt at a chunk ended.
+enum Attempt {
+    /// Committed (or failed for good).
+    Done(ChunkResult),
+    /// A record was refused in a transaction without savepoints: rolled
+    /// back, every record of the chunk to be applied again.
+    Again(Vec<Record>),
+}
+
 /// What became of one record.
 // Short-lived, one per record of a batch: boxing the links buys nothing.
 #[allow(clippy::large_enum_variant)]
@@ -370,7 +379,11 @@ impl Agent {
         Ok(())
     }
 
-    /// One transaction's worth of upserts.
+    /// One transaction's worth of upserts. Tried first without a savepoint
+    /// per record, which saves two round trips per record; when a record is
+    /// refused for a data reason, that transaction is rolled back and the
+    /// chunk is applied again with savepoints, so that only the record at
+    /// fault is set aside.
     async fn upsert_chunk(
         &self,
         pair: usize,
@@ -379,6 +392,35 @@ impl Agent {
         last_chance: bool,
         tally: &mut Tally,
     ) -> SyncResult<ChunkResult> {
+        match self
+            .upsert_chunk_with(pair, origin, records, last_chance, tally, false)
+            .await?
+        {
+            Attempt::Done(result) => Ok(result),
+            Attempt::Again(records) => {
+                match self
+                    .upsert_chunk_with(pair, origin, records, last_chance, tally, true)
+                    .await?
+                {
+                    Attempt::Done(result) => Ok(result),
+                    Attempt::Again(_) => {
+                        unreachable!("with savepoints a refused record is set aside")
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Agent::upsert_chunk`] with or without a savepoint per record.
+    async fn upsert_chunk_with(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        last_chance: bool,
+        tally: &mut Tally,
+        savepoints: bool,
+    ) -> SyncResult<Attempt> {
         let plan = &self.integration.plan;
         let name = plan.pairs[pair].name.clone();
         let dest = origin.other();
@@ -391,12 +433,21 @@ impl Agent {
             let mut outcomes = Vec::with_capacity(records.len());
             let mut result = ChunkResult::default();
             let mut splits = SplitCache::default();
-            for record in records {
+            let mut pending = records.into_iter();
+            while let Some(record) = pending.next() {
                 let outcome = match self
-                    .upsert_one(&mut *tx, pair, origin, &record, position, &mut splits)
+                    .upsert_one(&mut *tx, pair, origin, &record, position, &mut splits, savepoints)
                     .await
                 {
                     Ok(outcome) => outcome,
+                    Err(e) if e_is_data(&e) && !savepoints => {
+                        debug!(key = %record.key, error = %e, "refused without savepoints; the chunk is applied again with them");
+                        let _ = tx.rollback().await;
+                        let mut again: Vec<Record> = outcomes.into_iter().map(|(r, _)| r).collect();
+                        again.push(record);
+                        again.extend(pending);
+                        return Ok(Attempt::Again(again));
+                    }
                     Err(e) if e_is_data(&e) && !last_chance => {
                         result.retry.push(record);
                         continue;
@@ -444,12 +495,13 @@ impl Agent {
             self.state.commit(intents, true)?;
             tx.commit().await.map_err(&err)?;
             result.partial = self.settle(pair, origin, outcomes, tally)?;
-            Ok(result)
+            Ok(Attempt::Done(result))
         }
         .instrument(span)
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn upsert_one(
         &self,
         tx: &mut dyn Transaction,
@@ -458,6 +510,7 @@ impl Agent {
         record: &Record,
         position: u64,
         splits: &mut SplitCache,
+        savepoint: bool,
     ) -> SyncResult<Outcome> {
         let plan = &self.integration.plan.pairs[pair];
         let dest = origin.other();
@@ -512,7 +565,9 @@ impl Agent {
         };
         let table = plan.table(dest);
         let connector = self.integration.endpoint(dest).clone();
-        tx.savepoint().await.map_err(&err)?;
+        if savepoint {
+            tx.savepoint().await.map_err(&err)?;
+        }
         let result: Result<Outcome, tandem_connectors::ConnectorError> = async {
             let mut row_out = row_out;
             for (split, values) in &extra_rows {
@@ -586,11 +641,15 @@ impl Agent {
         .await;
         match result {
             Ok(outcome) => {
-                tx.release_savepoint().await.map_err(&err)?;
+                if savepoint {
+                    tx.release_savepoint().await.map_err(&err)?;
+                }
                 Ok(outcome)
             }
             Err(e) if e.kind() == ErrorKind::Data => {
-                tx.rollback_to_savepoint().await.map_err(&err)?;
+                if savepoint {
+                    tx.rollback_to_savepoint().await.map_err(&err)?;
+                }
                 Err(err(e.context(format!(
                     "{} {} -> {}",
                     plan.name, record.key, table.name
