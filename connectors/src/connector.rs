@@ -483,6 +483,13 @@ pub trait Connector: Send + Sync {
     /// Which engine this is.
     fn engine(&self) -> Engine;
 
+    /// Whether writes wait for [`Transaction::commit`] and a rollback undoes
+    /// them. An API's requests take effect one by one: the agent then
+    /// never rolls back work it means to do again.
+    fn transactional(&self) -> bool {
+        true
+    }
+
     /// Resolves a table name written in the config (`customers`,
     /// `sales.customers`) to the engine's name, with the default schema.
     fn table_name(&self, configured: &str) -> TableName;

@@ -392,8 +392,11 @@ impl Agent {
         last_chance: bool,
         tally: &mut Tally,
     ) -> SyncResult<ChunkResult> {
+        // Without transactions nothing is rolled back, so nothing may be
+        // applied twice: each record gets its own "savepoint" from the start.
+        let savepoints = !self.integration.endpoint(origin.other()).transactional();
         match self
-            .upsert_chunk_with(pair, origin, records, last_chance, tally, false)
+            .upsert_chunk_with(pair, origin, records, last_chance, tally, savepoints)
             .await?
         {
             Attempt::Done(result) => Ok(result),

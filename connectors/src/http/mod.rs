@@ -249,6 +249,10 @@ impl Connector for HttpConnector {
         Engine::Http
     }
 
+    fn transactional(&self) -> bool {
+        false
+    }
+
     fn table_name(&self, configured: &str) -> TableName {
         TableName::new(None, configured)
     }
