@@ -33,7 +33,11 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             stopped.clone(),
         )));
     }
-    let agent = Agent::start(config).await?;
+    let agent = if once {
+        Agent::start(config).await?
+    } else {
+        start_retrying(config).await?
+    };
     if once {
         let report = agent.run_once().await?;
         let names: Vec<_> = agent
@@ -73,6 +77,25 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the agent; a failure worth a retry (a connection the server
+/// closed while the tables were being described, a server restarting) is
+/// retried with backoff, as it would be once running, instead of ending the
+/// service.
+async fn start_retrying(config: crate::config::Config) -> crate::sync::SyncResult<Agent> {
+    use crate::sync::runner::{MAX_BACKOFF, MIN_BACKOFF};
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match Agent::start(config.clone()).await {
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "start-up failed; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            result => return result,
+        }
+    }
 }
 
 /// What the operator asked for.
