@@ -43,7 +43,7 @@ fn options() -> Result<Options, String> {
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
-            | 1,
+            .max(1),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -58,7 +58,7 @@ fn options() -> Result<Options, String> {
                 options.seed = text
                     .parse::<u64>()
                     .map_err(|e| format!("--seed {text:?}: {e}"))?
-                    | 1;
+                    .max(1);
             }
             _ => {}
         }
@@ -149,11 +149,12 @@ async fn content(db: &Db) -> Vec<Vec<Vec<Option<String>>>> {
     ]
 }
 
-/// Kills every session the agent holds on both databases.
+/// Kills every session on both databases but the one asking (the test's own
+/// PostgreSQL connection; its MariaDB pool reconnects).
 async fn kill_sessions(source: &Db, target: &Db) {
     source
         .exec(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid() AND application_name NOT LIKE 'tandem-soak%'",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
             source.name
         ))
         .await;
@@ -308,7 +309,7 @@ async fn soak(options: &Options) -> Result<String, String> {
     let same = s == t;
     let applied = applied(&agent).await;
     let line = format!(
-        "soak: {:.0?} seed {}: changes made {} (source {}, target {}), applied {applied}, kills {kills}, restarts {restarts}, session kills {session_kills}, records {records}, differences {differences}",
+        "soak: {:.0?} seed {}: changes made {} (write statements: source {}, target {}), applied {applied}, kills {kills}, restarts {restarts}, session kills {session_kills}, records {records}, differences {differences}",
         started.elapsed(),
         options.seed,
         writes[0] + writes[1],
