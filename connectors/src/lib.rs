@@ -18,6 +18,9 @@ pub mod template;
 mod tls;
 pub mod value;
 
+#[cfg(test)]
+mod properties;
+
 pub use connector::{
     connect, CapturedChange, ChangeOp, Connector, CopyOf, EndpointConfig, Engine, IdMapRow,
     Installation, TlsConfig, TlsMode, Transaction,

@@ -28,6 +28,7 @@ pub enum Value {
     /// integers beyond 64 bits.
     Decimal(String),
     /// A binary floating-point number.
+    #[serde(with = "stored_float")]
     Float(f64),
     /// Text.
     Text(String),
@@ -187,6 +188,35 @@ impl fmt::Display for Value {
         match self.to_sql_text() {
             None => f.write_str("NULL"),
             Some(text) => f.write_str(&text),
+        }
+    }
+}
+
+/// How a float is stored (keys, dead letters, state): a JSON number when it
+/// is finite, its text otherwise, as JSON has no NaN or infinity and would
+/// write `null`, which reads back as nothing.
+mod stored_float {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(f: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if f.is_finite() {
+            serializer.serialize_f64(*f)
+        } else {
+            serializer.serialize_str(&super::format_float(*f))
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Number(f64),
+            Text(String),
+        }
+        match Stored::deserialize(deserializer)? {
+            Stored::Number(f) => Ok(f),
+            Stored::Text(text) => super::parse_float(&text)
+                .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a number"))),
         }
     }
 }

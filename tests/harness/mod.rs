@@ -426,9 +426,12 @@ impl Agent {
         Agent { dir, config }
     }
 
-    /// The binary.
-    pub fn binary() -> &'static str {
-        env!("CARGO_BIN_EXE_tandem-agent")
+    /// The binary: the one this build made, or `TANDEM_TEST_AGENT_BIN` (a
+    /// long soak run uses a copy, so that rebuilding meanwhile cannot swap
+    /// the binary under it).
+    pub fn binary() -> String {
+        std::env::var("TANDEM_TEST_AGENT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tandem-agent").to_owned())
     }
 
     /// A command for `args` followed by `--config FILE`.

@@ -91,12 +91,13 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
 /// waits for them instead of failing.
 async fn start_when_reachable(config: crate::config::Config) -> anyhow::Result<Agent> {
     use crate::sync::runner::{jittered, MAX_BACKOFF, MIN_BACKOFF};
-    use crate::sync::SyncError;
     let mut backoff = MIN_BACKOFF;
     loop {
         match Agent::start(config.clone()).await {
             Ok(agent) => return Ok(agent),
-            Err(e @ SyncError::Endpoint { .. }) if e.is_retryable() => {
+            // A server down, or a session it closed while the tables were
+            // being described: as it would be once running, retried.
+            Err(e) if e.is_retryable() => {
                 let wait = jittered(backoff);
                 tracing::warn!(error = %e, retry_in = ?wait, "cannot start yet; will retry");
                 crate::service::status(&format!("waiting: {e}"));

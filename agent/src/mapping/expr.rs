@@ -119,11 +119,21 @@ fn add_functions(context: &mut Context) {
     });
     let _ = context.add_function(
         "padLeft",
-        |s: Arc<String>, width: i64, fill: Arc<String>| -> String { pad(&s, width, &fill, true) },
+        |s: Arc<String>,
+         width: i64,
+         fill: Arc<String>|
+         -> Result<cel::Value, cel::ExecutionError> {
+            pad("padLeft", &s, width, &fill, true).map(cel::Value::from)
+        },
     );
     let _ = context.add_function(
         "padRight",
-        |s: Arc<String>, width: i64, fill: Arc<String>| -> String { pad(&s, width, &fill, false) },
+        |s: Arc<String>,
+         width: i64,
+         fill: Arc<String>|
+         -> Result<cel::Value, cel::ExecutionError> {
+            pad("padRight", &s, width, &fill, false).map(cel::Value::from)
+        },
     );
     let _ = context.add_function("round", |x: f64, digits: i64| -> f64 {
         let factor = 10f64.powi(digits.clamp(-15, 15) as i32);
@@ -131,7 +141,11 @@ fn add_functions(context: &mut Context) {
     });
     let _ = context.add_function(
         "formatTime",
-        |t: DateTime<FixedOffset>, format: Arc<String>| -> String { t.format(&format).to_string() },
+        |t: DateTime<FixedOffset>,
+         format: Arc<String>|
+         -> Result<cel::Value, cel::ExecutionError> {
+            format_time(t, &format).map(cel::Value::from)
+        },
     );
     let _ = context.add_function(
         "parseTime",
@@ -148,20 +162,50 @@ fn add_functions(context: &mut Context) {
     );
 }
 
-fn pad(s: &str, width: i64, fill: &str, left: bool) -> String {
+/// The widest `padLeft`/`padRight` result: a typo in the width (an extra
+/// digit or three) must fail the row, not exhaust the agent's memory.
+const MAX_PAD_WIDTH: i64 = 1 << 20;
+
+fn pad(
+    function: &str,
+    s: &str,
+    width: i64,
+    fill: &str,
+    left: bool,
+) -> Result<String, cel::ExecutionError> {
+    if width > MAX_PAD_WIDTH {
+        return Err(cel::ExecutionError::function_error(
+            function,
+            format!("width {width} is more than {MAX_PAD_WIDTH}"),
+        ));
+    }
     let len = s.chars().count() as i64;
     let Some(fill_char) = fill.chars().next() else {
-        return s.to_owned();
+        return Ok(s.to_owned());
     };
     if len >= width {
-        return s.to_owned();
+        return Ok(s.to_owned());
     }
     let padding: String = std::iter::repeat_n(fill_char, (width - len) as usize).collect();
-    if left {
+    Ok(if left {
         padding + s
     } else {
         s.to_owned() + &padding
-    }
+    })
+}
+
+/// `t` formatted; an unknown `%` directive is an error (chrono reports it
+/// only while writing, where `to_string()` would panic).
+fn format_time(t: DateTime<FixedOffset>, format: &str) -> Result<String, cel::ExecutionError> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{}", t.format(format)).map_err(|_| {
+        cel::ExecutionError::function_error(
+            "formatTime",
+            format!("{format:?} is not a valid time format"),
+        )
+    })?;
+    Ok(out)
 }
 
 fn parse_time(text: &str, format: &str) -> Option<DateTime<FixedOffset>> {
@@ -333,6 +377,26 @@ mod tests {
             .unwrap()
             .test(&row(&[("name", Value::Text("x".into()))]))
             .is_err());
+    }
+
+    #[test]
+    fn a_bad_time_format_or_a_huge_width_fails_the_row_not_the_agent() {
+        let r = row(&[(
+            "d",
+            Value::Date(NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()),
+        )]);
+        for (source, why) in [
+            ("formatTime(d, '%Q')", "is not a valid time format"),
+            ("formatTime(d, '%')", "is not a valid time format"),
+            ("padLeft('a', 3000000000, 'x')", "is more than"),
+            ("padRight('a', 9223372036854775807, 'x')", "is more than"),
+        ] {
+            let err = Expression::compile(source)
+                .unwrap()
+                .evaluate(&r)
+                .unwrap_err();
+            assert!(err.contains(why), "{source}: {err}");
+        }
     }
 
     #[test]

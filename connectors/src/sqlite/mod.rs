@@ -23,7 +23,7 @@ mod capture;
 mod client;
 mod install;
 mod schema;
-mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
