@@ -225,6 +225,31 @@ async fn a_truncate_stops_its_pair_until_an_operator_decides() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_row_gone_without_a_delete_is_not_taken_for_deleted() {
+    let (source, target, agent) = two_pairs(Engine::Postgres, Engine::Mysql).await;
+    source
+        .exec("INSERT INTO items (label) VALUES ('a'), ('b')")
+        .await;
+    agent.once().await;
+    // WHEN a row changes and is gone before the agent reads it, with no
+    // delete captured: a TRUNCATE whose marker the agent has not read yet
+    // (its row is removed here to stand for that moment)
+    source
+        .exec("UPDATE items SET label = 'a2' WHERE label = 'a'")
+        .await;
+    source.exec("TRUNCATE items").await;
+    source
+        .exec("DELETE FROM tandem.changes WHERE op = 'T'")
+        .await;
+    agent.once().await;
+    // THEN nothing is deleted on the other side: only a delete deletes
+    assert_eq!(
+        target.rows("SELECT label FROM items ORDER BY label").await,
+        vec![vec![Some("a".into())], vec![Some("b".into())]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_change_row_with_an_unreadable_key_is_set_aside_and_the_rest_goes_on() {
     for (source_engine, target_engine) in ENGINE_PAIRS {
         let (source, target, agent) = two_pairs(source_engine, target_engine).await;

@@ -59,6 +59,12 @@ impl Agent {
                         pair,
                         truncate_alert(self, side, pair, &change.table, change.seq),
                     );
+                    // The pair's changes read before the marker wait too:
+                    // their rows are read now, after the TRUNCATE, and would
+                    // look deleted.
+                    changes.retain(|c: &tandem_connectors::CapturedChange| {
+                        integration.pair_of_change(side, &c.table) != Some(pair)
+                    });
                     continue;
                 }
                 let table = match integration.pair_of(side, &change.table) {
@@ -85,16 +91,23 @@ impl Agent {
                 }
                 return Ok(consumed);
             }
-            // Coalesce: one entry per record, however often it changed.
-            let mut keys: Vec<(usize, Key, chrono::DateTime<chrono::Utc>)> = Vec::new();
+            // Coalesce: one entry per record, however often it changed,
+            // noting whether a delete is among its changes.
+            let mut keys: Vec<(usize, Key, chrono::DateTime<chrono::Utc>, bool)> = Vec::new();
             let mut seen: HashMap<(usize, String), usize> = HashMap::new();
-            let mut add = |pair: usize, key: Key, at: chrono::DateTime<chrono::Utc>| match seen
+            let mut add = |pair: usize,
+                           key: Key,
+                           at: chrono::DateTime<chrono::Utc>,
+                           deleted: bool| match seen
                 .get(&(pair, key.encode()))
             {
-                Some(&i) => keys[i].2 = keys[i].2.max(at),
+                Some(&i) => {
+                    keys[i].2 = keys[i].2.max(at);
+                    keys[i].3 |= deleted;
+                }
                 None => {
                     seen.insert((pair, key.encode()), keys.len());
-                    keys.push((pair, key, at));
+                    keys.push((pair, key, at, deleted));
                 }
             };
             // Change rows per pair, for the metrics.
@@ -106,7 +119,7 @@ impl Agent {
                     let table = integration.plan.pairs[pair].table(side);
                     let key = Key::from_captured(&table.key_types(), &change.key)
                         .map_err(|e| err(e.context(&at)))?;
-                    add(pair, key, change.captured_at);
+                    add(pair, key, change.captured_at, change.op == ChangeOp::Delete);
                     continue;
                 }
                 // A shared extra row changed: the rows joined with it changed.
@@ -128,7 +141,7 @@ impl Agent {
                     .map_err(&err)?
                 {
                     if let Some(main_key) = main.key_of(&row) {
-                        add(pair, main_key, change.captured_at);
+                        add(pair, main_key, change.captured_at, false);
                     }
                 }
             }
@@ -155,20 +168,26 @@ impl Agent {
                 }
             }
             let mut logged = vec![0; integration.plan.pairs.len()];
-            for (pair, _, _) in &keys {
-                logged[*pair] += 1;
-            }
             let entries: Vec<NewEntry> = keys
                 .into_iter()
-                .map(|(pair, key, captured_at)| {
+                .filter_map(|(pair, key, captured_at, deleted)| {
                     let row = rows.remove(&(pair, key.encode()));
-                    NewEntry {
+                    // Only a delete deletes. A row inserted or updated and
+                    // gone by now was deleted since (its delete is a change
+                    // row of its own, read next) or truncated (the TRUNCATE
+                    // marker follows and pauses the pair): either way, not
+                    // a delete to apply from this change.
+                    if row.is_none() && !deleted {
+                        return None;
+                    }
+                    logged[pair] += 1;
+                    Some(NewEntry {
                         side,
                         pair: integration.plan.pairs[pair].name.clone(),
                         key,
                         row,
                         captured_at,
-                    }
+                    })
                 })
                 .collect();
             debug!(%side, changes = changes.len(), records = entries.len(), "tailed");
