@@ -433,7 +433,20 @@ async fn an_agent_killed_mid_sync_neither_loses_nor_duplicates_a_record() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start");
-        tokio::time::sleep(Duration::from_millis(400 + round * 137 % 700)).await;
+        // Killed once it has made progress: a new copy in Parse (while the
+        // copy goes on) or the last change arrived (once it is done).
+        let before = parse.all("Customer").await.len();
+        let changed = format!("p{round:03}");
+        eventually("the agent makes progress", WAIT, || async {
+            let now = parse.all("Customer").await;
+            now.len() > before
+                || (now.len() == 180
+                    && (round == 0
+                        || now.iter().any(|o| {
+                            o["name"] == changed.as_str() && o["score"].as_i64() > Some(1000)
+                        })))
+        })
+        .await;
         let pid = child.id().expect("running");
         let killed = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
