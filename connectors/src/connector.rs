@@ -626,8 +626,86 @@ pub trait Transaction: Send {
     /// Records a key pair in this database's mapping table.
     async fn record_link(&mut self, link: &IdMapRow) -> Result<()>;
 
+    /// The rows with `keys` that exist, locked until the transaction ends,
+    /// in any order. Engines override it to read them in one statement.
+    async fn fetch_many_for_update(
+        &mut self,
+        table: &TableSchema,
+        keys: &[Key],
+    ) -> Result<Vec<Row>> {
+        let mut rows = Vec::with_capacity(keys.len());
+        for key in keys {
+            rows.extend(self.fetch_for_update(table, key).await?);
+        }
+        Ok(rows)
+    }
+
+    /// Inserts `rows`, each the new copy of the record the `copies` entry
+    /// at the same position names, records the key pairs, and returns the
+    /// copies as written (read back, with their keys), in the same order.
+    /// Engines override it to write many rows per statement; a data error
+    /// may then not say which row was at fault (the caller tries them one
+    /// by one).
+    async fn insert_copies(
+        &mut self,
+        table: &TableSchema,
+        rows: &[Row],
+        copies: &[CopyOf],
+    ) -> Result<Vec<Row>> {
+        let mut written = Vec::with_capacity(rows.len());
+        for (row, copy) in rows.iter().zip(copies) {
+            let key = self.insert_copy(table, row, copy).await?;
+            written.push(self.fetch_for_update(table, &key).await?.ok_or_else(|| {
+                ConnectorError::data(format!(
+                    "{} {key} vanished after writing it (a trigger or policy of the database?)",
+                    table.name
+                ))
+            })?);
+        }
+        Ok(written)
+    }
+
+    /// Sets the columns of each row (key columns excepted) on the row with
+    /// its key, and returns the rows as written (read back), in the same
+    /// order; `None` where no such row exists. Every row holds the same
+    /// columns. Engines override it as [`Transaction::insert_copies`].
+    async fn update_many(
+        &mut self,
+        table: &TableSchema,
+        updates: &[(Key, Row)],
+    ) -> Result<Vec<Option<Row>>> {
+        let mut written = Vec::with_capacity(updates.len());
+        for (key, row) in updates {
+            written.push(if self.update(table, key, row).await? {
+                self.fetch_for_update(table, key).await?
+            } else {
+                None
+            });
+        }
+        Ok(written)
+    }
+
     /// Removes a pair's mapping rows that name this source or target key.
     async fn forget_link(&mut self, pair: &str, source_key: &str, target_key: &str) -> Result<()>;
+
+    /// Deletes the rows with `keys`; returns how many there were. Engines
+    /// override it as [`Transaction::insert_copies`].
+    async fn delete_many(&mut self, table: &TableSchema, keys: &[Key]) -> Result<u64> {
+        let mut deleted = 0;
+        for key in keys {
+            deleted += u64::from(self.delete(table, key).await?);
+        }
+        Ok(deleted)
+    }
+
+    /// [`Transaction::forget_link`] for many `(source_key, target_key)`
+    /// pairs of `pair`.
+    async fn forget_links(&mut self, pair: &str, keys: &[(String, String)]) -> Result<()> {
+        for (source_key, target_key) in keys {
+            self.forget_link(pair, source_key, target_key).await?;
+        }
+        Ok(())
+    }
 
     /// Marks a point to roll back to if the next record fails.
     async fn savepoint(&mut self) -> Result<()>;
