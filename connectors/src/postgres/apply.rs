@@ -3,13 +3,18 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row as PgRow;
 
-use crate::connector::{IdMapRow, Transaction};
+use crate::connector::{CopyOf, IdMapRow, Transaction};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::{Column, TableName, TableSchema};
 use crate::value::{Key, Row};
 
+use super::batch::{
+    delete_many_sql, fetch_many_sql, insert_many_sql, key_arrays, row_arrays, update_many_sql,
+    FORGET_LINKS_SQL, RECORD_LINKS_SQL,
+};
 use super::client::{kind_of, pg_error, pool_error, qualified, quote_ident, server_message};
 use super::types::{
     cast_param, column_in_message, key_columns, key_condition, key_params, params, read_key,
@@ -103,6 +108,61 @@ impl PgTransaction {
             self.failed = true;
         }
         Ok(result)
+    }
+
+    /// Runs one statement with any parameters (the batch methods' arrays),
+    /// remembering a failure.
+    async fn query_with(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<std::result::Result<Vec<PgRow>, tokio_postgres::Error>> {
+        let client = self.client()?;
+        let result = match client.prepare_cached(sql).await {
+            Ok(statement) => client.query(&statement, params).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.failed = true;
+        }
+        Ok(result)
+    }
+
+    /// Records or forgets key pairs of `pair` in the mapping table.
+    async fn links(&mut self, sql: &str, pair: &str, keys: &[(String, String)]) -> Result<()> {
+        let (sources, targets): (Vec<&str>, Vec<&str>) =
+            keys.iter().map(|(s, t)| (s.as_str(), t.as_str())).unzip();
+        let pair_text = pair.to_owned();
+        self.query_with(sql, &[&pair_text, &sources, &targets])
+            .await?
+            .map_err(|e| pg_error(e, format!("cannot write the mapping rows of pair {pair:?}")))?;
+        Ok(())
+    }
+
+    /// Inserts rows holding the same `columns` (already filtered) and
+    /// returns them as written, in the same order.
+    async fn insert_group(
+        &mut self,
+        table: &TableSchema,
+        columns: &[&Column],
+        rows: &[&Row],
+    ) -> Result<Vec<Row>> {
+        let arrays = row_arrays(table, columns, rows)?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let written = self
+            .query_with(&insert_many_sql(table, columns), &params)
+            .await?
+            .map_err(|e| write_error(e, "insert into", &table.name, &[]))?;
+        if written.len() != rows.len() {
+            return Err(ConnectorError::internal(format!(
+                "table {}: {} rows inserted but {} came back",
+                table.name,
+                rows.len(),
+                written.len()
+            )));
+        }
+        written.iter().map(|row| read_row(table, row)).collect()
     }
 
     /// Like [`Self::query`], returning the number of rows affected.
@@ -317,6 +377,171 @@ impl Transaction for PgTransaction {
         .await?
         .map_err(context)?;
         Ok(())
+    }
+
+    async fn fetch_many_for_update(
+        &mut self,
+        table: &TableSchema,
+        keys: &[Key],
+    ) -> Result<Vec<Row>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = key_columns(table)?;
+        let arrays = key_arrays(table, &columns, keys)?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let rows = self
+            .query_with(&fetch_many_sql(table, &columns), &params)
+            .await?
+            .map_err(|e| write_error(e, "lock rows of", &table.name, &[]))?;
+        rows.iter().map(|row| read_row(table, row)).collect()
+    }
+
+    async fn insert_copies(
+        &mut self,
+        table: &TableSchema,
+        rows: &[Row],
+        copies: &[CopyOf],
+    ) -> Result<Vec<Row>> {
+        // Rows are written in groups holding the same columns, each group
+        // with one statement; the results go back to the rows' positions.
+        let mut groups: Vec<(Vec<&Column>, Vec<usize>)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let mut columns = row_columns(table, row)?;
+            columns.retain(|(c, _)| !c.always_generated || table.primary_key.contains(&c.name));
+            let columns: Vec<&Column> = columns.into_iter().map(|(c, _)| c).collect();
+            match groups.iter_mut().find(|(g, _)| *g == columns) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((columns, vec![i])),
+            }
+        }
+        let mut written: Vec<Option<Row>> = vec![None; rows.len()];
+        for (columns, members) in groups {
+            if columns.is_empty() {
+                // A multi-row insert needs a column; such rows are rare.
+                for i in members {
+                    let key = self.insert(table, &rows[i]).await?;
+                    written[i] = self.fetch_for_update(table, &key).await?;
+                }
+                continue;
+            }
+            let group: Vec<&Row> = members.iter().map(|&i| &rows[i]).collect();
+            for (i, row) in members
+                .into_iter()
+                .zip(self.insert_group(table, &columns, &group).await?)
+            {
+                written[i] = Some(row);
+            }
+        }
+        let written = written
+            .into_iter()
+            .map(|row| {
+                row.ok_or_else(|| {
+                    ConnectorError::data(format!(
+                        "table {}: an inserted row vanished (a trigger or policy of the database?)",
+                        table.name
+                    ))
+                })
+            })
+            .collect::<Result<Vec<Row>>>()?;
+        let mut by_pair: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+        for (row, copy) in written.iter().zip(copies) {
+            let key = table.key_of(row).ok_or_else(|| {
+                ConnectorError::internal(format!(
+                    "table {}: an inserted row has no key",
+                    table.name
+                ))
+            })?;
+            let link = copy.link(&key.encode());
+            let keys = (link.source_key, link.target_key);
+            match by_pair.iter_mut().find(|(p, _)| *p == copy.pair) {
+                Some((_, pairs)) => pairs.push(keys),
+                None => by_pair.push((&copy.pair, vec![keys])),
+            }
+        }
+        for (pair, keys) in by_pair {
+            self.links(FORGET_LINKS_SQL, pair, &keys).await?;
+            self.links(RECORD_LINKS_SQL, pair, &keys).await?;
+        }
+        Ok(written)
+    }
+
+    async fn update_many(
+        &mut self,
+        table: &TableSchema,
+        updates: &[(Key, Row)],
+    ) -> Result<Vec<Option<Row>>> {
+        let Some((_, first)) = updates.first() else {
+            return Ok(Vec::new());
+        };
+        let key = key_columns(table)?;
+        let mut columns: Vec<&Column> = row_columns(table, first)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        columns.retain(|c| !table.primary_key.contains(&c.name) && !c.always_generated);
+        let keys: Vec<Key> = updates.iter().map(|(k, _)| k.clone()).collect();
+        let rows = if columns.is_empty() {
+            self.fetch_many_for_update(table, &keys).await?
+        } else {
+            let mut arrays = key_arrays(table, &key, &keys)?;
+            let values: Vec<&Row> = updates.iter().map(|(_, r)| r).collect();
+            arrays.extend(row_arrays(table, &columns, &values)?);
+            let params: Vec<&(dyn ToSql + Sync)> =
+                arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+            let rows = self
+                .query_with(&update_many_sql(table, &key, &columns), &params)
+                .await?
+                .map_err(|e| write_error(e, "update", &table.name, &[]))?;
+            rows.iter()
+                .map(|row| read_row(table, row))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let mut by_key: std::collections::HashMap<String, Row> = rows
+            .into_iter()
+            .filter_map(|row| table.key_of(&row).map(|k| (k.encode(), row)))
+            .collect();
+        let mut written = Vec::with_capacity(updates.len());
+        for key in &keys {
+            written.push(match by_key.remove(&key.encode()) {
+                Some(row) => Some(row),
+                // A key whose text differs from the one read back (or a row
+                // that is really gone): asked for alone, so that a row is
+                // never taken for missing by a difference in spelling.
+                None => self.fetch_for_update(table, key).await?,
+            });
+        }
+        Ok(written)
+    }
+
+    async fn delete_many(&mut self, table: &TableSchema, keys: &[Key]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let columns = key_columns(table)?;
+        let arrays = key_arrays(table, &columns, keys)?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let client = self.client()?;
+        let result = match client
+            .prepare_cached(&delete_many_sql(table, &columns))
+            .await
+        {
+            Ok(statement) => client.execute(&statement, &params).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.failed = true;
+        }
+        result.map_err(|e| write_error(e, "delete from", &table.name, &[]))
+    }
+
+    async fn forget_links(&mut self, pair: &str, keys: &[(String, String)]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.links(FORGET_LINKS_SQL, pair, keys).await
     }
 
     async fn forget_link(&mut self, pair: &str, source_key: &str, target_key: &str) -> Result<()> {

@@ -10,6 +10,7 @@
 //! - Names: `schema.table` in the config, `public` when no schema is given.
 
 mod apply;
+mod batch;
 mod capture;
 mod client;
 mod install;
