@@ -181,7 +181,7 @@ mod tests {
         TableSchema::new(
             TableName::new(Some("app"), "order line"),
             vec![
-                Column::new("id", DataType::Int64, "bigint").not_null(),
+                Column::new("id", DataType::Int, "bigint").not_null(),
                 Column::new("name", DataType::Text, "text"),
             ],
             vec!["id".into()],
