@@ -22,7 +22,7 @@ use tandem_connectors::{CopyOf, ErrorKind, Fingerprint, Key, Row, Transaction};
 use tracing::field::Empty;
 use tracing::{debug, info, info_span, warn, Instrument, Span};
 
-use super::plan::{MapError, Mapped};
+use super::plan::{MapError, Mapped, SplitPlan};
 use super::report::Tally;
 use super::split::{self, SplitCache};
 use super::{Agent, SyncError, SyncResult};
@@ -47,6 +47,34 @@ pub struct Record {
     pub last_seq: u64,
     /// When its newest change was captured.
     pub captured_at: DateTime<Utc>,
+}
+
+/// A record mapped and ready to be written.
+struct Ready<'p> {
+    /// Its link, if it has one (possibly a tombstone).
+    link: Option<Link>,
+    /// Its row as the other side's table wants it.
+    row: Row,
+    /// The rows of extra tables it splits into, and their values.
+    extra: Vec<(&'p SplitPlan, Row)>,
+    /// Whether a reference is still missing.
+    partial: bool,
+    /// The origin row's fingerprint.
+    fingerprint: Fingerprint,
+}
+
+/// Records of a batch to write, by position, each with whether it is a
+/// conflict.
+type Picks = Vec<(usize, bool)>;
+
+/// What [`Agent::prepare`] made of a record.
+enum Prepared<'p> {
+    /// Nothing to write.
+    Done(Outcome),
+    /// Outside its direction's filter.
+    Filtered(Option<Link>),
+    /// To be written.
+    Ready(Ready<'p>),
 }
 
 /// Records of a chunk that need another try.
@@ -415,6 +443,8 @@ impl Agent {
     }
 
     /// [`Agent::upsert_chunk`] with or without a savepoint per record.
+    /// Without savepoints, records of a table that is not split are
+    /// written in batches, a few statements for the whole chunk.
     async fn upsert_chunk_with(
         &self,
         pair: usize,
@@ -433,36 +463,56 @@ impl Agent {
             let connector = self.integration.endpoint(dest);
             let err = self.integration.error(dest);
             let mut tx = connector.begin().await.map_err(&err)?;
-            let mut outcomes = Vec::with_capacity(records.len());
             let mut result = ChunkResult::default();
-            let mut splits = SplitCache::default();
-            let mut pending = records.into_iter();
-            while let Some(record) = pending.next() {
-                let outcome = match self
-                    .upsert_one(&mut *tx, pair, origin, &record, position, &mut splits, savepoints)
+            let batched = !savepoints && !split::splits_into(&plan.pairs[pair], dest);
+            let outcomes = if batched {
+                match self
+                    .upsert_batch(&mut *tx, pair, origin, &records, position)
                     .await
                 {
-                    Ok(outcome) => outcome,
-                    Err(e) if e_is_data(&e) && !savepoints => {
-                        debug!(key = %record.key, error = %e, "refused without savepoints; the chunk is applied again with them");
-                        let _ = tx.rollback().await;
-                        let mut again: Vec<Record> = outcomes.into_iter().map(|(r, _)| r).collect();
-                        again.push(record);
-                        again.extend(pending);
-                        return Ok(Attempt::Again(again));
-                    }
-                    Err(e) if e_is_data(&e) && !last_chance => {
-                        result.retry.push(record);
-                        continue;
-                    }
-                    Err(e) if e_is_data(&e) => Outcome::Failed(e.to_string()),
+                    Ok(outcomes) => outcomes,
                     Err(e) => {
                         let _ = tx.rollback().await;
+                        if e_is_data(&e) {
+                            debug!(error = %e, "a batch was refused; the chunk is applied again a record at a time");
+                            return Ok(Attempt::Again(records));
+                        }
                         return Err(e);
                     }
-                };
-                outcomes.push((record, outcome));
-            }
+                }
+            } else {
+                let mut outcomes = Vec::with_capacity(records.len());
+                let mut splits = SplitCache::default();
+                let mut pending = records.into_iter();
+                while let Some(record) = pending.next() {
+                    let outcome = match self
+                        .upsert_one(&mut *tx, pair, origin, &record, position, &mut splits, savepoints)
+                        .await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(e) if e_is_data(&e) && !savepoints => {
+                            debug!(key = %record.key, error = %e, "refused without savepoints; the chunk is applied again with them");
+                            let _ = tx.rollback().await;
+                            let mut again: Vec<Record> =
+                                outcomes.into_iter().map(|(r, _)| r).collect();
+                            again.push(record);
+                            again.extend(pending);
+                            return Ok(Attempt::Again(again));
+                        }
+                        Err(e) if e_is_data(&e) && !last_chance => {
+                            result.retry.push(record);
+                            continue;
+                        }
+                        Err(e) if e_is_data(&e) => Outcome::Failed(e.to_string()),
+                        Err(e) => {
+                            let _ = tx.rollback().await;
+                            return Err(e);
+                        }
+                    };
+                    outcomes.push((record, outcome));
+                }
+                outcomes
+            };
             // Before the commit: what the copies will look like, so that a
             // crash between the commit and the state update is recognised:
             // an updated copy's fingerprint as pending, a new copy's link as
@@ -504,6 +554,261 @@ impl Agent {
         .await
     }
 
+    /// Reads a record's link and maps its row: decides what needs no write
+    /// at all (stale, echo, waiting, unmappable) before anything is locked.
+    fn prepare(&self, pair: usize, origin: Side, record: &Record) -> SyncResult<Prepared<'_>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let row = record.row.as_ref().expect("upserts have rows");
+        let fingerprint = Fingerprint::of(row);
+        let link = self.state.link(&plan.name, origin, &record.key)?;
+        if let Some(link) = &link {
+            if record.last_seq < link.written_at[origin.index()] {
+                debug!(key = %record.key, "stale change dropped");
+                return Ok(Prepared::Done(Outcome::Dropped { conflict: false }));
+            }
+            if !link.deleted && link.matches(origin, &fingerprint) {
+                return Ok(Prepared::Done(Outcome::Dropped { conflict: false }));
+            }
+        }
+        let mapped = {
+            let lookups = self.lookups.read().expect("lookup cache lock");
+            self.integration
+                .plan
+                .map_row(pair, origin, row, &self.state, &lookups)
+        };
+        let unmappable =
+            |reason: String| Outcome::Failed(format!("{} {}: {reason}", plan.name, record.key));
+        let (row, partial) = match mapped {
+            Ok(Mapped::Complete(row)) => (row, false),
+            Ok(Mapped::Partial(row)) => (row, true),
+            Ok(Mapped::Waiting(why)) => {
+                debug!(key = %record.key, %why, "waiting");
+                return Ok(Prepared::Done(Outcome::Waiting));
+            }
+            Ok(Mapped::Filtered) => return Ok(Prepared::Filtered(link)),
+            Err(MapError::Store(e)) => return Err(e.into()),
+            Err(MapError::Row(reason)) => return Ok(Prepared::Done(unmappable(reason))),
+        };
+        let extra = match split::split_rows(
+            plan,
+            origin.other(),
+            record.row.as_ref().expect("upserts have rows"),
+        ) {
+            Ok(rows) => rows,
+            Err(MapError::Store(e)) => return Err(e.into()),
+            Err(MapError::Row(reason)) => return Ok(Prepared::Done(unmappable(reason))),
+        };
+        Ok(Prepared::Ready(Ready {
+            link,
+            row,
+            extra,
+            partial,
+            fingerprint,
+        }))
+    }
+
+    /// The link of a record once its copy is written.
+    #[allow(clippy::too_many_arguments)]
+    fn written_link(
+        origin: Side,
+        record: &Record,
+        ready: &Ready<'_>,
+        kind: Kind,
+        dest_key: Key,
+        written: &Row,
+        position: u64,
+    ) -> Link {
+        let dest = origin.other();
+        let mut link = match (&ready.link, kind) {
+            (Some(link), Kind::Updated) => link.clone(),
+            _ => match origin {
+                Side::Source => Link::new(record.key.clone(), dest_key),
+                Side::Target => Link::new(dest_key, record.key.clone()),
+            },
+        };
+        link.deleted = false;
+        // A copy still missing a reference is not "synced" from the
+        // origin's view, so its next change (or retry) is not an echo.
+        link.synced[origin.index()] = (!ready.partial).then_some(ready.fingerprint);
+        link.synced[dest.index()] = Some(Fingerprint::of(written));
+        link.pending = [None, None];
+        link.written_at[dest.index()] = position;
+        link
+    }
+
+    /// Writes a chunk of records of a table that is not split with a few
+    /// statements: their copies locked and read at once, then updated at
+    /// once, then the new ones inserted at once. Any data error fails the
+    /// whole batch (the caller applies the chunk again record by record, to
+    /// find the one at fault).
+    async fn upsert_batch(
+        &self,
+        tx: &mut dyn Transaction,
+        pair: usize,
+        origin: Side,
+        records: &[Record],
+        position: u64,
+    ) -> SyncResult<Vec<(Record, Outcome)>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let err = self.integration.error(dest);
+        let table = plan.table(dest);
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut ready = Vec::with_capacity(records.len());
+        for record in records {
+            match self.prepare(pair, origin, record)? {
+                Prepared::Done(outcome) => outcomes.push((record.clone(), outcome)),
+                Prepared::Filtered(link) => {
+                    let outcome = self
+                        .left_the_filter(tx, pair, origin, link.as_ref(), position)
+                        .await?;
+                    outcomes.push((record.clone(), outcome));
+                }
+                Prepared::Ready(r) => ready.push((record, r)),
+            }
+        }
+        // The live copies, locked: one read for the chunk.
+        let live_keys: Vec<Key> = ready
+            .iter()
+            .filter_map(|(_, r)| r.link.as_ref().filter(|l| !l.deleted))
+            .map(|l| l.key(dest).clone())
+            .collect();
+        let mut current: HashMap<String, Row> = tx
+            .fetch_many_for_update(table, &live_keys)
+            .await
+            .map_err(&err)?
+            .into_iter()
+            .filter_map(|row| table.key_of(&row).map(|k| (k.encode(), row)))
+            .collect();
+        let mut updates: Picks = Vec::new();
+        let mut inserts: Picks = Vec::new();
+        for (i, (record, r)) in ready.iter().enumerate() {
+            let Some(link) = r.link.as_ref().filter(|l| !l.deleted) else {
+                inserts.push((i, false));
+                continue;
+            };
+            let copy = match current.remove(&link.key(dest).encode()) {
+                Some(copy) => Some(copy),
+                // Not read back under the key's spelling: asked for alone
+                // before it is taken for gone (and copied again).
+                None => tx
+                    .fetch_for_update(table, link.key(dest))
+                    .await
+                    .map_err(&err)?,
+            };
+            let conflict = match &copy {
+                None => true,
+                Some(copy) => !link.unchanged(dest, &Fingerprint::of(copy)),
+            };
+            if conflict && !self.wins(origin) {
+                outcomes.push(((*record).clone(), Outcome::Dropped { conflict }));
+            } else if copy.is_some() {
+                updates.push((i, conflict));
+            } else {
+                inserts.push((i, conflict));
+            }
+        }
+        // Updates, one statement per set of columns written.
+        let mut by_columns: Vec<(Vec<&String>, Picks)> = Vec::new();
+        for (i, conflict) in updates {
+            let columns: Vec<&String> = ready[i].1.row.keys().collect();
+            match by_columns.iter_mut().find(|(c, _)| *c == columns) {
+                Some((_, members)) => members.push((i, conflict)),
+                None => by_columns.push((columns, vec![(i, conflict)])),
+            }
+        }
+        for (_, members) in by_columns {
+            let asked: Vec<(Key, Row)> = members
+                .iter()
+                .map(|&(i, _)| {
+                    let link = ready[i].1.link.as_ref().expect("updates have links");
+                    (link.key(dest).clone(), ready[i].1.row.clone())
+                })
+                .collect();
+            let written = tx.update_many(table, &asked).await.map_err(&err)?;
+            for ((i, conflict), written) in members.into_iter().zip(written) {
+                let (record, r) = &ready[i];
+                match written {
+                    Some(written) => {
+                        let dest_key = r
+                            .link
+                            .as_ref()
+                            .expect("updates have links")
+                            .key(dest)
+                            .clone();
+                        let link = Self::written_link(
+                            origin,
+                            record,
+                            r,
+                            Kind::Updated,
+                            dest_key,
+                            &written,
+                            position,
+                        );
+                        outcomes.push((
+                            (*record).clone(),
+                            Outcome::Written {
+                                old: r.link.clone(),
+                                link,
+                                kind: Kind::Updated,
+                                partial: r.partial,
+                                conflict,
+                            },
+                        ));
+                    }
+                    None => inserts.push((i, conflict)),
+                }
+            }
+        }
+        if !inserts.is_empty() {
+            let rows: Vec<Row> = inserts
+                .iter()
+                .map(|&(i, _)| ready[i].1.row.clone())
+                .collect();
+            let copies: Vec<CopyOf> = inserts
+                .iter()
+                .map(|&(i, _)| CopyOf {
+                    pair: plan.name.clone(),
+                    origin_key: ready[i].0.key.encode(),
+                    copy_is_target: dest == Side::Target,
+                })
+                .collect();
+            let written = tx
+                .insert_copies(table, &rows, &copies)
+                .await
+                .map_err(&err)?;
+            for ((i, conflict), written) in inserts.into_iter().zip(written) {
+                let (record, r) = &ready[i];
+                let dest_key = table.key_of(&written).ok_or_else(|| {
+                    err(tandem_connectors::ConnectorError::internal(format!(
+                        "{}: a new copy came back without its key",
+                        table.name
+                    )))
+                })?;
+                let link = Self::written_link(
+                    origin,
+                    record,
+                    r,
+                    Kind::Inserted,
+                    dest_key,
+                    &written,
+                    position,
+                );
+                outcomes.push((
+                    (*record).clone(),
+                    Outcome::Written {
+                        old: r.link.clone(),
+                        link,
+                        kind: Kind::Inserted,
+                        partial: r.partial,
+                        conflict,
+                    },
+                ));
+            }
+        }
+        Ok(outcomes)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn upsert_one(
         &self,
@@ -518,53 +823,14 @@ impl Agent {
         let plan = &self.integration.plan.pairs[pair];
         let dest = origin.other();
         let err = self.integration.error(dest);
-        let row = record.row.as_ref().expect("upserts have rows");
-        let fingerprint = Fingerprint::of(row);
-        let link = self.state.link(&plan.name, origin, &record.key)?;
-        if let Some(link) = &link {
-            if record.last_seq < link.written_at[origin.index()] {
-                debug!(key = %record.key, "stale change dropped");
-                return Ok(Outcome::Dropped { conflict: false });
-            }
-            if !link.deleted && link.matches(origin, &fingerprint) {
-                return Ok(Outcome::Dropped { conflict: false });
-            }
-        }
-        let mapped = {
-            let lookups = self.lookups.read().expect("lookup cache lock");
-            self.integration
-                .plan
-                .map_row(pair, origin, row, &self.state, &lookups)
-        };
-        let (row_out, partial) = match mapped {
-            Ok(Mapped::Complete(row)) => (row, false),
-            Ok(Mapped::Partial(row)) => (row, true),
-            Ok(Mapped::Waiting(why)) => {
-                debug!(key = %record.key, %why, "waiting");
-                return Ok(Outcome::Waiting);
-            }
-            Ok(Mapped::Filtered) => {
+        let ready = match self.prepare(pair, origin, record)? {
+            Prepared::Done(outcome) => return Ok(outcome),
+            Prepared::Filtered(link) => {
                 return self
                     .left_the_filter(tx, pair, origin, link.as_ref(), position)
                     .await
             }
-            Err(MapError::Store(e)) => return Err(e.into()),
-            Err(MapError::Row(reason)) => {
-                return Ok(Outcome::Failed(format!(
-                    "{} {}: {reason}",
-                    plan.name, record.key
-                )))
-            }
-        };
-        let extra_rows = match split::split_rows(plan, dest, row) {
-            Ok(rows) => rows,
-            Err(MapError::Store(e)) => return Err(e.into()),
-            Err(MapError::Row(reason)) => {
-                return Ok(Outcome::Failed(format!(
-                    "{} {}: {reason}",
-                    plan.name, record.key
-                )))
-            }
+            Prepared::Ready(ready) => ready,
         };
         let table = plan.table(dest);
         let connector = self.integration.endpoint(dest).clone();
@@ -572,11 +838,12 @@ impl Agent {
             tx.savepoint().await.map_err(&err)?;
         }
         let result: Result<Outcome, tandem_connectors::ConnectorError> = async {
-            let mut row_out = row_out;
-            for (split, values) in &extra_rows {
+            let mut row_out = ready.row.clone();
+            for (split, values) in &ready.extra {
                 let reference = split::resolve(split, values, connector.as_ref(), &mut *tx, splits).await?;
                 row_out.insert(split.reference.clone(), reference);
             }
+            let link = &ready.link;
             let live = link.as_ref().filter(|l| !l.deleted);
             let mut kind = Kind::Inserted;
             let mut dest_key = None;
@@ -619,25 +886,12 @@ impl Agent {
                     ))
                 })?;
             split::join_row_in(plan, dest, &mut *tx, &mut written).await?;
-            let mut new_link = match (&link, kind) {
-                (Some(link), Kind::Updated) => link.clone(),
-                _ => match origin {
-                    Side::Source => Link::new(record.key.clone(), dest_key),
-                    Side::Target => Link::new(dest_key, record.key.clone()),
-                },
-            };
-            new_link.deleted = false;
-            // A copy still missing a reference is not "synced" from the
-            // origin's view, so its next change (or retry) is not an echo.
-            new_link.synced[origin.index()] = (!partial).then_some(fingerprint);
-            new_link.synced[dest.index()] = Some(Fingerprint::of(&written));
-            new_link.pending = [None, None];
-            new_link.written_at[dest.index()] = position;
+            let new_link = Self::written_link(origin, record, &ready, kind, dest_key, &written, position);
             Ok(Outcome::Written {
                 old: link.clone(),
                 link: new_link,
                 kind,
-                partial,
+                partial: ready.partial,
                 conflict,
             })
         }
@@ -784,8 +1038,153 @@ impl Agent {
             .await
     }
 
-    /// One transaction's worth of deletes.
+    /// One transaction's worth of deletes: in a batch where the other
+    /// side has transactions, else (or when the batch is refused) record by
+    /// record, each behind a savepoint.
     async fn delete_records(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+        last_chance: bool,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
+        let dest = origin.other();
+        let connector = self.integration.endpoint(dest);
+        if connector.transactional() {
+            let err = self.integration.error(dest);
+            let position = self.state.log_position()?;
+            let mut tx = connector.begin().await.map_err(&err)?;
+            match self
+                .delete_batch(&mut *tx, pair, origin, &records, position)
+                .await
+            {
+                Ok(outcomes) => {
+                    tx.commit().await.map_err(&err)?;
+                    self.deleted(pair, origin, outcomes, tally).await?;
+                    return Ok(Vec::new());
+                }
+                Err(e) if e_is_data(&e) => {
+                    let _ = tx.rollback().await;
+                    debug!(error = %e, "a batch of deletes was refused; applied again a record at a time");
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        self.delete_one_by_one(pair, origin, records, last_chance, tally)
+            .await
+    }
+
+    /// The copies of `records` deleted with a few statements: locked and
+    /// read at once, compared, deleted at once. Any data error fails the
+    /// whole batch.
+    async fn delete_batch(
+        &self,
+        tx: &mut dyn Transaction,
+        pair: usize,
+        origin: Side,
+        records: &[Record],
+        position: u64,
+    ) -> SyncResult<Vec<(Record, Outcome)>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let table = plan.table(dest);
+        let err = self.integration.error(dest);
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut live = Vec::with_capacity(records.len());
+        for record in records {
+            match self.state.link(&plan.name, origin, &record.key)? {
+                Some(link)
+                    if !link.deleted && record.last_seq >= link.written_at[origin.index()] =>
+                {
+                    live.push((record, link))
+                }
+                _ => outcomes.push((record.clone(), Outcome::Dropped { conflict: false })),
+            }
+        }
+        let keys: Vec<Key> = live.iter().map(|(_, l)| l.key(dest).clone()).collect();
+        let mut current: HashMap<String, Row> = tx
+            .fetch_many_for_update(table, &keys)
+            .await
+            .map_err(&err)?
+            .into_iter()
+            .filter_map(|row| table.key_of(&row).map(|k| (k.encode(), row)))
+            .collect();
+        let mut doomed = Vec::new();
+        let mut forgotten = Vec::new();
+        for (record, link) in live {
+            let dest_key = link.key(dest);
+            let copy = match current.remove(&dest_key.encode()) {
+                Some(copy) => Some(copy),
+                None => tx.fetch_for_update(table, dest_key).await.map_err(&err)?,
+            };
+            let mut conflict = false;
+            if let Some(copy) = copy {
+                conflict = !link.unchanged(dest, &Fingerprint::of(&copy));
+                if conflict && !self.wins(origin) {
+                    outcomes.push((record.clone(), Outcome::Dropped { conflict }));
+                    continue;
+                }
+                doomed.push(dest_key.clone());
+            }
+            forgotten.push((link.source_key.encode(), link.target_key.encode()));
+            let mut tomb = link.clone();
+            tomb.deleted = true;
+            tomb.written_at[dest.index()] = position;
+            outcomes.push((
+                record.clone(),
+                Outcome::Written {
+                    old: Some(link),
+                    link: tomb,
+                    kind: Kind::Deleted,
+                    partial: false,
+                    conflict,
+                },
+            ));
+        }
+        tx.delete_many(table, &doomed).await.map_err(&err)?;
+        tx.forget_links(&plan.name, &forgotten)
+            .await
+            .map_err(&err)?;
+        Ok(outcomes)
+    }
+
+    /// After deletes committed: the state, and the origin's mapping rows.
+    async fn deleted(
+        &self,
+        pair: usize,
+        origin: Side,
+        outcomes: Vec<(Record, Outcome)>,
+        tally: &mut Tally,
+    ) -> SyncResult<()> {
+        let name = &self.integration.plan.pairs[pair].name;
+        let forgotten: Vec<(String, String)> = outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Written { link, .. } => {
+                    Some((link.source_key.encode(), link.target_key.encode()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.settle(pair, origin, outcomes, tally)?;
+        // The origin's own mapping table may hold the pair too (when the
+        // agent created the origin's record); it goes as well, so a rebuilt
+        // state does not resurrect the link. Best effort: a leftover row
+        // only names records that no longer exist.
+        if !forgotten.is_empty() {
+            if let Err(e) = self.forget_on(origin, name, &forgotten).await {
+                warn!(pair = %name, side = %origin, error = %e, "could not remove mapping rows of deleted records");
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Agent::delete_records`] one record at a time.
+    async fn delete_one_by_one(
         &self,
         pair: usize,
         origin: Side,
@@ -869,25 +1268,7 @@ impl Agent {
             }
         }
         tx.commit().await.map_err(&err)?;
-        let forgotten: Vec<(String, String)> = outcomes
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Outcome::Written { link, .. } => {
-                    Some((link.source_key.encode(), link.target_key.encode()))
-                }
-                _ => None,
-            })
-            .collect();
-        self.settle(pair, origin, outcomes, tally)?;
-        // The origin's own mapping table may hold the pair too (when the
-        // agent created the origin's record); it goes as well, so a rebuilt
-        // state does not resurrect the link. Best effort: a leftover row
-        // only names records that no longer exist.
-        if !forgotten.is_empty() {
-            if let Err(e) = self.forget_on(origin, &plan.name, &forgotten).await {
-                warn!(pair = %plan.name, side = %origin, error = %e, "could not remove mapping rows of deleted records");
-            }
-        }
+        self.deleted(pair, origin, outcomes, tally).await?;
         Ok(retry)
     }
 
@@ -898,9 +1279,7 @@ impl Agent {
         keys: &[(String, String)],
     ) -> Result<(), tandem_connectors::ConnectorError> {
         let mut tx = self.integration.endpoint(side).begin().await?;
-        for (source_key, target_key) in keys {
-            tx.forget_link(pair, source_key, target_key).await?;
-        }
+        tx.forget_links(pair, keys).await?;
         tx.commit().await
     }
 

@@ -26,6 +26,11 @@ fn splits_on(pair: &PairPlan, side: Side) -> impl Iterator<Item = &SplitPlan> {
     pair.splits.iter().filter(move |s| s.side == side)
 }
 
+/// Whether rows written to `side` of `pair` are split into extra tables.
+pub fn splits_into(pair: &PairPlan, side: Side) -> bool {
+    splits_on(pair, side).next().is_some()
+}
+
 fn attach(split: &SplitPlan, row: &mut Row, extra: Option<&Row>) {
     for column in &split.table.columns {
         let value = extra
