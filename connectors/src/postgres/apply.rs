@@ -73,6 +73,10 @@ pub(crate) struct PgTransaction {
 
 impl PgTransaction {
     /// Takes a pooled connection, begins and marks the session as applying.
+    ///
+    /// Statements are planned for the values of each execution: a plan
+    /// cached while a table was small (a scan of it all) would otherwise
+    /// stay in use as the table grows, and a batch's cost with it.
     pub(crate) async fn begin(pool: &Pool, address: &str) -> Result<PgTransaction> {
         let client = pool.get().await.map_err(|e| pool_error(e, address))?;
         let transaction = PgTransaction {
@@ -81,7 +85,10 @@ impl PgTransaction {
         };
         transaction
             .client()?
-            .batch_execute("begin; set local tandem.applying = 'on'")
+            .batch_execute(
+                "begin; set local tandem.applying = 'on'; \
+                 set local plan_cache_mode = force_custom_plan",
+            )
             .await
             .map_err(|e| pg_error(e, "cannot begin a transaction"))?;
         Ok(transaction)
