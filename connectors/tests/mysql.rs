@@ -1680,3 +1680,71 @@ async fn batch_writes_are_not_captured() {
     );
     assert_eq!(all_rows(&connector, &t).await.len(), 6);
 }
+
+/// GIVEN a table, WHEN batches too big for one statement are applied (more
+/// than a megabyte of values, more keys than one IN list takes, more rows
+/// than one CASE update takes) THEN they are cut into statements without
+/// changing what they do: keys in order, the last update of a row wins,
+/// missing keys found missing.
+async fn big_batches_are_cut_without_changing_the_result(flavour: Flavour) {
+    let db =
+        TestDb::with("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, doc MEDIUMTEXT)")
+            .await;
+    let connector = connector_of(&db, flavour).await;
+    install(&connector, &[]).await;
+    let t = describe(&connector, "t").await;
+    let id = |i: usize| key(&[Value::Int(i as i64)]);
+    let rows: Vec<Row> = (0..400)
+        .map(|i| row(&[("v", Value::Int(i)), ("doc", text(&"x".repeat(4_000)))]))
+        .collect();
+    let origins: Vec<String> = (0..400).map(|i| format!("o{i}")).collect();
+    let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
+
+    let mut tx = connector.begin().await.unwrap();
+    let written = tx
+        .insert_copies(&t, &rows, &copies("p", &origins))
+        .await
+        .unwrap();
+    let ids: Vec<Value> = written.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids, (1..=400).map(Value::Int).collect::<Vec<_>>());
+    assert_eq!(
+        links_of(&connector, "p").await.len(),
+        0,
+        "not committed yet"
+    );
+
+    // every row updated in reverse order, row 1 first and last, 50 missing
+    let v = |v: i64| row(&[("v", Value::Int(v))]);
+    let mut updates: Vec<(Key, Row)> = vec![(id(1), v(-1))];
+    updates.extend((1..=400).rev().map(|i| (id(i), v(1_000 + i as i64))));
+    updates.extend((1_000..1_050).map(|i| (id(i), v(0))));
+    updates.push((id(1), v(-2)));
+    let updated = tx.update_many(&t, &updates).await.unwrap();
+    assert_eq!(updated.len(), updates.len());
+    for ((key, _), got) in updates.iter().zip(&updated) {
+        let want = match key.0[0] {
+            Value::Int(1) => Some(Value::Int(-2)),
+            Value::Int(i) if i <= 400 => Some(Value::Int(1_000 + i)),
+            _ => None,
+        };
+        assert_eq!(got.as_ref().map(|r| r["v"].clone()), want, "{key}");
+    }
+
+    let keys: Vec<Key> = (1..=6_000).map(id).collect();
+    let locked = tx.fetch_many_for_update(&t, &keys).await.unwrap();
+    assert_eq!(locked.len(), 400);
+    assert_eq!(tx.delete_many(&t, &keys).await.unwrap(), 400);
+    tx.commit().await.unwrap();
+    assert!(all_rows(&connector, &t).await.is_empty());
+    assert_eq!(links_of(&connector, "p").await.len(), 400);
+}
+
+#[tokio::test]
+async fn mariadb_big_batches_are_cut_without_changing_the_result() {
+    big_batches_are_cut_without_changing_the_result(Flavour::MariaDb).await;
+}
+
+#[tokio::test]
+async fn mysql8_big_batches_are_cut_without_changing_the_result() {
+    big_batches_are_cut_without_changing_the_result(Flavour::MySql).await;
+}

@@ -1088,8 +1088,9 @@ mod tests {
 
 /// What a batch costs against the same rows one by one, on the local server:
 /// `cargo test -p tandem-connectors --lib batch_cost -- --ignored --nocapture`
-/// (`TANDEM_TEST_MYSQL_URL` names another server). Statements are counted by
-/// the applying session itself (`Com_stmt_prepare`, `Com_stmt_execute`).
+/// (`TANDEM_TEST_MYSQL_URL` names another server). The applying session
+/// counts its own commands (`Questions`: round trips, the prepares aside),
+/// prepares and statement executions.
 #[cfg(test)]
 mod cost {
     use std::time::{Duration, Instant};
