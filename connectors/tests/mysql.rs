@@ -17,8 +17,8 @@ use mysql_async::{Conn, Opts};
 use serde_json::json;
 use tandem_connectors::mysql::{Flavour, MysqlConnector};
 use tandem_connectors::{
-    ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
-    TableSchema, TlsMode, Value,
+    ChangeOp, Connector, CopyOf, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow, Key, Row,
+    TableName, TableSchema, TlsMode, Transaction, Value,
 };
 
 struct Mysql;
@@ -941,4 +941,810 @@ async fn rows_are_found_by_any_columns() {
         .await
         .unwrap()
         .is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Batches: the multi-row methods of the applying transaction against the
+// one-statement-per-row defaults of the trait.
+
+/// A transaction that only forwards the one-row methods, so the batch
+/// methods run the trait's defaults (one statement per row): what the
+/// connector's own batch methods must equal.
+struct OneByOne(Box<dyn Transaction>);
+
+#[async_trait::async_trait]
+impl Transaction for OneByOne {
+    async fn fetch_for_update(
+        &mut self,
+        table: &TableSchema,
+        key: &Key,
+    ) -> tandem_connectors::Result<Option<Row>> {
+        self.0.fetch_for_update(table, key).await
+    }
+
+    async fn insert(&mut self, table: &TableSchema, row: &Row) -> tandem_connectors::Result<Key> {
+        self.0.insert(table, row).await
+    }
+
+    async fn update(
+        &mut self,
+        table: &TableSchema,
+        key: &Key,
+        row: &Row,
+    ) -> tandem_connectors::Result<bool> {
+        self.0.update(table, key, row).await
+    }
+
+    async fn delete(&mut self, table: &TableSchema, key: &Key) -> tandem_connectors::Result<bool> {
+        self.0.delete(table, key).await
+    }
+
+    async fn record_link(&mut self, link: &IdMapRow) -> tandem_connectors::Result<()> {
+        self.0.record_link(link).await
+    }
+
+    async fn forget_link(
+        &mut self,
+        pair: &str,
+        source_key: &str,
+        target_key: &str,
+    ) -> tandem_connectors::Result<()> {
+        self.0.forget_link(pair, source_key, target_key).await
+    }
+
+    async fn savepoint(&mut self) -> tandem_connectors::Result<()> {
+        self.0.savepoint().await
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> tandem_connectors::Result<()> {
+        self.0.rollback_to_savepoint().await
+    }
+
+    async fn release_savepoint(&mut self) -> tandem_connectors::Result<()> {
+        self.0.release_savepoint().await
+    }
+
+    async fn commit(self: Box<Self>) -> tandem_connectors::Result<()> {
+        self.0.commit().await
+    }
+
+    async fn rollback(self: Box<Self>) -> tandem_connectors::Result<()> {
+        self.0.rollback().await
+    }
+}
+
+/// Copies of the records `[origin]` of `pair`, made on the target side.
+fn copies(pair: &str, origins: &[&str]) -> Vec<CopyOf> {
+    origins
+        .iter()
+        .map(|origin| CopyOf {
+            pair: pair.to_owned(),
+            origin_key: format!("[{origin:?}]"),
+            copy_is_target: true,
+        })
+        .collect()
+}
+
+/// The links of `pair`, as (source, target).
+async fn links_of(connector: &Arc<dyn Connector>, pair: &str) -> Vec<(String, String)> {
+    let mut links: Vec<(String, String)> = connector
+        .read_id_map()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.pair == pair)
+        .map(|l| (l.source_key, l.target_key))
+        .collect();
+    links.sort();
+    links
+}
+
+/// Every row of the table, in key order.
+async fn all_rows(connector: &Arc<dyn Connector>, table: &TableSchema) -> Vec<Row> {
+    connector.scan(table, None, 10_000).await.unwrap()
+}
+
+/// A connector of `flavour` for the database.
+async fn connector_of(db: &TestDb, flavour: Flavour) -> Arc<dyn Connector> {
+    Arc::new(
+        MysqlConnector::connect(&db.config())
+            .await
+            .unwrap()
+            .with_flavour(flavour),
+    )
+}
+
+/// The columns of a table of every type, and a few awkward ones.
+const EVERY_TYPE: &str = "(
+    id INT AUTO_INCREMENT PRIMARY KEY,
+    i BIGINT, u BIGINT UNSIGNED, small SMALLINT UNSIGNED, dec_ DECIMAL(30,6), f FLOAT, d DOUBLE,
+    t VARCHAR(100), tx LONGTEXT, b VARBINARY(50), bl BLOB, dt DATE, tm TIME(6),
+    ts DATETIME(6), ts0 DATETIME, tz TIMESTAMP(6) NULL, j JSON, uu UUID, e ENUM('x','y'), y YEAR,
+    bits BIT(8), bin16 BINARY(16), c CHAR(5), lat VARCHAR(20) CHARACTER SET latin1,
+    twice INT AS (small * 2) VIRTUAL)";
+
+/// Rows of every type: every value kind a column takes, NULLs, values
+/// given as text, and values that differ only in precision.
+fn every_type_rows() -> Vec<Row> {
+    let at = |y, mo, d, h, mi, s, micro| {
+        let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
+        date.and_hms_micro_opt(h, mi, s, micro).unwrap()
+    };
+    let uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef);
+    let full = row(&[
+        ("i", Value::Int(i64::MIN)),
+        ("u", Value::Decimal("18446744073709551615".into())),
+        ("small", Value::Int(65535)),
+        (
+            "dec_",
+            Value::Decimal("-123456789012345678901234.123456".into()),
+        ),
+        ("f", Value::Float(0.1)),
+        ("d", Value::Float(-1.5e300)),
+        ("t", text("Grüße 🎉 'q' \"x\" \\ `")),
+        ("tx", text("long\ntext")),
+        ("b", Value::Bytes(vec![0, 255, 10, 39, 92, 0xfe])),
+        ("bl", Value::Bytes(vec![])),
+        (
+            "dt",
+            Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+        ),
+        (
+            "tm",
+            Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
+        ),
+        ("ts", Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789))),
+        ("ts0", Value::Timestamp(at(2001, 1, 1, 0, 0, 59, 999_999))),
+        (
+            "tz",
+            Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456).and_utc()),
+        ),
+        (
+            "j",
+            Value::Json(json!({"a": [1, "b"], "c": null, "d": 1.5})),
+        ),
+        ("uu", Value::Uuid(uuid)),
+        ("e", text("y")),
+        ("y", Value::Int(2024)),
+        ("bits", Value::Bytes(vec![0b1010_0101])),
+        ("bin16", Value::Uuid(uuid)),
+        ("c", text("ab  ")),
+        ("lat", text("Grüße")),
+    ]);
+    let nulls: Row = full.keys().map(|k| (k.clone(), Value::Null)).collect();
+    let as_text = row(&[
+        ("i", text("42")),
+        ("u", Value::Int(7)),
+        ("small", Value::Bool(true)),
+        ("dec_", Value::Int(-5)),
+        ("f", Value::Int(3)),
+        ("d", Value::Decimal("0.1".into())),
+        ("t", Value::Int(12)),
+        ("tx", Value::Json(json!([1, 2]))),
+        ("b", text("plain")),
+        ("bl", Value::Bytes(vec![0; 300])),
+        ("dt", text("2024-01-02")),
+        ("tm", text("00:00:00")),
+        ("ts", text("2024-03-01 12:00:00")),
+        (
+            "ts0",
+            Value::Date(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()),
+        ),
+        ("tz", Value::Timestamp(at(2024, 6, 1, 8, 30, 0, 0))),
+        ("j", text("[\"x\", {\"y\": 2}]")),
+        ("uu", text("00000000-0000-0000-0000-000000000001")),
+        ("e", text("x")),
+        ("y", text("1999")),
+        ("bits", Value::Bytes(vec![0])),
+        ("bin16", Value::Bytes(vec![7; 16])),
+        ("c", text("")),
+        ("lat", text("plain")),
+    ]);
+    let precise = row(&[
+        ("i", Value::Int(i64::MAX)),
+        ("u", Value::Int(0)),
+        ("small", Value::Int(0)),
+        ("dec_", Value::Decimal("1.5".into())),
+        ("f", Value::Float(-3.4e38)),
+        ("d", Value::Float(5e-324)),
+        ("t", text("")),
+        ("tx", text("")),
+        ("b", Value::Bytes(vec![])),
+        ("bl", Value::Bytes(vec![0xff; 3])),
+        (
+            "dt",
+            Value::Date(NaiveDate::from_ymd_opt(1000, 1, 1).unwrap()),
+        ),
+        (
+            "tm",
+            Value::Time(NaiveTime::from_hms_micro_opt(0, 0, 0, 1).unwrap()),
+        ),
+        (
+            "ts",
+            Value::Timestamp(at(9999, 12, 31, 23, 59, 59, 999_999)),
+        ),
+        ("ts0", Value::Timestamp(at(2001, 1, 1, 0, 0, 0, 0))),
+        (
+            "tz",
+            Value::TimestampTz(at(1970, 1, 1, 0, 0, 1, 0).and_utc()),
+        ),
+        ("j", Value::Json(json!(null))),
+        ("uu", Value::Uuid(uuid::Uuid::nil())),
+        ("e", Value::Null),
+        ("y", Value::Int(2155)),
+        ("bits", Value::Bytes(vec![0xff])),
+        ("bin16", Value::Null),
+        ("c", text("é")),
+        ("lat", Value::Null),
+    ]);
+    vec![full, nulls, as_text, precise]
+}
+
+/// GIVEN twin tables `a` and `b` of every type, WHEN the same rows are
+/// inserted and then updated one by one in `a` and in batches in `b`, THEN
+/// both give back the same rows, in the order asked, leave the same tables
+/// and the same links, and what they return is what a later read finds.
+async fn batches_equal_one_by_one(flavour: Flavour) {
+    let db = TestDb::with(&format!(
+        "CREATE TABLE a {EVERY_TYPE}; CREATE TABLE b {EVERY_TYPE}"
+    ))
+    .await;
+    let connector = connector_of(&db, flavour).await;
+    install(&connector, &[]).await;
+    let [a, b] = describe_all(&connector, ["a", "b"]).await;
+    let rows = every_type_rows();
+    let origins = ["o1", "o2", "o3", "o4"];
+
+    // WHEN the rows are inserted
+    let mut one = OneByOne(connector.begin().await.unwrap());
+    let by_one = one
+        .insert_copies(&a, &rows, &copies("pa", &origins))
+        .await
+        .unwrap();
+    Box::new(one).commit().await.unwrap();
+    let mut tx = connector.begin().await.unwrap();
+    let batched = tx
+        .insert_copies(&b, &rows, &copies("pb", &origins))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN the written rows are the same, generated keys in order
+    assert_eq!(batched, by_one);
+    let ids: Vec<&Value> = batched.iter().map(|r| &r["id"]).collect();
+    assert_eq!(ids, [1, 2, 3, 4].map(Value::Int).iter().collect::<Vec<_>>());
+    assert_eq!(batched[0]["twice"], Value::Int(131_070));
+    // AND they are what the table holds (fingerprints will match)
+    assert_eq!(all_rows(&connector, &b).await, batched);
+    assert_eq!(
+        links_of(&connector, "pb").await,
+        links_of(&connector, "pa").await
+    );
+    assert_eq!(links_of(&connector, "pb").await.len(), 4);
+
+    // WHEN every row is updated with another row's values, a missing key
+    // and the same row twice among them
+    let key_of = |i: i64| key(&[Value::Int(i)]);
+    let mut updates: Vec<(Key, Row)> = vec![
+        (key_of(3), rows[0].clone()),
+        (key_of(1), rows[2].clone()),
+        (key_of(99), rows[1].clone()),
+        (key_of(2), rows[3].clone()),
+        (key_of(4), rows[1].clone()),
+        (key_of(3), rows[3].clone()),
+    ];
+    // (a key column in the row is not written)
+    updates[0].1.insert("id".into(), Value::Int(3));
+    let mut one = OneByOne(connector.begin().await.unwrap());
+    let by_one = one.update_many(&a, &updates).await.unwrap();
+    Box::new(one).commit().await.unwrap();
+    let mut tx = connector.begin().await.unwrap();
+    let batched = tx.update_many(&b, &updates).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN both say the same, None for the missing key
+    assert_eq!(batched.len(), updates.len());
+    assert_eq!(batched[2], None);
+    for (i, (got, want)) in batched.iter().zip(&by_one).enumerate() {
+        if i == 0 {
+            // One by one, the first update of row 3 is read before the
+            // second; in a batch, every update is read after all of them.
+            continue;
+        }
+        assert_eq!(got, want, "update {i}");
+    }
+    assert_eq!(batched[0], batched[5]);
+    // AND the tables are the same, and as returned
+    let written = all_rows(&connector, &b).await;
+    assert_eq!(written, all_rows(&connector, &a).await);
+    assert_eq!(written[2], batched[5].clone().unwrap());
+    assert_eq!(written[0], batched[1].clone().unwrap());
+}
+
+#[tokio::test]
+async fn mariadb_batches_equal_one_by_one_for_every_type() {
+    batches_equal_one_by_one(Flavour::MariaDb).await;
+}
+
+#[tokio::test]
+async fn mysql8_batches_equal_one_by_one_for_every_type() {
+    // (MySQL 8's statements: no RETURNING, keys from LAST_INSERT_ID())
+    batches_equal_one_by_one(Flavour::MySql).await;
+}
+
+/// GIVEN tables keyed by AUTO_INCREMENT, by uuid() and by two columns, and
+/// links already recorded for some origins, WHEN copies are inserted in
+/// batches THEN keys are generated or taken from the rows, rows come back in
+/// the order given, and the links are those one by one would leave.
+async fn batch_inserts_keep_keys_order_and_links(flavour: Flavour) {
+    let tables = "(id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20) NOT NULL);
+        CREATE TABLE pairs_{t} (a INT, b VARCHAR(10), v TEXT, PRIMARY KEY (a, b))";
+    let db = TestDb::with(&format!(
+        "CREATE TABLE person_a {}; CREATE TABLE person_b {}",
+        tables.replace("{t}", "a"),
+        tables.replace("{t}", "b"),
+    ))
+    .await;
+    let connector = connector_of(&db, flavour).await;
+    install(&connector, &[]).await;
+    let [person_a, person_b, pairs_a, pairs_b] =
+        describe_all(&connector, ["person_a", "person_b", "pairs_a", "pairs_b"]).await;
+    let name = |n: &str| ("name", text(n));
+    // generated, generated, given, generated (neighbours share statements)
+    let people = [
+        row(&[name("ann")]),
+        row(&[("id", Value::Null), name("bob")]),
+        row(&[("id", Value::Int(100)), name("cy")]),
+        row(&[name("di")]),
+    ];
+    let pair_rows: Vec<Row> = [(2, "z"), (1, "b"), (1, "a"), (3, "é")]
+        .iter()
+        .map(|(a, b)| row(&[("a", Value::Int(*a)), ("b", text(b)), ("v", text(b))]))
+        .collect();
+    let origins = ["o1", "o2", "o3", "o4"];
+
+    for (suffix, person, pairs) in [("a", &person_a, &pairs_a), ("b", &person_b, &pairs_b)] {
+        let people_pair = format!("people_{suffix}");
+        let pairs_pair = format!("pairs_{suffix}");
+        // a stale link: origin o2 was copied before, to a record gone since
+        let stale = IdMapRow {
+            pair: people_pair.clone(),
+            source_key: "[\"o2\"]".into(),
+            target_key: "[7]".into(),
+        };
+        let mut tx = connector.begin().await.unwrap();
+        tx.record_link(&stale).await.unwrap();
+        let mut tx: Box<dyn Transaction> = if suffix == "a" {
+            Box::new(OneByOne(tx))
+        } else {
+            tx
+        };
+        let written = tx
+            .insert_copies(person, &people, &copies(&people_pair, &origins))
+            .await
+            .unwrap();
+        let ids: Vec<Value> = written.iter().map(|r| r["id"].clone()).collect();
+        assert_eq!(ids, [1, 2, 100, 101].map(Value::Int), "{suffix}");
+        let names: Vec<Value> = written.iter().map(|r| r["name"].clone()).collect();
+        assert_eq!(names, ["ann", "bob", "cy", "di"].map(text), "{suffix}");
+        let written = tx
+            .insert_copies(pairs, &pair_rows, &copies(&pairs_pair, &origins))
+            .await
+            .unwrap();
+        assert_eq!(written, pair_rows, "{suffix}");
+        tx.commit().await.unwrap();
+    }
+    for pair in ["people", "pairs"] {
+        let by_one = links_of(&connector, &format!("{pair}_a")).await;
+        assert_eq!(links_of(&connector, &format!("{pair}_b")).await, by_one);
+    }
+    let link = |origin: &str, key: &[Value]| (format!("[{origin:?}]"), Key(key.to_vec()).encode());
+    assert_eq!(
+        links_of(&connector, "people_b").await,
+        vec![
+            link("o1", &[Value::Int(1)]),
+            link("o2", &[Value::Int(2)]),
+            link("o3", &[Value::Int(100)]),
+            link("o4", &[Value::Int(101)]),
+        ]
+    );
+    assert_eq!(
+        links_of(&connector, "pairs_b").await[0],
+        link("o1", &[Value::Int(2), text("z")])
+    );
+}
+
+#[tokio::test]
+async fn mariadb_batch_inserts_keep_keys_order_and_links() {
+    batch_inserts_keep_keys_order_and_links(Flavour::MariaDb).await;
+}
+
+#[tokio::test]
+async fn mysql8_batch_inserts_keep_keys_order_and_links() {
+    batch_inserts_keep_keys_order_and_links(Flavour::MySql).await;
+}
+
+#[tokio::test]
+async fn batch_inserts_return_uuid_keys_in_order() {
+    // GIVEN a table keyed by uuid() (MariaDB's RETURNING tells the keys)
+    let db =
+        TestDb::with("CREATE TABLE tag (id UUID DEFAULT uuid() PRIMARY KEY, label TEXT)").await;
+    let connector = db.connector().await;
+    install(&connector, &[]).await;
+    let tag = describe(&connector, "tag").await;
+    let labels: Vec<Row> = (0..50)
+        .map(|i| row(&[("label", text(&format!("l{i}")))]))
+        .collect();
+    let origins: Vec<String> = (0..50).map(|i| format!("o{i}")).collect();
+    let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
+
+    // WHEN they are inserted in one batch
+    let mut tx = connector.begin().await.unwrap();
+    let written = tx
+        .insert_copies(&tag, &labels, &copies("tags", &origins))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN each comes back with its own key, in order, linked to its origin
+    assert_eq!(written.len(), 50);
+    for (i, row) in written.iter().enumerate() {
+        assert_eq!(row["label"], text(&format!("l{i}")));
+        let key = tag.key_of(row).unwrap();
+        let link = (format!("[{:?}]", origins[i]), key.encode());
+        assert!(
+            links_of(&connector, "tags").await.contains(&link),
+            "{link:?}"
+        );
+        assert_eq!(
+            connector.fetch_rows(&tag, &[key]).await.unwrap(),
+            vec![row.clone()]
+        );
+    }
+}
+
+#[tokio::test]
+async fn batch_updates_find_rows_as_the_key_lookup_does() {
+    // GIVEN rows keyed by case-insensitive text and a decimal, and a
+    // composite key
+    let db = TestDb::with(
+        "CREATE TABLE people (name VARCHAR(20) PRIMARY KEY, age INT, note TEXT)
+           COLLATE utf8mb4_unicode_ci;
+         CREATE TABLE prices (amount DECIMAL(8,3) PRIMARY KEY, label TEXT);
+         CREATE TABLE pairs (a INT, b INT, v INT, PRIMARY KEY (a, b));
+         INSERT INTO people VALUES ('ann', 30, 'x'), ('bob', 40, 'y'), ('cy', 50, NULL);
+         INSERT INTO prices VALUES (1.5, 'one and a half');
+         INSERT INTO pairs VALUES (1, 1, 11), (1, 2, 12), (2, 1, 21)",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [people, prices, pairs] = describe_all(&connector, ["people", "prices", "pairs"]).await;
+    let named = |n: &str| key(&[text(n)]);
+    let age = |a: i64| row(&[("age", Value::Int(a))]);
+
+    let mut tx = connector.begin().await.unwrap();
+    // WHEN updated by keys in another case, missing, and given as text
+    let updated = tx
+        .update_many(
+            &people,
+            &[
+                (named("BOB"), age(41)),
+                (named("nobody"), age(1)),
+                (named("ann"), age(31)),
+            ],
+        )
+        .await
+        .unwrap();
+    // THEN each is found as `WHERE key = ?` finds it, in the order asked
+    let ages: Vec<Option<Value>> = updated
+        .iter()
+        .map(|r| r.as_ref().map(|r| r["age"].clone()))
+        .collect();
+    assert_eq!(ages, vec![Some(Value::Int(41)), None, Some(Value::Int(31))]);
+    assert_eq!(updated[0].as_ref().unwrap()["name"], text("bob"));
+    let priced = tx
+        .update_many(
+            &prices,
+            &[(
+                key(&[Value::Decimal("1.5".into())]),
+                row(&[("label", text("1.5"))]),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        priced[0].as_ref().unwrap()["amount"],
+        Value::Decimal("1.500".into())
+    );
+
+    // AND rows with nothing but their key are only found and locked
+    let pair = |a: i64, b: i64| key(&[Value::Int(a), Value::Int(b)]);
+    let only_key = |a: i64, b: i64| row(&[("a", Value::Int(a)), ("b", Value::Int(b))]);
+    let found = tx
+        .update_many(
+            &pairs,
+            &[
+                (pair(2, 1), only_key(2, 1)),
+                (pair(9, 9), only_key(9, 9)),
+                (key(&[text(" 1"), Value::Int(2)]), only_key(1, 2)),
+            ],
+        )
+        .await
+        .unwrap();
+    let values: Vec<Option<Value>> = found
+        .iter()
+        .map(|r| r.as_ref().map(|r| r["v"].clone()))
+        .collect();
+    assert_eq!(
+        values,
+        vec![Some(Value::Int(21)), None, Some(Value::Int(12))]
+    );
+    assert_row_is_locked(&db, "UPDATE pairs SET v = 0 WHERE a = 2 AND b = 1").await;
+    tx.commit().await.unwrap();
+
+    let rows = all_rows(&connector, &people).await;
+    let ages: Vec<&Value> = rows.iter().map(|r| &r["age"]).collect();
+    assert_eq!(
+        ages,
+        [31, 41, 50].map(Value::Int).iter().collect::<Vec<_>>()
+    );
+    assert_eq!(all_rows(&connector, &pairs).await.len(), 3);
+}
+
+/// Another session cannot run `sql` within a second: a row it needs is
+/// locked.
+async fn assert_row_is_locked(db: &TestDb, sql: &str) {
+    let mut conn = db.conn().await;
+    conn.query_drop("SET innodb_lock_wait_timeout = 1")
+        .await
+        .unwrap();
+    let err = conn.query_drop(sql).await.unwrap_err();
+    assert!(err.to_string().contains("Lock wait timeout"), "{err}");
+    conn.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn fetch_many_for_update_reads_and_locks_the_rows_that_exist() {
+    // GIVEN rows with a composite key
+    let db = TestDb::with(
+        "CREATE TABLE pairs (a INT, b VARCHAR(5), v INT, PRIMARY KEY (a, b));
+         INSERT INTO pairs VALUES (1, 'x', 1), (1, 'y', 2), (2, 'x', 3)",
+    )
+    .await;
+    let connector = db.connector().await;
+    let pairs = describe(&connector, "pairs").await;
+    let pair = |a: i64, b: &str| key(&[Value::Int(a), text(b)]);
+
+    // WHEN two of them and a missing one are fetched for update
+    let mut tx = connector.begin().await.unwrap();
+    let mut rows = tx
+        .fetch_many_for_update(&pairs, &[pair(2, "x"), pair(5, "x"), pair(1, "x")])
+        .await
+        .unwrap();
+    rows.sort_by_key(|r| r["v"].to_string());
+
+    // THEN the two come back, locked (whether the optimizer also locks
+    // their neighbours depends on its plan)
+    let values: Vec<&Value> = rows.iter().map(|r| &r["v"]).collect();
+    assert_eq!(values, vec![&Value::Int(1), &Value::Int(3)]);
+    assert_row_is_locked(&db, "UPDATE pairs SET v = 0 WHERE a = 2").await;
+    assert_row_is_locked(&db, "DELETE FROM pairs WHERE a = 1 AND b = 'x'").await;
+    assert!(tx
+        .fetch_many_for_update(&pairs, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn delete_many_and_forget_links_take_one_batch() {
+    // GIVEN rows and links
+    let db = TestDb::with(
+        "CREATE TABLE t (id INT PRIMARY KEY);
+         INSERT INTO t VALUES (1), (2), (3), (4)",
+    )
+    .await;
+    let connector = db.connector().await;
+    install(&connector, &[]).await;
+    let t = describe(&connector, "t").await;
+    let mut tx = connector.begin().await.unwrap();
+    record_links(
+        &mut tx,
+        "p [1]=[10], p [2]=[20], p [3]=[30], q [1]=[10], p [4]=[40]",
+    )
+    .await;
+
+    // WHEN some rows are deleted (one twice, one missing) and links are
+    // forgotten by source or by target
+    let ids = |ids: &[i64]| {
+        ids.iter()
+            .map(|i| key(&[Value::Int(*i)]))
+            .collect::<Vec<_>>()
+    };
+    let deleted = tx.delete_many(&t, &ids(&[3, 1, 9, 3])).await.unwrap();
+    tx.forget_links(
+        "p",
+        &[
+            ("[1]".into(), "[none]".into()),
+            ("[none]".into(), "[30]".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    tx.forget_links("p", &[]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN exactly those are gone
+    assert_eq!(deleted, 2);
+    let left = all_rows(&connector, &t).await;
+    assert_eq!(
+        left,
+        vec![row(&[("id", Value::Int(2))]), row(&[("id", Value::Int(4))])]
+    );
+    assert_links(&connector, "p [2]=[20], p [4]=[40], q [1]=[10]").await;
+}
+
+#[tokio::test]
+async fn a_bad_row_fails_the_batch_as_a_data_error_and_leaves_nothing() {
+    // GIVEN a table with a unique, NOT NULL and short name and a latin1
+    // column, two rows, and a savepoint
+    let db = TestDb::with(
+        "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(5) NOT NULL UNIQUE,
+                         lat VARCHAR(10) CHARACTER SET latin1);
+         INSERT INTO t (name) VALUES ('taken'), ('other')",
+    )
+    .await;
+    let connector = db.connector().await;
+    install(&connector, &[]).await;
+    let t = describe(&connector, "t").await;
+    let before = all_rows(&connector, &t).await;
+    let named = |n: &str| row(&[("name", text(n))]);
+    let mut tx = connector.begin().await.unwrap();
+    tx.savepoint().await.unwrap();
+
+    // WHEN a batch holds a duplicate, a NULL for NOT NULL, a value too long
+    for bad in [
+        vec![named("a"), named("taken"), named("b")],
+        vec![named("a"), named("b"), named("a")],
+        vec![named("a"), row(&[("name", Value::Null)])],
+        vec![named("a"), named("toolong")],
+    ] {
+        let origins: Vec<String> = (0..bad.len()).map(|i| format!("o{i}")).collect();
+        let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
+        let err = tx
+            .insert_copies(&t, &bad, &copies("p", &origins))
+            .await
+            .unwrap_err();
+        // THEN it is a one-line data error naming the table
+        assert_error(&err, ErrorKind::Data, &["table t"]);
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
+        tx.rollback_to_savepoint().await.unwrap();
+    }
+    // AND so are bad updates: NULL for NOT NULL, a duplicate, a character
+    // latin1 cannot hold (each after an update that would work)
+    let id = |i: i64| key(&[Value::Int(i)]);
+    let lat = |v: &str| row(&[("lat", text(v))]);
+    for bad in [
+        vec![
+            (id(2), named("new")),
+            (id(1), row(&[("name", Value::Null)])),
+        ],
+        vec![(id(2), named("same")), (id(1), named("same"))],
+        vec![(id(2), lat("fine")), (id(1), lat("🎉"))],
+    ] {
+        let err = tx.update_many(&t, &bad).await.unwrap_err();
+        assert_error(&err, ErrorKind::Data, &["table t"]);
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
+        tx.rollback_to_savepoint().await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // THEN nothing of the batches was written
+    assert_eq!(all_rows(&connector, &t).await, before);
+    assert!(connector.read_id_map().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn batch_writes_are_not_captured() {
+    // GIVEN an installed table
+    let db = TestDb::with("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)").await;
+    let connector = db.connector().await;
+    let [t] = install_capture(&connector, ["t"]).await;
+
+    // WHEN the agent writes in batches
+    let mut tx = connector.begin().await.unwrap();
+    let rows: Vec<Row> = (0..10)
+        .map(|i| row(&[("v", text(&i.to_string()))]))
+        .collect();
+    let origins = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let written = tx
+        .insert_copies(&t, &rows, &copies("p", &origins))
+        .await
+        .unwrap();
+    let keys: Vec<Key> = written.iter().map(|r| t.key_of(r).unwrap()).collect();
+    let updates: Vec<(Key, Row)> = keys
+        .iter()
+        .map(|k| (k.clone(), row(&[("v", text("new"))])))
+        .collect();
+    tx.update_many(&t, &updates).await.unwrap();
+    assert_eq!(tx.delete_many(&t, &keys[..5]).await.unwrap(), 5);
+    tx.commit().await.unwrap();
+    // AND an application writes too
+    db.exec("INSERT INTO t (id, v) VALUES (100, 'app')").await;
+
+    // THEN only the application's write is captured
+    assert_eq!(
+        changes(&connector, &[table("t")]).await,
+        vec![(ChangeOp::Insert, json!([100]))]
+    );
+    assert_eq!(all_rows(&connector, &t).await.len(), 6);
+}
+
+/// GIVEN a table, WHEN batches too big for one statement are applied (more
+/// than a megabyte of values, more keys than one IN list takes, more rows
+/// than one CASE update takes) THEN they are cut into statements without
+/// changing what they do: keys in order, the last update of a row wins,
+/// missing keys found missing.
+async fn big_batches_are_cut_without_changing_the_result(flavour: Flavour) {
+    let db =
+        TestDb::with("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, doc MEDIUMTEXT)")
+            .await;
+    let connector = connector_of(&db, flavour).await;
+    install(&connector, &[]).await;
+    let t = describe(&connector, "t").await;
+    let id = |i: usize| key(&[Value::Int(i as i64)]);
+    let rows: Vec<Row> = (0..400)
+        .map(|i| row(&[("v", Value::Int(i)), ("doc", text(&"x".repeat(4_000)))]))
+        .collect();
+    let origins: Vec<String> = (0..400).map(|i| format!("o{i}")).collect();
+    let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
+
+    let mut tx = connector.begin().await.unwrap();
+    let written = tx
+        .insert_copies(&t, &rows, &copies("p", &origins))
+        .await
+        .unwrap();
+    let ids: Vec<Value> = written.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids, (1..=400).map(Value::Int).collect::<Vec<_>>());
+    assert_eq!(
+        links_of(&connector, "p").await.len(),
+        0,
+        "not committed yet"
+    );
+
+    // every row updated in reverse order, row 1 first and last, 50 missing
+    let v = |v: i64| row(&[("v", Value::Int(v))]);
+    let mut updates: Vec<(Key, Row)> = vec![(id(1), v(-1))];
+    updates.extend((1..=400).rev().map(|i| (id(i), v(1_000 + i as i64))));
+    updates.extend((1_000..1_050).map(|i| (id(i), v(0))));
+    updates.push((id(1), v(-2)));
+    let updated = tx.update_many(&t, &updates).await.unwrap();
+    assert_eq!(updated.len(), updates.len());
+    for ((key, _), got) in updates.iter().zip(&updated) {
+        let want = match key.0[0] {
+            Value::Int(1) => Some(Value::Int(-2)),
+            Value::Int(i) if i <= 400 => Some(Value::Int(1_000 + i)),
+            _ => None,
+        };
+        assert_eq!(got.as_ref().map(|r| r["v"].clone()), want, "{key}");
+    }
+
+    let keys: Vec<Key> = (1..=6_000).map(id).collect();
+    let locked = tx.fetch_many_for_update(&t, &keys).await.unwrap();
+    assert_eq!(locked.len(), 400);
+    assert_eq!(tx.delete_many(&t, &keys).await.unwrap(), 400);
+    tx.commit().await.unwrap();
+    assert!(all_rows(&connector, &t).await.is_empty());
+    assert_eq!(links_of(&connector, "p").await.len(), 400);
+}
+
+#[tokio::test]
+async fn mariadb_big_batches_are_cut_without_changing_the_result() {
+    big_batches_are_cut_without_changing_the_result(Flavour::MariaDb).await;
+}
+
+#[tokio::test]
+async fn mysql8_big_batches_are_cut_without_changing_the_result() {
+    big_batches_are_cut_without_changing_the_result(Flavour::MySql).await;
 }

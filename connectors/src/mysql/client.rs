@@ -322,6 +322,9 @@ pub fn classify(err: mysql_async::Error) -> ConnectorError {
             | DriverError::FromValue { .. }
             | DriverError::FromRow { .. },
         ) => (ErrorKind::Internal, err.to_string()),
+        // A bulk execution refused before sending: its rows all have the
+        // statement's parameters, so only a row too large to send remains.
+        Error::Driver(DriverError::BulkExecute(_)) => (ErrorKind::Data, err.to_string()),
         Error::Driver(_) => (ErrorKind::Connection, err.to_string()),
         Error::Url(_) => (ErrorKind::Config, err.to_string()),
         Error::Other(_) => (ErrorKind::Internal, err.to_string()),

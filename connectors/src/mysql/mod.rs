@@ -8,9 +8,11 @@
 //!
 //! Files: `client` (URL, pool, session, errors), `schema` (describe),
 //! `types` (values), `install` (scripts), `capture` (change rows), `apply`
-//! (the applying transaction and row SQL).
+//! (the applying transaction and row SQL), `batch` (its multi-row
+//! statements).
 
 mod apply;
+mod batch;
 mod capture;
 mod client;
 mod install;
