@@ -818,7 +818,9 @@ async fn batches_write_many_rows_per_statement_as_one_by_one_would() {
         target_key: keys[299].encode(),
     }));
     assert!(
-        changes(&connector, &[item.name.clone()]).await.is_empty(),
+        changes(&connector, slice::from_ref(&item.name))
+            .await
+            .is_empty(),
         "applied writes are not captured"
     );
 
