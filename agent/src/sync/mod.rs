@@ -304,6 +304,8 @@ pub struct Agent {
     /// Change rows left in the change table because their key cannot be
     /// read: (side index, seq), reported once each.
     pub set_aside: std::sync::Mutex<std::collections::BTreeSet<(usize, i64)>>,
+    /// When the tables were last compared with the plan.
+    pub drift_checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Agent {
@@ -317,6 +319,7 @@ impl Agent {
             paused: Default::default(),
             retrying: Default::default(),
             set_aside: Default::default(),
+            drift_checked: Default::default(),
         }
     }
 

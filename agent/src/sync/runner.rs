@@ -1,6 +1,6 @@
 //! When to sync: start-up checks, passes, the continuous loop and `--once`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::watch;
@@ -17,7 +17,9 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest wait after repeated failures: short enough that syncing
 /// resumes soon after a restarted server is back.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15);
-/// Longest wait between passes when nothing wakes the agent.
+/// The shortest time between two comparisons of the tables with the plan.
+pub const DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait for changes between passes when nothing wakes the agent.
 pub const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// Passes `--once` makes at most before it gives up on converging.
 pub const ONCE_MAX_PASSES: usize = 50;
@@ -95,7 +97,21 @@ impl Agent {
     /// A pair whose tables changed under the agent, or was truncated, is
     /// paused for the pass (see [`super::drift`]).
     pub async fn pass(&self, tally: &mut Tally) -> SyncResult<usize> {
-        let mut paused = self.check_drift().await?;
+        // Under load passes follow each other at once; the tables are
+        // described at most once a DRIFT_CHECK_INTERVAL (an error reading
+        // rows in between has the tables compared at once, see `run`).
+        let due = self
+            .drift_checked
+            .lock()
+            .expect("drift check lock")
+            .is_none_or(|at| at.elapsed() >= DRIFT_CHECK_INTERVAL);
+        let mut paused = if due {
+            let found = self.check_drift().await?;
+            *self.drift_checked.lock().expect("drift check lock") = Some(Instant::now());
+            found
+        } else {
+            self.paused.lock().expect("pauses lock").clone()
+        };
         let captured = self.tail(Side::Source, &mut paused).await?
             + self.tail(Side::Target, &mut paused).await?;
         self.report_pauses(paused);
@@ -164,6 +180,10 @@ impl Agent {
                 self.pass(&mut tally).await
             }
             .await;
+            // A pass that found changes is followed by another at once:
+            // under load, a change waits for the pass in flight, not for a
+            // poll interval on top of it.
+            let busy = matches!(result, Ok(captured) if captured > 0);
             match result {
                 Ok(_) => {
                     self.heartbeat.beat();
@@ -222,6 +242,9 @@ impl Agent {
                     observe::health().stopped();
                     return Err(e);
                 }
+            }
+            if busy {
+                continue;
             }
             let source = self.integration.endpoint(Side::Source).clone();
             let target = self.integration.endpoint(Side::Target).clone();
