@@ -474,7 +474,10 @@ pub struct Installation {
 }
 
 /// The version of the installed objects this build writes and expects.
-pub const SCHEMA_VERSION: i32 = 1;
+/// Version 2: PostgreSQL's capture functions notify only while an agent
+/// waits (`tandem.waiting`), and its change table has no check on `op`.
+/// `install-triggers` upgrades version 1 in place, change rows kept.
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// One database engine, seen by the agent. See the module docs for the
 /// contract.

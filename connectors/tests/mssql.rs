@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveTime};
 use common::*;
 use serde_json::json;
+use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::mssql::MssqlConnector;
 use tandem_connectors::{
     connect, ChangeOp, Connector, ConnectorError, DataType, EndpointConfig, Engine, ErrorKind, Key,
@@ -475,7 +476,7 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
     assert!(once.contains(&"version|1|1".to_owned()), "{once:#?}");
     assert!(once.contains(&"schema|tandem".to_owned()), "{once:#?}");
     let installed = connector.installation(&tables).await.unwrap();
-    assert_eq!(installed.version, Some(1));
+    assert_eq!(installed.version, Some(SCHEMA_VERSION));
     assert!(installed.missing_triggers.is_empty(), "{installed:?}");
 
     // AND a dropped or disabled trigger is reported

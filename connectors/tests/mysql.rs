@@ -15,6 +15,7 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use serde_json::json;
+use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::mysql::{Flavour, MysqlConnector};
 use tandem_connectors::{
     ChangeOp, Connector, CopyOf, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow, Key, Row,
@@ -243,7 +244,7 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
     assert_eq!(triggers.count(), 6);
     assert!(once.contains(&"version|1|1".to_owned()), "{once:#?}");
     let installed = connector.installation(&tables).await.unwrap();
-    assert_eq!(installed.version, Some(1));
+    assert_eq!(installed.version, Some(SCHEMA_VERSION));
     assert!(installed.missing_triggers.is_empty(), "{installed:?}");
 
     // AND a dropped trigger is reported

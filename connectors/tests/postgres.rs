@@ -1136,22 +1136,20 @@ async fn errors_have_kinds_and_name_what_is_at_fault() {
     check(&err, ErrorKind::Config, &["tandem_no_such_database"]);
 }
 
-/// Waits (while waiting for changes) until a LISTEN session other than
-/// `not` is open on the database; returns its pid.
+/// Waits (while waiting for changes) until the agent's LISTEN connection,
+/// other than `not`, has entered `tandem.waiting`; returns its pid.
 async fn wait_for_listener(
     connector: &Arc<dyn Connector>,
     client: &tokio_postgres::Client,
-    database: &str,
     not: Option<i32>,
 ) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let pid: Option<i32> = client
             .query_opt(
-                "select pid from pg_stat_activity
-                 where datname = $1 and query = 'listen tandem_changes' and state = 'idle'
-                   and pid is distinct from $2",
-                &[&database, &not],
+                "select w.pid from tandem.waiting w join pg_stat_activity a using (pid)
+                 where w.pid is distinct from $1",
+                &[&not],
             )
             .await
             .unwrap()
@@ -1159,7 +1157,7 @@ async fn wait_for_listener(
         if let Some(pid) = pid {
             return pid;
         }
-        assert!(Instant::now() < deadline, "no LISTEN connection opened");
+        assert!(Instant::now() < deadline, "no LISTEN connection waiting");
         connector.wait_for_changes(Duration::from_millis(10)).await;
     }
 }
@@ -1174,6 +1172,24 @@ async fn wait_for_changes_returns(connector: &Arc<dyn Connector>, why: &str) {
     .unwrap_or_else(|_| panic!("not {why}"));
 }
 
+/// Starts an hour-long wait, runs `write` once the wait has begun, and
+/// asserts the wait returns.
+async fn woken_by(connector: &Arc<dyn Connector>, db: &TestDb, write: &str, why: &str) {
+    let waiting = {
+        let connector = Arc::clone(connector);
+        tokio::spawn(async move { connector.wait_for_changes(Duration::from_secs(3600)).await })
+    };
+    // The wait is entered and has looked at the change table: a short
+    // while later it sleeps on the notification alone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the wait returned before {why}");
+    db.exec(write).await;
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("not {why}"))
+        .unwrap();
+}
+
 #[tokio::test]
 async fn wait_for_changes_wakes_on_notify_and_never_outwaits_the_poll_interval() {
     let db = TestDb::with("create table t (id int primary key)").await;
@@ -1181,29 +1197,203 @@ async fn wait_for_changes_wakes_on_notify_and_never_outwaits_the_poll_interval()
     let connector = db
         .connector_with(|c| c.poll_interval = Duration::from_secs(3600))
         .await;
-    install_capture(&connector, ["t"]).await;
+    let [t] = install_capture(&connector, ["t"]).await;
 
-    // The LISTEN connection opens on the first wait
-    let first = wait_for_listener(&connector, &client, &db.name, None).await;
+    // The LISTEN connection opens on the first wait and enters itself
+    let first = wait_for_listener(&connector, &client, None).await;
 
     // A captured change wakes a waiter long before its hour-long timeout
-    db.exec("insert into t values (1)").await;
-    wait_for_changes_returns(&connector, "woken by the notification").await;
+    woken_by(
+        &connector,
+        &db,
+        "insert into t values (1)",
+        "woken by the notification",
+    )
+    .await;
 
     // The LISTEN connection comes back by itself when the server drops it
     client
         .execute("select pg_terminate_backend($1)", &[&first])
         .await
         .unwrap();
-    wait_for_listener(&connector, &client, &db.name, Some(first)).await;
-    db.exec("insert into t values (2)").await;
-    wait_for_changes_returns(&connector, "woken after reconnecting").await;
+    let second = wait_for_listener(&connector, &client, Some(first)).await;
+    assert_ne!(first, second);
+    // Back, it wakes waiters once (changes made meanwhile sent nothing):
+    // a short wait takes that wake-up.
+    connector.wait_for_changes(Duration::from_millis(10)).await;
+    // Reading the change takes the agent out: it is busy
+    connector
+        .read_changes(slice::from_ref(&t.name), 10)
+        .await
+        .unwrap();
+    let waiting: i64 = client
+        .query_one("select count(*) from tandem.waiting", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0, "an agent that reads is not waiting");
+    woken_by(
+        &connector,
+        &db,
+        "insert into t values (2)",
+        "woken after reconnecting",
+    )
+    .await;
+
+    // A change committed while the agent was busy sent no notification:
+    // the next wait finds it and returns at once
+    connector
+        .read_changes(slice::from_ref(&t.name), 10)
+        .await
+        .unwrap();
+    db.exec("insert into t values (3)").await;
+    wait_for_changes_returns(&connector, "returning for a change made while busy").await;
 
     // Without notifications, the poll interval bounds the wait
     let polling = db
         .connector_with(|c| c.poll_interval = Duration::from_millis(50))
         .await;
     wait_for_changes_returns(&polling, "bounded by the poll interval").await;
+}
+
+/// The `tandem_changes` notifications received before a marker notification
+/// sent by `writer` after its writes (notifications of one session arrive in
+/// commit order).
+async fn notified(
+    writer: &tokio_postgres::Client,
+    received: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> usize {
+    writer.batch_execute("notify tandem_marker").await.unwrap();
+    let mut tandem = 0;
+    loop {
+        let channel = tokio::time::timeout(Duration::from_secs(30), received.recv())
+            .await
+            .expect("the marker arrives")
+            .expect("the listener is open");
+        if channel == "tandem_marker" {
+            return tandem;
+        }
+        assert_eq!(channel, "tandem_changes");
+        tandem += 1;
+    }
+}
+
+#[tokio::test]
+async fn writers_notify_only_while_an_agent_waits() {
+    let db = TestDb::with("create table t (id int primary key)").await;
+    let connector = db.connector().await;
+    let [t] = install_capture(&connector, ["t"]).await;
+    // Our own listener counts the notifications the writers send.
+    let (listener, mut connection) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    let (sent, mut received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = sent.send(n.channel().to_owned());
+            }
+        }
+    });
+    listener
+        .batch_execute("listen tandem_changes")
+        .await
+        .unwrap();
+    listener
+        .batch_execute("listen tandem_marker")
+        .await
+        .unwrap();
+    let writer = db.client().await;
+
+    // Nobody waits: writes send nothing
+    writer
+        .batch_execute("insert into t values (1); insert into t values (2)")
+        .await
+        .unwrap();
+    assert_eq!(
+        notified(&writer, &mut received).await,
+        0,
+        "notified with nobody waiting"
+    );
+
+    // An agent that read them waits: one notification per transaction, not
+    // per row
+    connector
+        .read_changes(slice::from_ref(&t.name), 100)
+        .await
+        .unwrap();
+    let waiting = {
+        let connector = Arc::clone(&connector);
+        tokio::spawn(async move { connector.wait_for_changes(Duration::from_secs(3600)).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while writer
+        .query_one("select count(*) from tandem.waiting", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never entered tandem.waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer
+        .batch_execute("begin; insert into t values (3); update t set id = 4 where id = 3; insert into t values (5); commit")
+        .await
+        .unwrap();
+    assert_eq!(
+        notified(&writer, &mut received).await,
+        1,
+        "one notification per transaction"
+    );
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the agent was woken")
+        .unwrap();
+
+    // Once the agent reads, it is busy: writes send nothing again, and its
+    // changes are all there
+    let read = connector
+        .read_changes(slice::from_ref(&t.name), 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 6, "{read:?}");
+    writer
+        .batch_execute("insert into t values (6)")
+        .await
+        .unwrap();
+    assert_eq!(
+        notified(&writer, &mut received).await,
+        0,
+        "notified a busy agent"
+    );
+}
+
+#[tokio::test]
+async fn entries_of_agents_gone_are_cleared_when_listening_starts() {
+    let db = TestDb::with("create table t (id int primary key)").await;
+    let connector = db
+        .connector_with(|c| c.poll_interval = Duration::from_millis(20))
+        .await;
+    install_capture(&connector, ["t"]).await;
+    let client = db.client().await;
+    // A pid no backend has (pids are positive and below 2^22 on Linux).
+    client
+        .execute("insert into tandem.waiting (pid) values (-7)", &[])
+        .await
+        .unwrap();
+    let pid = wait_for_listener(&connector, &client, None).await;
+    let pids: Vec<i32> = client
+        .query("select pid from tandem.waiting order by pid", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pids, vec![pid], "the entry of an agent gone stays");
 }
 
 #[tokio::test]

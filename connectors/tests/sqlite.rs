@@ -16,6 +16,7 @@ use chrono::{NaiveDate, NaiveTime};
 use common::*;
 use rusqlite::types::Value as SqlValue;
 use serde_json::json;
+use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::sqlite::SqliteConnector;
 use tandem_connectors::{
     ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
@@ -302,7 +303,7 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
     assert_eq!(triggers.count(), 6);
     assert!(once.contains(&"version|1|1".to_owned()), "{once:#?}");
     let installed = connector.installation(&tables).await.unwrap();
-    assert_eq!(installed.version, Some(1));
+    assert_eq!(installed.version, Some(SCHEMA_VERSION));
     assert!(installed.missing_triggers.is_empty(), "{installed:?}");
     // AND the second install script only holds the idempotent statements
     let again = connector.install_script(&tables).await.unwrap();

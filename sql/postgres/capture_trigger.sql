@@ -4,12 +4,21 @@
 -- calls it, and the statement trigger tandem_truncate that records a
 -- TRUNCATE (op 'T', empty key) so the agent can stop the pair instead of
 -- missing it. Writes of sessions that set tandem.applying (the agent's own)
--- are skipped. The placeholders are filled with names already quoted.
+-- are skipped. The first capture of a transaction wakes the agents waiting
+-- in tandem.waiting (pg_notify is delivered at commit); an agent that is
+-- busy reads the change table again before it waits. The placeholders are
+-- filled with names already quoted.
 create or replace function {{function}}() returns trigger
 language plpgsql as {{tag}}
 begin
     if pg_catalog.current_setting('tandem.applying', true) = 'on' then
         return null;
+    end if;
+    if pg_catalog.current_setting('tandem.woken', true) is distinct from 'on' then
+        perform pg_catalog.set_config('tandem.woken', 'on', true);
+        if exists (select from tandem.waiting) then
+            perform pg_catalog.pg_notify('tandem_changes', '');
+        end if;
     end if;
     if tg_op = 'TRUNCATE' then
         insert into tandem.changes (table_name, op, pk)
@@ -31,7 +40,6 @@ begin
         insert into tandem.changes (table_name, op, pk)
         values ({{table_name}}, 'D', pg_catalog.jsonb_build_array({{old_key_json}}));
     end if;
-    perform pg_catalog.pg_notify('tandem_changes', '');
     return null;
 end
 {{tag}};

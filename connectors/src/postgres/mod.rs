@@ -1,8 +1,9 @@
 //! The `postgres` engine: PostgreSQL 12 and later.
 //!
 //! - Capture: one PL/pgSQL row trigger per table writes the key of every
-//!   change into `tandem.changes` and `pg_notify`s `tandem_changes`; a
-//!   dedicated LISTEN connection wakes the agent, polling is the fallback.
+//!   change into `tandem.changes`; while the agent waits (its LISTEN
+//!   connection is in `tandem.waiting`) the first capture of a transaction
+//!   `pg_notify`s `tandem_changes` and wakes it, polling is the fallback.
 //! - Echo: [`Connector::begin`] runs `SET LOCAL tandem.applying = 'on'`;
 //!   the triggers skip sessions that set it.
 //! - Values travel as text in the ISO/UTC/hex session formats set in
@@ -116,7 +117,18 @@ impl Connector for PostgresConnector {
         tables: &[TableName],
         limit: usize,
     ) -> Result<Vec<CapturedChange>> {
-        capture::read_changes(&*self.client().await?, tables, limit).await
+        let client = self.client().await?;
+        // Both on one round trip: leaving tandem.waiting (writers need not
+        // wake an agent that reads) and the read.
+        let ((), read) = tokio::join!(
+            self.waker.busy(&client),
+            capture::read_changes(&client, tables, limit)
+        );
+        let read = read?;
+        if let Some(last) = read.iter().map(|c| c.seq).max() {
+            self.waker.saw(last);
+        }
+        Ok(read)
     }
 
     async fn delete_changes(&self, seqs: &[i64]) -> Result<()> {
