@@ -242,7 +242,10 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
     assert_eq!(once, twice);
     let triggers = once.iter().filter(|l| l.starts_with("trigger|tandem_"));
     assert_eq!(triggers.count(), 6);
-    assert!(once.contains(&"version|1|1".to_owned()), "{once:#?}");
+    assert!(
+        once.contains(&format!("version|1|{SCHEMA_VERSION}")),
+        "{once:#?}"
+    );
     let installed = connector.installation(&tables).await.unwrap();
     assert_eq!(installed.version, Some(SCHEMA_VERSION));
     assert!(installed.missing_triggers.is_empty(), "{installed:?}");
