@@ -116,6 +116,29 @@ async fn seed(db: &Db, prefix: &str, accounts: usize) {
         .await;
 }
 
+/// Two banks, 1,500 accounts on the source and 1,000 on the target (with
+/// entries and notes), and an installed agent syncing them; `extra` is
+/// appended to its config.
+async fn seeded_banks(source: Engine, target: Engine, extra: &str) -> (Db, Db, Agent) {
+    let (source, target) = (Db::create(source).await, Db::create(target).await);
+    create_bank(&source).await;
+    create_bank(&target).await;
+    seed(&source, "s", 1500).await;
+    seed(&target, "t", 1000).await;
+    let agent = Agent::new(
+        &source,
+        &target,
+        &[
+            ("accounts", "accounts"),
+            ("entries", "entries"),
+            ("notes", "notes"),
+        ],
+        extra,
+    );
+    agent.install().await;
+    (source, target, agent)
+}
+
 /// Applications writing to one side until told to stop: inserts, updates
 /// and deletes in small transactions.
 async fn write_until(db: Arc<Db>, prefix: &'static str, seed: u64, stop: Arc<AtomicBool>) -> u64 {
@@ -168,23 +191,9 @@ async fn assert_no_record_twice(db: &Db) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_any_moment_the_agent_loses_and_duplicates_nothing() {
-    let source = Arc::new(Db::create(Engine::Postgres).await);
-    let target = Arc::new(Db::create(Engine::Mysql).await);
-    create_bank(&source).await;
-    create_bank(&target).await;
-    seed(&source, "s", 1500).await;
-    seed(&target, "t", 1000).await;
-    let agent = Agent::new(
-        &source,
-        &target,
-        &[
-            ("accounts", "accounts"),
-            ("entries", "entries"),
-            ("notes", "notes"),
-        ],
-        "[sync]\nbatch_size = 50\n",
-    );
-    agent.install().await;
+    let (source, target, agent) =
+        seeded_banks(Engine::Postgres, Engine::Mysql, "[sync]\nbatch_size = 50\n").await;
+    let (source, target) = (Arc::new(source), Arc::new(target));
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers = [
@@ -351,4 +360,53 @@ async fn connections_killed_by_the_servers_are_reopened_and_nothing_is_lost() {
         "the agent must keep running"
     );
     let _ = child.kill().await;
+}
+
+/// The narrowest window of all: the copies of a first-sync batch committed
+/// in the target, the agent's own state not yet told. The agent is made to
+/// die exactly there, batch after batch, in both directions; every restart
+/// must find the copies through the mapping table instead of making them
+/// again.
+#[tokio::test(flavor = "multi_thread")]
+async fn dying_between_a_copy_and_its_link_copies_nothing_twice() {
+    for (source_engine, target_engine) in ENGINE_PAIRS {
+        let (source, target, agent) = seeded_banks(source_engine, target_engine, "").await;
+
+        let mut crashes = 0;
+        loop {
+            let out = agent
+                .command(&["run", "--once"])
+                .env("TANDEM_CRASH_AT", "first-sync-committed:1")
+                .output()
+                .await
+                .expect("run the agent");
+            if out.status.success() {
+                break;
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("crash point first-sync-committed reached"),
+                "{source_engine:?} -> {target_engine:?}: the agent failed otherwise:\n{stderr}"
+            );
+            crashes += 1;
+            assert!(
+                crashes < 30,
+                "the first sync makes no progress across crashes"
+            );
+        }
+        // A batch per table and side at least: accounts take two on the source.
+        assert!(
+            crashes >= 6,
+            "{source_engine:?} -> {target_engine:?}: only {crashes} crashes"
+        );
+        agent.once().await;
+        assert_no_record_twice(&source).await;
+        assert_no_record_twice(&target).await;
+        let (s, t) = (content(&source).await, content(&target).await);
+        assert_eq!(
+            s, t,
+            "{source_engine:?} -> {target_engine:?}: sides differ after {crashes} crashes"
+        );
+        assert_eq!(s[0].len(), 2500, "every account, once");
+    }
 }

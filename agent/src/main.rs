@@ -6,6 +6,13 @@ use clap::Parser;
 use tandem_agent::cli::Cli;
 use tandem_agent::commands;
 
+// glibc's malloc took up to half of the agent's CPU time (consolidating
+// freed chunks of rows and store nodes); jemalloc applies a backlog in
+// about 60% of the time at about the same peak memory.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     commands::init_logging();

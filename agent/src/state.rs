@@ -236,6 +236,101 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
     })
 }
 
+/// First byte of a link in its binary form (JSON, the form earlier
+/// releases wrote, starts with `{`).
+const LINK_BINARY: u8 = 1;
+
+/// A link in binary form. Links are the state's most numerous records, one
+/// per synced record: as JSON (fingerprints as arrays of numbers) one took
+/// about three times the bytes, which the store writes and caches.
+///
+/// Layout: tag, format version, flags (deleted; which of synced[0..2],
+/// pending[0..2] are present), written_at[0..2] (u64 LE), the present
+/// fingerprints (16 bytes each, in flag order), then source and target key
+/// ([`Key::encode`]) each after its length (u32 LE).
+fn encode_link(link: &Link) -> Vec<u8> {
+    let (source, target) = (link.source_key.encode(), link.target_key.encode());
+    let mut out = Vec::with_capacity(27 + 64 + 8 + source.len() + target.len());
+    out.push(LINK_BINARY);
+    out.push(link.v);
+    let prints = [
+        link.synced[0],
+        link.synced[1],
+        link.pending[0],
+        link.pending[1],
+    ];
+    let mut flags = u8::from(link.deleted);
+    for (i, print) in prints.iter().enumerate() {
+        if print.is_some() {
+            flags |= 2 << i;
+        }
+    }
+    out.push(flags);
+    for at in link.written_at {
+        out.extend_from_slice(&at.to_le_bytes());
+    }
+    for print in prints.iter().flatten() {
+        out.extend_from_slice(&print.0);
+    }
+    for key in [source, target] {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+    }
+    out
+}
+
+/// Reads a link written by [`encode_link`], or as JSON by earlier releases.
+fn decode_link(key: &[u8], bytes: &[u8]) -> StoreResult<Link> {
+    if bytes.first() != Some(&LINK_BINARY) {
+        return decode(key, bytes);
+    }
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut rest = &bytes[1..];
+    let mut take = |n: usize| -> StoreResult<&[u8]> {
+        if rest.len() < n {
+            return Err(corrupt("the link is cut short"));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let v = take(1)?[0];
+    let flags = take(1)?[0];
+    let mut written_at = [0u64; 2];
+    for at in &mut written_at {
+        *at = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+    }
+    let mut prints = [None; 4];
+    for (i, print) in prints.iter_mut().enumerate() {
+        if flags & (2 << i) != 0 {
+            *print = Some(Fingerprint(take(16)?.try_into().expect("16 bytes")));
+        }
+    }
+    let mut keys = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        let text = std::str::from_utf8(take(len)?).map_err(|_| corrupt("a key is not UTF-8"))?;
+        keys.push(Key::decode(text).map_err(|e| corrupt(&e.to_string()))?);
+    }
+    if !rest.is_empty() {
+        return Err(corrupt("the link has trailing bytes"));
+    }
+    let target_key = keys.pop().expect("two keys");
+    let source_key = keys.pop().expect("two keys");
+    Ok(Link {
+        v,
+        source_key,
+        target_key,
+        synced: [prints[0], prints[1]],
+        pending: [prints[2], prints[3]],
+        written_at,
+        deleted: flags & 1 != 0,
+    })
+}
+
 fn pair_key(prefix: &[u8], pair: &str, rest: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + pair.len() + rest.len() + 1);
     key.extend_from_slice(prefix);
@@ -261,20 +356,41 @@ fn dead_letter_key(side: Side, pair: &str, key: &Key) -> Vec<u8> {
 impl StateBatch {
     /// Stores `link` under both of its keys (and in the tombstone index when
     /// it is one).
+    ///
+    /// A live link does not take its source key out of the tombstone index:
+    /// an entry left there by a tombstone that came back to life is
+    /// harmless (purging looks at the link itself) and saves a write per
+    /// link.
     pub fn put_link(&mut self, pair: &str, link: &Link) {
         let source = link.source_key.encode();
-        let tomb = pair_key(TOMBSTONE, pair, &source);
         if link.deleted {
-            self.batch.put(tomb, Vec::new());
-        } else {
-            self.batch.delete(tomb);
+            self.batch
+                .put(pair_key(TOMBSTONE, pair, &source), Vec::new());
         }
         self.batch
-            .put(pair_key(LINK_BY_SOURCE, pair, &source), encode(link));
+            .put(pair_key(LINK_BY_SOURCE, pair, &source), encode_link(link));
         self.batch.put(
             pair_key(LINK_BY_TARGET, pair, &link.target_key.encode()),
             source.into_bytes(),
         );
+    }
+
+    /// Stores a new version of a live link whose keys are those of the
+    /// stored one (`stored`): only the record itself changes, the target
+    /// index already points at it.
+    pub fn update_link(&mut self, pair: &str, stored: &Link, link: &Link) {
+        let unchanged_index = !stored.deleted
+            && !link.deleted
+            && stored.source_key == link.source_key
+            && stored.target_key == link.target_key;
+        if unchanged_index {
+            self.batch.put(
+                pair_key(LINK_BY_SOURCE, pair, &link.source_key.encode()),
+                encode_link(link),
+            );
+        } else {
+            self.put_link(pair, link);
+        }
     }
 
     /// Removes the link (both keys) for good.
@@ -437,6 +553,13 @@ impl State {
         self.kv.count(LOG)
     }
 
+    /// Number of entries in the change log at position `seq` or before:
+    /// what is left of a window of entries, counted without reading the
+    /// rest of a long log.
+    pub fn log_len_through(&self, seq: u64) -> StoreResult<usize> {
+        self.kv.count_through(LOG, &log_key(seq))
+    }
+
     /// The link whose key on `side` is `key`, tombstones included.
     pub fn link(&self, pair: &str, side: Side, key: &Key) -> StoreResult<Option<Link>> {
         let source_key = match side {
@@ -452,7 +575,7 @@ impl State {
         let record = pair_key(LINK_BY_SOURCE, pair, &source_key);
         match self.kv.get(&record)? {
             Some(bytes) => {
-                let link: Link = decode(&record, &bytes)?;
+                let link = decode_link(&record, &bytes)?;
                 // The target index may point at a link that has moved on to
                 // a new target key; only an exact match counts.
                 Ok((link.key(side) == key).then_some(link))
@@ -473,7 +596,7 @@ impl State {
             }
             after = page.last().map(|(k, _)| k.clone());
             for (k, v) in page {
-                out.push(decode(&k, &v)?);
+                out.push(decode_link(&k, &v)?);
             }
         }
     }
@@ -494,16 +617,16 @@ impl State {
                 let mut link_key = LINK_BY_SOURCE.to_vec();
                 link_key.extend_from_slice(rest);
                 if let Some(bytes) = self.kv.get(&link_key)? {
-                    let link: Link = decode(&link_key, &bytes)?;
+                    let link = decode_link(&link_key, &bytes)?;
                     let pair_len = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
                     let pair = String::from_utf8_lossy(&rest[..pair_len]).into_owned();
                     if link.deleted {
                         batch.delete(link_key);
                         batch.delete(pair_key(LINK_BY_TARGET, &pair, &link.target_key.encode()));
+                        purged += 1;
                     }
                 }
                 batch.delete(k);
-                purged += 1;
             }
             self.kv.apply(batch)?;
         }
@@ -629,6 +752,67 @@ mod tests {
         assert_eq!(state.purge_tombstones().unwrap(), 1);
         assert!(state.link("p", Side::Source, &key(1)).unwrap().is_none());
         assert!(state.link("p", Side::Target, &key(200)).unwrap().is_none());
+    }
+
+    #[test]
+    fn links_round_trip_in_binary_and_earlier_json_still_reads() {
+        let mut link = Link::new(
+            Key(vec![Value::Int(7), Value::Text("é\u{0}x".into())]),
+            key(-3),
+        );
+        let plain = encode_link(&link);
+        assert_eq!(decode_link(b"k", &plain).unwrap(), link);
+        link.synced = [Some(Fingerprint([1; 16])), None];
+        link.pending = [None, Some(Fingerprint([2; 16]))];
+        link.written_at = [u64::MAX, 42];
+        link.deleted = true;
+        let full = encode_link(&link);
+        assert_eq!(decode_link(b"k", &full).unwrap(), link);
+        assert!(full.len() < serde_json::to_vec(&link).unwrap().len() / 2);
+        // A state directory written by an earlier release holds JSON.
+        let json = serde_json::to_vec(&link).unwrap();
+        assert_eq!(decode_link(b"k", &json).unwrap(), link);
+        // Damage is reported, not read as something else.
+        for cut in [1, 5, full.len() - 1] {
+            let err = decode_link(b"k", &full[..cut]).unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_link_that_came_back_to_life_survives_the_purge() {
+        let state = State::in_memory();
+        let mut link = Link::new(key(1), key(100));
+        link.deleted = true;
+        let mut batch = StateBatch::default();
+        batch.put_link("p", &link);
+        state.commit(batch, false).unwrap();
+        // Copied again: the tombstone index still names it.
+        let mut revived = Link::new(key(1), key(100));
+        revived.synced[0] = Some(Fingerprint([7; 16]));
+        let mut batch = StateBatch::default();
+        batch.update_link("p", &link, &revived);
+        state.commit(batch, false).unwrap();
+        assert_eq!(state.purge_tombstones().unwrap(), 0);
+        assert_eq!(
+            state.link("p", Side::Target, &key(100)).unwrap(),
+            Some(revived.clone())
+        );
+        // An update that keeps the keys rewrites the record only, and both
+        // lookups see it.
+        let mut updated = revived.clone();
+        updated.synced[1] = Some(Fingerprint([9; 16]));
+        let mut batch = StateBatch::default();
+        batch.update_link("p", &revived, &updated);
+        state.commit(batch, false).unwrap();
+        assert_eq!(
+            state.link("p", Side::Source, &key(1)).unwrap(),
+            Some(updated.clone())
+        );
+        assert_eq!(
+            state.link("p", Side::Target, &key(100)).unwrap(),
+            Some(updated)
+        );
     }
 
     #[test]

@@ -464,6 +464,9 @@ impl CopyOf {
     }
 }
 
+/// Rows per page of [`Connector::read_id_map`].
+pub const ID_MAP_PAGE: usize = 10_000;
+
 /// What `install-triggers` left in a database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Installation {
@@ -587,8 +590,30 @@ pub trait Connector: Send + Sync {
     /// A cheap estimate of the number of rows, for progress reports.
     async fn estimate_rows(&self, table: &TableSchema) -> Result<u64>;
 
-    /// Every row of this database's mapping table.
-    async fn read_id_map(&self) -> Result<Vec<IdMapRow>>;
+    /// Up to `limit` rows of this database's mapping table in (pair,
+    /// source key) order, starting after the (pair, source key) `after`:
+    /// pages, so that a mapping table of millions of records is read in
+    /// bounded memory.
+    async fn read_id_map_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdMapRow>>;
+
+    /// Every row of this database's mapping table (for small tables and
+    /// tests; see [`Connector::read_id_map_page`]).
+    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
+        let mut all: Vec<IdMapRow> = Vec::new();
+        loop {
+            let after = all.last().map(|r| (r.pair.as_str(), r.source_key.as_str()));
+            let page = self.read_id_map_page(after, ID_MAP_PAGE).await?;
+            let done = page.len() < ID_MAP_PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
 
     /// Starts a transaction whose writes the capture triggers skip.
     async fn begin(&self) -> Result<Box<dyn Transaction>>;

@@ -46,6 +46,14 @@ impl Kv for MemoryKv {
             .count())
     }
 
+    fn count_through(&self, prefix: &[u8], last: &[u8]) -> StoreResult<usize> {
+        let map = self.map.lock().expect("poisoned");
+        Ok(map
+            .range(prefix.to_vec()..=last.to_vec())
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count())
+    }
+
     fn apply(&self, batch: Batch) -> StoreResult<()> {
         let mut map = self.map.lock().expect("poisoned");
         for write in batch.writes {

@@ -92,6 +92,8 @@ pub trait Kv: Send + Sync {
     ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Number of entries under `prefix`.
     fn count(&self, prefix: &[u8]) -> StoreResult<usize>;
+    /// Number of entries under `prefix` whose key is at most `last`.
+    fn count_through(&self, prefix: &[u8], last: &[u8]) -> StoreResult<usize>;
     /// Applies `batch` atomically. Not yet durable: see [`Kv::flush`].
     fn apply(&self, batch: Batch) -> StoreResult<()>;
     /// Makes everything applied so far durable.
@@ -125,6 +127,8 @@ pub(crate) mod contract {
         );
         assert_eq!(kv.scan(b"a/", Some(b"a/1"), 10).unwrap().len(), 1);
         assert_eq!(kv.count(b"a/").unwrap(), 2);
+        assert_eq!(kv.count_through(b"a/", b"a/1").unwrap(), 1);
+        assert_eq!(kv.count_through(b"a/", b"a/9").unwrap(), 2);
         let mut batch = Batch::default();
         batch.delete(b"a/1".to_vec());
         kv.apply(batch).unwrap();

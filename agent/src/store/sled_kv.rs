@@ -7,8 +7,11 @@ use super::{Batch, Kv, StoreError, StoreResult, Write};
 /// How long opening waits for another holder of the state directory to let go.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// What the store may keep in memory: the hot part of the ID map; the rest
-/// is read from disk when needed.
-const STORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// is read from disk when needed. sled counts records as stored, and its
+/// nodes take about three times that in memory: with a million links, 64 MiB
+/// made a 190 MB agent, 32 MiB 140 MB and 16 MiB 116 MB, and a backlog of a
+/// million changes drained as fast with 16 MiB as with 32.
+const STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Where the store's write count is kept, next to sled's files.
 const GENERATION: &str = "tandem-generation";
@@ -66,6 +69,10 @@ impl Kv for SledKv {
 
     fn count(&self, prefix: &[u8]) -> StoreResult<usize> {
         self.current()?.count(prefix)
+    }
+
+    fn count_through(&self, prefix: &[u8], last: &[u8]) -> StoreResult<usize> {
+        self.current()?.count_through(prefix, last)
     }
 
     fn apply(&self, batch: Batch) -> StoreResult<()> {
@@ -247,6 +254,17 @@ impl Store {
         let mut n = 0;
         for item in self.db.scan_prefix(prefix).keys() {
             item.map_err(backend)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn count_through(&self, prefix: &[u8], last: &[u8]) -> StoreResult<usize> {
+        let mut n = 0;
+        for item in self.db.range(prefix.to_vec()..=last.to_vec()).keys() {
+            if !item.map_err(backend)?.starts_with(prefix) {
+                break;
+            }
             n += 1;
         }
         Ok(n)

@@ -1,25 +1,28 @@
 //! The first sync: every record of each side copied to the other, source
 //! first, building the ID map.
 //!
-//! Rows are read in key order in bounded batches and go through the change
-//! log like any captured change, so the copy uses the same apply path (and
-//! the same crash safety) as incremental sync. The checkpoint moves in the
-//! same atomic write as the rows it covers: an interrupted copy resumes
-//! where it stopped, and a row copied just before a crash is found linked
-//! (through the mapping table) instead of being copied twice.
+//! Rows are read in key order in bounded batches. Those seen for the first
+//! time are written straight to the other side, in batches, with the
+//! apply path's mapping and statements; the rest (waiting for a parent,
+//! matched by natural key, refused) go through the change log like any
+//! captured change. The checkpoint moves in the same atomic write as the
+//! links and log entries of the rows it covers: an interrupted copy
+//! resumes where it stopped, and a row copied just before a crash is found
+//! linked (through the mapping table) instead of being copied twice.
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tandem_connectors::{IdMapRow, Key, Row, Value};
 use tracing::info;
 
+use super::apply::Record;
 use super::report::Tally;
 use super::{Agent, SyncResult};
 use crate::config::Side;
 use crate::observe::metrics;
 use crate::observe::progress::CopyProgress;
-use crate::state::{CopyCheckpoint, Link, NewEntry, StateBatch, FORMAT_VERSION};
+use crate::state::{CopyCheckpoint, Link, NewEntry, FORMAT_VERSION};
 
 /// Rows read per batch of the first copy.
 pub const COPY_BATCH: usize = 1000;
@@ -48,6 +51,16 @@ fn match_key(columns: &[String], row: &Row) -> Option<String> {
         }
     }
     Some(key)
+}
+
+fn entry(side: Side, pair: &str, key: Key, row: Row, captured_at: DateTime<Utc>) -> NewEntry {
+    NewEntry {
+        side,
+        pair: pair.to_owned(),
+        key,
+        row: Some(row),
+        captured_at,
+    }
 }
 
 fn checkpoint_name(origin: Side, pair: &str) -> String {
@@ -156,6 +169,7 @@ impl Agent {
                 let err = self.integration.error(origin);
                 let estimate = connector.estimate_rows(table).await.map_err(&err)?;
                 info!(pair = %pair.name, from = %origin, table = %table.name, rows = estimate, "first sync: copying");
+                self.refresh_lookups().await?;
                 let progress = CopyProgress::start(&pair.name, origin, estimate);
                 let mut copied = 0u64;
                 // Records that exist on both sides already, by natural key:
@@ -178,33 +192,45 @@ impl Agent {
                         .map_err(&err)?;
                     let mut entries = Vec::new();
                     let mut matched = Vec::new();
+                    let mut new = Vec::new();
+                    let now = Utc::now();
                     for row in rows {
                         let Some(key) = table.key_of(&row) else {
                             continue;
                         };
                         checkpoint.after = Some(key.clone());
-                        let linked = self
-                            .state
-                            .link(&pair.name, origin, &key)?
-                            .is_some_and(|l| !l.deleted);
-                        if !linked {
-                            if let Some(target_key) =
-                                match_key(&pair.match_on, &row).and_then(|m| matches.remove(&m))
-                            {
-                                matched.push(Link::new(key.clone(), target_key));
-                            }
-                            entries.push(NewEntry {
-                                side: origin,
-                                pair: pair.name.clone(),
+                        let link = self.state.link(&pair.name, origin, &key)?;
+                        if link.as_ref().is_some_and(|l| !l.deleted) {
+                            continue;
+                        }
+                        let target_key =
+                            match_key(&pair.match_on, &row).and_then(|m| matches.remove(&m));
+                        if let Some(target_key) = target_key {
+                            matched.push(Link::new(key.clone(), target_key));
+                        } else if link.is_none() {
+                            new.push(Record {
                                 key,
                                 row: Some(row),
-                                captured_at: Utc::now(),
+                                seqs: Vec::new(),
+                                last_seq: 0,
+                                captured_at: now,
                             });
+                            continue;
                         }
+                        entries.push(entry(origin, &pair.name, key, row, now));
                     }
-                    copied += entries.len() as u64;
+                    copied += (entries.len() + new.len()) as u64;
+                    // Records seen for the first time are copied at once;
+                    // the others (and those the copy cannot take) go
+                    // through the change log like any captured change.
+                    let (mut batch, rest) = self
+                        .copy_new(pair_index(self, &pair.name), origin, new, tally)
+                        .await?;
+                    for record in rest {
+                        let row = record.row.expect("copied records have rows");
+                        entries.push(entry(origin, &pair.name, record.key, row, now));
+                    }
                     let logged = entries.len();
-                    let mut batch = StateBatch::default();
                     if !matched.is_empty() {
                         // The pairs go into the target's mapping table first:
                         // a crash before the state is written finds them there.

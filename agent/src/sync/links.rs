@@ -5,6 +5,7 @@
 //! link, the link is taken from there at the next start, so the copy is
 //! never made twice.
 
+use tandem_connectors::connector::ID_MAP_PAGE;
 use tandem_connectors::Key;
 use tracing::info;
 
@@ -58,44 +59,57 @@ impl Agent {
     }
 
     /// Adopts key pairs from both mapping tables that the state does not
-    /// know (neither key linked yet); returns how many.
+    /// know (neither key linked yet); returns how many. The tables are read
+    /// a page at a time: they hold a row per record ever copied.
     pub async fn adopt_mapping_tables(&self) -> SyncResult<usize> {
         let mut adopted = 0;
         for side in Side::BOTH {
-            let rows = self
-                .integration
-                .endpoint(side)
-                .read_id_map()
-                .await
-                .map_err(self.integration.error(side))?;
-            let mut batch = StateBatch::default();
-            for row in rows {
-                if !self
-                    .integration
-                    .plan
-                    .pairs
-                    .iter()
-                    .any(|p| p.name == row.pair)
-                {
-                    continue;
-                }
-                let decode = |text: &str| Key::decode(text).map_err(self.integration.error(side));
-                let (source_key, target_key) = (decode(&row.source_key)?, decode(&row.target_key)?);
-                if self
-                    .state
-                    .link(&row.pair, Side::Source, &source_key)?
-                    .is_some()
-                    || self
+            let connector = self.integration.endpoint(side);
+            let err = self.integration.error(side);
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page = connector
+                    .read_id_map_page(
+                        after.as_ref().map(|(p, k)| (p.as_str(), k.as_str())),
+                        ID_MAP_PAGE,
+                    )
+                    .await
+                    .map_err(&err)?;
+                let done = page.len() < ID_MAP_PAGE;
+                after = page.last().map(|r| (r.pair.clone(), r.source_key.clone()));
+                let mut batch = StateBatch::default();
+                for row in page {
+                    if !self
+                        .integration
+                        .plan
+                        .pairs
+                        .iter()
+                        .any(|p| p.name == row.pair)
+                    {
+                        continue;
+                    }
+                    let decode = |text: &str| Key::decode(text).map_err(&err);
+                    let (source_key, target_key) =
+                        (decode(&row.source_key)?, decode(&row.target_key)?);
+                    if self
                         .state
-                        .link(&row.pair, Side::Target, &target_key)?
+                        .link(&row.pair, Side::Source, &source_key)?
                         .is_some()
-                {
-                    continue;
+                        || self
+                            .state
+                            .link(&row.pair, Side::Target, &target_key)?
+                            .is_some()
+                    {
+                        continue;
+                    }
+                    batch.put_link(&row.pair, &Link::new(source_key, target_key));
+                    adopted += 1;
                 }
-                batch.put_link(&row.pair, &Link::new(source_key, target_key));
-                adopted += 1;
+                self.state.commit(batch, true)?;
+                if done {
+                    break;
+                }
             }
-            self.state.commit(batch, true)?;
         }
         if adopted > 0 {
             info!(adopted, "links recovered from the mapping tables");

@@ -409,9 +409,21 @@ impl Connector for HttpConnector {
         Ok(0)
     }
 
-    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
+    async fn read_id_map_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdMapRow>> {
         apply::settle_intents(self).await?;
-        self.with_journal(|journal| Ok(journal.state.links.iter().map(IdMapRow::from).collect()))
+        self.with_journal(|journal| {
+            let mut rows: Vec<IdMapRow> = journal.state.links.iter().map(IdMapRow::from).collect();
+            rows.sort_by(|a, b| (&a.pair, &a.source_key).cmp(&(&b.pair, &b.source_key)));
+            Ok(rows
+                .into_iter()
+                .filter(|r| after.is_none_or(|a| (r.pair.as_str(), r.source_key.as_str()) > a))
+                .take(limit)
+                .collect())
+        })
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {

@@ -286,27 +286,44 @@ impl Connector for MssqlConnector {
         Ok(u64::try_from(count.unwrap_or(0)).unwrap_or(0))
     }
 
-    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
+    async fn read_id_map_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdMapRow>> {
+        // The columns' binary collation orders as the keys' bytes do.
+        let limit = Param(ColumnData::I64(Some(limit as i64)));
+        let (sql, params) = match after {
+            None => (
+                "SELECT TOP (@P1) pair, source_key, target_key FROM tandem.id_map \
+                 ORDER BY pair, source_key",
+                vec![limit],
+            ),
+            Some((pair, source_key)) => (
+                "SELECT TOP (@P1) pair, source_key, target_key FROM tandem.id_map \
+                 WHERE pair > @P2 OR (pair = @P2 AND source_key > @P3) \
+                 ORDER BY pair, source_key",
+                vec![
+                    limit,
+                    Param(ColumnData::String(Some(pair.to_owned().into()))),
+                    Param(ColumnData::String(Some(source_key.to_owned().into()))),
+                ],
+            ),
+        };
         let rows = self
             .client
-            .rows(
-                "SELECT pair, source_key, target_key FROM tandem.id_map",
-                Vec::new(),
-            )
+            .rows(sql, params)
             .await
             .map_err(|e| e.context("cannot read tandem.id_map"))?;
         let text = |r: &tiberius::Row, i: usize| r.get::<&str, _>(i).unwrap_or_default().to_owned();
-        let mut map: Vec<IdMapRow> = rows
+        Ok(rows
             .iter()
             .map(|r| IdMapRow {
                 pair: text(r, 0),
                 source_key: text(r, 1),
                 target_key: text(r, 2),
             })
-            .collect();
-        // In byte order, as the binary collation of the table compares.
-        map.sort_by(|a, b| (&a.pair, &a.source_key).cmp(&(&b.pair, &b.source_key)));
-        Ok(map)
+            .collect())
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {

@@ -299,13 +299,27 @@ impl Connector for MysqlConnector {
             .max(0) as u64)
     }
 
-    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
+    async fn read_id_map_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdMapRow>> {
+        let limit = mysql_async::Value::UInt(limit as u64);
+        let (sql, params) = match after {
+            None => (
+                "SELECT pair, source_key, target_key FROM tandem_id_map \
+                 ORDER BY pair, source_key LIMIT ?",
+                vec![limit],
+            ),
+            Some((pair, source_key)) => (
+                "SELECT pair, source_key, target_key FROM tandem_id_map \
+                 WHERE (pair, source_key) > (?, ?) ORDER BY pair, source_key LIMIT ?",
+                vec![pair.into(), source_key.into(), limit],
+            ),
+        };
         let rows = self
             .client
-            .rows(
-                "SELECT pair, source_key, target_key FROM tandem_id_map ORDER BY pair, source_key",
-                Vec::new(),
-            )
+            .rows(sql, params)
             .await
             .map_err(|e| e.context("read tandem_id_map"))?;
         Ok(rows

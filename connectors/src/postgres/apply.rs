@@ -6,6 +6,8 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row as PgRow;
 
+use std::sync::Arc;
+
 use crate::connector::{CopyOf, IdMapRow, Transaction};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::{Column, TableName, TableSchema};
@@ -16,6 +18,7 @@ use super::batch::{
     FORGET_LINKS_SQL, RECORD_LINKS_SQL,
 };
 use super::client::{kind_of, pg_error, pool_error, qualified, quote_ident, server_message};
+use super::statistics::{IdMapGrowth, ANALYZE_ID_MAP_SQL};
 use super::types::{
     cast_param, column_in_message, key_columns, key_condition, key_params, params, read_key,
     read_row, select_list, shown, write_text,
@@ -69,6 +72,8 @@ pub(crate) struct PgTransaction {
     /// A statement failed: the server has aborted the transaction until it
     /// rolls back to the savepoint. COMMIT would silently roll back.
     failed: bool,
+    /// The connector's count of recorded mapping rows.
+    id_map_growth: Arc<IdMapGrowth>,
 }
 
 impl PgTransaction {
@@ -77,11 +82,16 @@ impl PgTransaction {
     /// Statements are planned for the values of each execution: a plan
     /// cached while a table was small (a scan of it all) would otherwise
     /// stay in use as the table grows, and a batch's cost with it.
-    pub(crate) async fn begin(pool: &Pool, address: &str) -> Result<PgTransaction> {
+    pub(crate) async fn begin(
+        pool: &Pool,
+        address: &str,
+        id_map_growth: Arc<IdMapGrowth>,
+    ) -> Result<PgTransaction> {
         let client = pool.get().await.map_err(|e| pool_error(e, address))?;
         let transaction = PgTransaction {
             client: Some(client),
             failed: false,
+            id_map_growth,
         };
         transaction
             .client()?
@@ -468,6 +478,13 @@ impl Transaction for PgTransaction {
             }
         }
         for (pair, keys) in by_pair {
+            if self.id_map_growth.recorded(keys.len() as u64) {
+                let analyzed = self.client()?.batch_execute(ANALYZE_ID_MAP_SQL).await;
+                if let Err(e) = analyzed {
+                    self.failed = true;
+                    return Err(pg_error(e, "cannot analyze tandem.id_map"));
+                }
+            }
             self.links(FORGET_LINKS_SQL, pair, &keys).await?;
             self.links(RECORD_LINKS_SQL, pair, &keys).await?;
         }

@@ -149,6 +149,12 @@ pub(crate) async fn run_script(pool: &Pool, address: &str, statements: &[String]
         .transaction()
         .await
         .map_err(|e| pg_error(e, "cannot start the script's transaction"))?;
+    // The script is idempotent: its `if exists` / `if not exists` notices
+    // ("... does not exist, skipping") are expected, not news for the log.
+    transaction
+        .batch_execute("set local client_min_messages = warning")
+        .await
+        .map_err(|e| pg_error(e, "cannot start the script's transaction"))?;
     for (i, statement) in statements.iter().enumerate() {
         transaction.batch_execute(statement).await.map_err(|e| {
             pg_error(

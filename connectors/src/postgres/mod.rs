@@ -16,6 +16,7 @@ mod capture;
 mod client;
 mod install;
 mod schema;
+mod statistics;
 pub(crate) mod types;
 
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
         address: server.address.clone(),
         poll_interval: config.poll_interval,
         waker: Waker::new(server),
+        id_map_growth: Default::default(),
     };
     connector
         .client()
@@ -68,6 +70,8 @@ struct PostgresConnector {
     address: String,
     poll_interval: Duration,
     waker: Waker,
+    /// The mapping rows recorded through this connector, for ANALYZE.
+    id_map_growth: Arc<statistics::IdMapGrowth>,
 }
 
 impl PostgresConnector {
@@ -362,16 +366,34 @@ impl Connector for PostgresConnector {
         Ok(rows.max(0.0) as u64)
     }
 
-    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "select pair, source_key, target_key from tandem.id_map order by pair, source_key",
-                &[],
-            )
-            .await
-            .map_err(|e| pg_error(e, "cannot read tandem.id_map"))?;
+    async fn read_id_map_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdMapRow>> {
+        let limit = limit as i64;
+        let client = self.client().await?;
+        let rows = match after {
+            None => {
+                client
+                    .query(
+                        "select pair, source_key, target_key from tandem.id_map \
+                         order by pair, source_key limit $1",
+                        &[&limit],
+                    )
+                    .await
+            }
+            Some((pair, source_key)) => {
+                client
+                    .query(
+                        "select pair, source_key, target_key from tandem.id_map \
+                         where (pair, source_key) > ($1, $2) order by pair, source_key limit $3",
+                        &[&pair, &source_key, &limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| pg_error(e, "cannot read tandem.id_map"))?;
         Ok(rows
             .iter()
             .map(|row| IdMapRow {
@@ -384,7 +406,7 @@ impl Connector for PostgresConnector {
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
         Ok(Box::new(
-            PgTransaction::begin(&self.pool, &self.address).await?,
+            PgTransaction::begin(&self.pool, &self.address, self.id_map_growth.clone()).await?,
         ))
     }
 

@@ -229,14 +229,31 @@ impl Connector for SqliteConnector {
             .map_err(|e| e.context(format!("estimate rows of table {}", table.name)))
     }
 
-    async fn read_id_map(&self) -> Result<Vec<IdMapRow>> {
+    async fn read_id_map_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdMapRow>> {
+        let limit = SqlValue::Integer(limit as i64);
+        let (sql, params) = match after {
+            None => (
+                "SELECT pair, source_key, target_key FROM tandem_id_map \
+                 ORDER BY pair, source_key LIMIT ?",
+                vec![limit],
+            ),
+            Some((pair, source_key)) => (
+                "SELECT pair, source_key, target_key FROM tandem_id_map \
+                 WHERE (pair, source_key) > (?, ?) ORDER BY pair, source_key LIMIT ?",
+                vec![
+                    SqlValue::Text(pair.to_owned()),
+                    SqlValue::Text(source_key.to_owned()),
+                    limit,
+                ],
+            ),
+        };
         let rows = self
             .client
-            .rows(
-                "SELECT pair, source_key, target_key FROM tandem_id_map ORDER BY pair, source_key"
-                    .to_owned(),
-                Vec::new(),
-            )
+            .rows(sql.to_owned(), params)
             .await
             .map_err(|e| e.context("read tandem_id_map"))?;
         Ok(rows
