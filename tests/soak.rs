@@ -242,7 +242,7 @@ async fn soak(options: &Options) -> Result<String, String> {
     while started.elapsed() < options.duration {
         let mut child = agent
             .command(&["run"])
-            .env("RUST_LOG", "tandem_agent=info")
+            .env("RUST_LOG", "tandem_agent=info,sled=warn")
             .stdout(Stdio::null())
             .stderr(log.try_clone().map_err(|e| e.to_string())?)
             .spawn()

@@ -97,21 +97,35 @@ impl Kv for SledKv {
     }
 }
 
-/// Removes the snapshot files sled left half-written when a write failed
-/// (`snap.*.generating`): sled would read one as the latest snapshot and
-/// refuse to open. A snapshot is only a cache of the log, and a store that
-/// lost confirmed writes is still refused by the write count.
-fn remove_unfinished_snapshots(store: &Path) {
+/// Removes the snapshot files sled left half-written when a write failed or
+/// the process was killed (`snap.*.generating`): sled would read one as the
+/// latest snapshot and refuse to open. A snapshot is only a cache of the
+/// log, and a store that lost confirmed writes is still refused by the
+/// write count. Says whether there was one.
+fn remove_unfinished_snapshots(store: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(store) else {
-        return;
+        return false;
     };
+    let mut removed = false;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("snap.") && name.ends_with(".generating") {
-            let _ = std::fs::remove_file(entry.path());
+            removed |= std::fs::remove_file(entry.path()).is_ok();
         }
     }
+    removed
+}
+
+fn open_sled(store: &Path) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(store)
+        .mode(sled::Mode::HighThroughput)
+        // sled caches up to 1 GiB by default: with a link per synced
+        // record, the agent's memory grew with the number of records
+        // (over 300 MB while syncing a million-row transaction).
+        .cache_capacity(STORE_CACHE_BYTES)
+        .open()
 }
 
 /// One opened sled store.
@@ -153,30 +167,35 @@ impl Store {
     fn open_once(dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir.join("store"))
-            .mode(sled::Mode::HighThroughput)
-            // sled caches up to 1 GiB by default: with a link per synced
-            // record, the agent's memory grew with the number of records
-            // (over 300 MB while syncing a million-row transaction).
-            .cache_capacity(STORE_CACHE_BYTES)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.raw_os_error() == Some(11) =>
-                {
-                    StoreError::Locked(dir.display().to_string())
-                }
-                sled::Error::Io(io) if io.to_string().contains("lock") => {
-                    StoreError::Locked(dir.display().to_string())
-                }
-                sled::Error::Corruption { at, .. } => StoreError::Damaged {
-                    dir: dir.display().to_string(),
-                    reason: format!("sled found damage at {at:?}"),
-                },
-                other => backend(other),
-            })?;
+        let store = dir.join("store");
+        let db = match open_sled(&store) {
+            // sled reads the newest `snap.*` file even when it is one it was
+            // still writing when the process was killed, and calls that
+            // damage. The finished snapshot before it and the log are intact.
+            Err(sled::Error::Corruption { .. }) if remove_unfinished_snapshots(&store) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "set aside a snapshot the last stop left half-written"
+                );
+                open_sled(&store)
+            }
+            other => other,
+        }
+        .map_err(|e| match e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock || io.raw_os_error() == Some(11) =>
+            {
+                StoreError::Locked(dir.display().to_string())
+            }
+            sled::Error::Io(io) if io.to_string().contains("lock") => {
+                StoreError::Locked(dir.display().to_string())
+            }
+            sled::Error::Corruption { at, .. } => StoreError::Damaged {
+                dir: dir.display().to_string(),
+                reason: format!("sled found damage at {at:?}"),
+            },
+            other => backend(other),
+        })?;
         let damaged = |reason: String| StoreError::Damaged {
             dir: dir.display().to_string(),
             reason,
@@ -190,7 +209,7 @@ impl Store {
             ),
             None => 0,
         };
-        let generation_file = dir.join("store").join(GENERATION);
+        let generation_file = store.join(GENERATION);
         match std::fs::read_to_string(&generation_file) {
             Ok(text) => {
                 let recorded: u64 = text
@@ -348,6 +367,23 @@ mod tests {
         let err = SledKv::open(dir.path()).err().expect("must be refused");
         assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
         assert!(err.to_string().contains("rebuild-state"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_cut_short_by_a_kill_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let kv = SledKv::open(dir.path()).unwrap();
+            super::super::contract::check(&kv);
+            kv.flush().unwrap();
+        }
+        // What a SIGKILL leaves while sled writes a snapshot: sled takes the
+        // newest `snap.*` file, finished or not.
+        let store = dir.path().join("store");
+        std::fs::write(store.join("snap.7FFFFFFFFFFFFFFF.generating"), [0u8; 5]).unwrap();
+        let kv = SledKv::open(dir.path()).expect("the cut-short snapshot is not the store");
+        assert_eq!(kv.get(b"a/2").unwrap().as_deref(), Some(&b"two"[..]));
+        assert!(!store.join("snap.7FFFFFFFFFFFFFFF.generating").exists());
     }
 
     #[test]
