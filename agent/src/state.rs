@@ -27,6 +27,9 @@ const DEAD_LETTER: &[u8] = b"dl/";
 const STATS: &[u8] = b"st/";
 const TOMBSTONE: &[u8] = b"tomb/";
 const IN_FLIGHT: &[u8] = b"if/";
+/// Present while every key pair in the databases' mapping tables is linked
+/// here too (see [`State::links_complete`]).
+const LINKS_COMPLETE: &[u8] = b"meta/links-complete";
 
 /// One captured change in the change log: the record's key on the side it
 /// happened, and the record's values when it was tailed (`None`: deleted).
@@ -448,6 +451,13 @@ impl StateBatch {
             .delete(dead_letter_key(letter.side, &letter.pair, &letter.key));
     }
 
+    /// Records that every key pair in the mapping tables is linked in the
+    /// state once this batch is applied: the copies committed since
+    /// [`State::expect_unrecorded_links`] are linked in it.
+    pub fn mark_links_complete(&mut self) {
+        self.batch.put(LINKS_COMPLETE.to_vec(), vec![1]);
+    }
+
     /// Stores a pair's figures.
     pub fn put_stats(&mut self, pair: &str, stats: &PairStats) {
         self.batch.put(pair_key(STATS, pair, ""), encode(stats));
@@ -649,6 +659,29 @@ impl State {
         self.kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
     }
 
+    /// Whether every key pair in the databases' mapping tables is linked in
+    /// the state. Not so in a new state directory (or one written by a
+    /// release before this record), nor from just before a commit of copies
+    /// not announced as in flight until the state write that links them:
+    /// only then must the mapping tables be read at start-up.
+    pub fn links_complete(&self) -> StoreResult<bool> {
+        Ok(self.kv.get(LINKS_COMPLETE)?.is_some())
+    }
+
+    /// Durably notes that copies are about to be committed whose links the
+    /// state will record only afterwards (a first-sync batch, matched
+    /// records): a crash in between has the next start read the mapping
+    /// tables.
+    pub fn expect_unrecorded_links(&self) -> StoreResult<()> {
+        if self.links_complete()? {
+            let mut batch = Batch::default();
+            batch.delete(LINKS_COMPLETE.to_vec());
+            self.kv.apply(batch)?;
+            self.kv.flush()?;
+        }
+        Ok(())
+    }
+
     /// Every in-flight record.
     pub fn in_flight(&self) -> StoreResult<Vec<InFlight>> {
         self.kv
@@ -777,6 +810,23 @@ mod tests {
             let err = decode_link(b"k", &full[..cut]).unwrap_err();
             assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn links_are_complete_only_between_the_writes_that_say_so() {
+        let state = State::in_memory();
+        assert!(
+            !state.links_complete().unwrap(),
+            "a new state knows no links"
+        );
+        let mut batch = StateBatch::default();
+        batch.mark_links_complete();
+        state.commit(batch, true).unwrap();
+        assert!(state.links_complete().unwrap());
+        state.expect_unrecorded_links().unwrap();
+        assert!(!state.links_complete().unwrap());
+        state.expect_unrecorded_links().unwrap();
+        assert!(!state.links_complete().unwrap());
     }
 
     #[test]

@@ -675,6 +675,10 @@ impl Agent {
                 .await
             {
                 Ok(written) => {
+                    // No in-flight records for these copies: until the
+                    // caller's state write links them, a start-up reads the
+                    // mapping tables.
+                    self.state.expect_unrecorded_links()?;
                     tx.commit().await.map_err(&err)?;
                     crate::crash::point("first-sync-committed");
                     let partial =

@@ -133,6 +133,7 @@ impl Agent {
             .begin()
             .await
             .map_err(&err)?;
+        self.state.expect_unrecorded_links()?;
         for link in links {
             tx.record_link(&IdMapRow {
                 pair: pair.to_owned(),
@@ -241,6 +242,8 @@ impl Agent {
                         batch.put_link(&pair.name, link);
                     }
                     batch.put_checkpoint(&name, &checkpoint);
+                    // The copies and matches committed above are linked here.
+                    batch.mark_links_complete();
                     self.state.append_log_with(entries, batch)?;
                     metrics::logged(&pair.name, origin, logged);
                     self.drain(tally).await?;

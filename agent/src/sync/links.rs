@@ -59,9 +59,14 @@ impl Agent {
     }
 
     /// Adopts key pairs from both mapping tables that the state does not
-    /// know (neither key linked yet); returns how many. The tables are read
-    /// a page at a time: they hold a row per record ever copied.
+    /// know (neither key linked yet); returns how many. The tables hold a
+    /// row per record ever copied: they are read only when the state may
+    /// lack some (see [`crate::state::State::links_complete`]), a page at a
+    /// time.
     pub async fn adopt_mapping_tables(&self) -> SyncResult<usize> {
+        if self.state.links_complete()? {
+            return Ok(0);
+        }
         let mut adopted = 0;
         for side in Side::BOTH {
             let connector = self.integration.endpoint(side);
@@ -111,6 +116,9 @@ impl Agent {
                 }
             }
         }
+        let mut complete = StateBatch::default();
+        complete.mark_links_complete();
+        self.state.commit(complete, true)?;
         if adopted > 0 {
             info!(adopted, "links recovered from the mapping tables");
         }
