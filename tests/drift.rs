@@ -183,6 +183,57 @@ async fn a_table_changed_under_the_agent_pauses_its_pair_and_the_others_go_on() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_paused_pair_with_a_long_backlog_holds_no_other_pair_back() {
+    let (source, target, agent) = two_pairs(Engine::Postgres, Engine::Mysql).await;
+    agent.once().await;
+    // GIVEN more changes of one pair in the change log than a drain takes
+    // at once, tailed but not applied when the agent stopped
+    let bulk = tandem_agent::sync::apply::DRAIN_WINDOW as i64 + 50;
+    source
+        .exec(&format!(
+            "INSERT INTO items (label, qty) SELECT 'bulk', g FROM generate_series(1, {bulk}) g"
+        ))
+        .await;
+    let out = agent
+        .command(&["run", "--once"])
+        .env("TANDEM_CRASH_AT", "tailed:1")
+        .output()
+        .await
+        .expect("run the agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("crash point tailed reached"), "{stderr}");
+    // WHEN that pair pauses (its source table truncated) and the other pair
+    // has a change behind the backlog
+    source.exec("TRUNCATE items").await;
+    source
+        .exec("INSERT INTO notes (body) VALUES ('behind')")
+        .await;
+    let out = agent.output(&["run", "--once"]).await;
+    // THEN the other pair's change is applied all the same
+    assert!(
+        has(&target, "notes", "body", "behind").await,
+        "the paused pair held the other back: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(target.count("SELECT count(*) FROM items").await, 0);
+    // AND the paused pair's backlog was kept: once the operator removes the
+    // marker, the changes captured before the TRUNCATE are applied
+    let reason = paused(&agent, "items").await.expect("items is paused");
+    let marker = reason
+        .split_once("DELETE FROM ")
+        .map(|(_, statement)| format!("DELETE FROM {statement}"))
+        .unwrap_or_else(|| panic!("the alert names the marker to remove: {reason}"));
+    source.exec(&marker).await;
+    agent.once().await;
+    assert_eq!(
+        target
+            .count("SELECT count(*) FROM items WHERE label = 'bulk'")
+            .await,
+        bulk
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_truncate_stops_its_pair_until_an_operator_decides() {
     let (source, target, agent) = two_pairs(Engine::Postgres, Engine::Mysql).await;
     source

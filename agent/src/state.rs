@@ -534,8 +534,18 @@ impl State {
 
     /// The oldest `limit` log entries, in log order.
     pub fn log_entries(&self, limit: usize) -> StoreResult<Vec<LogEntry>> {
+        self.log_entries_after(None, limit)
+    }
+
+    /// The oldest `limit` log entries after position `after`, in log order.
+    pub fn log_entries_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<LogEntry>> {
+        let after = after.map(log_key);
         self.kv
-            .scan(LOG, None, limit)?
+            .scan(LOG, after.as_deref(), limit)?
             .into_iter()
             .map(|(k, v)| decode(&k, &v))
             .collect()

@@ -29,7 +29,7 @@ use super::{Agent, SyncError, SyncResult};
 use crate::config::{ConflictPolicy, Side};
 use crate::mapping::FilterExit;
 use crate::observe::metrics;
-use crate::state::{DeadLetter, InFlight, Link, StateBatch, FORMAT_VERSION};
+use crate::state::{DeadLetter, InFlight, Link, LogEntry, StateBatch, FORMAT_VERSION};
 
 /// Log entries considered in one round of applying.
 ///
@@ -37,6 +37,14 @@ use crate::state::{DeadLetter, InFlight, Link, StateBatch, FORMAT_VERSION};
 /// a million changes peaked at 189-199 MB with 20,000 and 169 MB with
 /// 10,000, draining about as fast.
 pub const DRAIN_WINDOW: usize = 10_000;
+
+/// The paused pairs' entries at the head of the change log, passed over by
+/// a drain: through which position, and how many.
+#[derive(Default)]
+struct Passed {
+    through: Option<u64>,
+    count: usize,
+}
 
 /// All pending changes of one record, coalesced.
 #[derive(Debug, Clone)]
@@ -175,9 +183,17 @@ impl Agent {
             .keys()
             .copied()
             .collect();
+        let is_paused = |entry: &LogEntry| {
+            index
+                .get(entry.pair.as_str())
+                .is_some_and(|pair| paused.contains(pair))
+        };
+        // Entries of paused pairs stay in the log for the whole drain; the
+        // ones at its head are passed over once, not read again per window.
+        let mut passed = Passed::default();
         loop {
             self.heartbeat.beat();
-            let entries = self.state.log_entries(DRAIN_WINDOW)?;
+            let (entries, held) = self.window(&mut passed, &is_paused)?;
             if entries.is_empty() {
                 self.state.purge_tombstones()?;
                 return Ok(());
@@ -195,9 +211,6 @@ impl Agent {
                     orphans.remove_log([entry.seq]);
                     continue;
                 };
-                if paused.contains(&pair) {
-                    continue;
-                }
                 let group = groups.entry((pair, entry.side)).or_default();
                 match slots.get(&(pair, entry.side, entry.key.encode())) {
                     Some(&i) => {
@@ -265,9 +278,49 @@ impl Agent {
                 self.apply_upserts(pair, side, vec![record], true, tally)
                     .await?;
             }
-            if self.state.log_len_through(last)? >= before {
+            let left = self
+                .state
+                .log_len_through(last)?
+                .saturating_sub(passed.count + held);
+            if left >= before {
                 // Everything left waits for something: stop for this pass.
                 return Ok(());
+            }
+        }
+    }
+
+    /// The next [`DRAIN_WINDOW`] entries of pairs that are not paused, from
+    /// the head of the log (after the paused pairs' entries `passed` over),
+    /// and how many paused entries lie among them.
+    fn window(
+        &self,
+        passed: &mut Passed,
+        is_paused: &dyn Fn(&LogEntry) -> bool,
+    ) -> SyncResult<(Vec<LogEntry>, usize)> {
+        let mut window = Vec::new();
+        let mut held = 0;
+        let mut cursor = passed.through;
+        loop {
+            let page = self.state.log_entries_after(cursor, DRAIN_WINDOW)?;
+            let end = page.len() < DRAIN_WINDOW;
+            for entry in page {
+                cursor = Some(entry.seq);
+                if is_paused(&entry) {
+                    if window.is_empty() {
+                        passed.through = Some(entry.seq);
+                        passed.count += 1;
+                    } else {
+                        held += 1;
+                    }
+                    continue;
+                }
+                window.push(entry);
+                if window.len() == DRAIN_WINDOW {
+                    return Ok((window, held));
+                }
+            }
+            if end {
+                return Ok((window, held));
             }
         }
     }

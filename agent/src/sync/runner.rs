@@ -114,6 +114,7 @@ impl Agent {
         };
         let captured = self.tail(Side::Source, &mut paused).await?
             + self.tail(Side::Target, &mut paused).await?;
+        crate::crash::point("tailed");
         self.report_pauses(paused);
         self.drain(tally).await?;
         Ok(captured)
