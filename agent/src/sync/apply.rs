@@ -522,6 +522,12 @@ impl Agent {
             let position = self.state.log_position()?;
             let connector = self.integration.endpoint(dest);
             let err = self.integration.error(dest);
+            if !connector.transactional() {
+                // An API's new record exists the moment it is created, its
+                // key pair in the endpoint's journal: until this chunk is
+                // settled, a start-up must read the journal.
+                self.state.expect_unrecorded_links()?;
+            }
             let mut tx = connector.begin().await.map_err(&err)?;
             let mut result = ChunkResult::default();
             let batched = !savepoints && !split::splits_into(&plan.pairs[pair], dest);
@@ -1461,6 +1467,9 @@ impl Agent {
     ) -> SyncResult<Vec<Record>> {
         let mut batch = StateBatch::default();
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
+        // Chunks are applied one at a time, each settled before the next:
+        // every copy made so far is linked once this is written.
+        batch.mark_links_complete();
         self.state.commit(batch, true)?;
         Ok(partial)
     }
