@@ -340,6 +340,15 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A state directory holding the contract's records, flushed and closed.
+    fn flushed_store() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = SledKv::open(dir.path()).unwrap();
+        super::super::contract::check(&kv);
+        kv.flush().unwrap();
+        dir
+    }
+
     #[test]
     fn keeps_the_kv_contract_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -355,12 +364,7 @@ mod tests {
 
     #[test]
     fn a_store_that_lost_confirmed_writes_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let kv = SledKv::open(dir.path()).unwrap();
-            super::super::contract::check(&kv);
-            kv.flush().unwrap();
-        }
+        let dir = flushed_store();
         let db = dir.path().join("store").join("db");
         let len = std::fs::metadata(&db).unwrap().len() as usize;
         std::fs::write(&db, vec![0x5a; len]).unwrap();
@@ -371,12 +375,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_cut_short_by_a_kill_is_set_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let kv = SledKv::open(dir.path()).unwrap();
-            super::super::contract::check(&kv);
-            kv.flush().unwrap();
-        }
+        let dir = flushed_store();
         // What a SIGKILL leaves while sled writes a snapshot: sled takes the
         // newest `snap.*` file, finished or not.
         let store = dir.path().join("store");
