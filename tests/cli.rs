@@ -357,6 +357,54 @@ async fn under_systemd_it_reports_ready_pings_the_watchdog_and_says_it_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn under_systemd_a_start_waiting_for_its_databases_asks_for_more_time() {
+    // GIVEN databases that are not up yet (nothing listens on port 1)
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "state_dir = {:?}\n\
+         [source]\nkind = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:1/shop\"\n\
+         [target]\nkind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:1/crm\"\n\
+         [[tables]]\nsource = \"items\"\ntarget = \"items\"\n",
+        dir.path().join("state")
+    );
+    let agent = Agent::with_config(dir, &toml);
+    let socket_path = agent.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut child = agent
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .spawn()
+        .expect("spawn");
+    // WHEN it waits for them, THEN it says so and asks systemd for more
+    // time than the wait before its next try, so that the start timeout
+    // does not kill it
+    let mut buf = [0u8; 512];
+    let message = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let n = socket.recv(&mut buf).await.unwrap();
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if message.contains("EXTEND_TIMEOUT_USEC=") {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("no EXTEND_TIMEOUT_USEC in time");
+    assert!(message.contains("STATUS=waiting: "), "{message}");
+    let usec: u64 = message
+        .lines()
+        .find_map(|l| l.strip_prefix("EXTEND_TIMEOUT_USEC="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable: {message}"));
+    assert!(usec >= 60_000_000, "{message}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it waits, it does not exit"
+    );
+    let _ = child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
     let (source, target) = pair().await;
     for db in [&source, &target] {

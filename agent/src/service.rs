@@ -26,6 +26,23 @@ pub fn status(status: &str) {
     notify(&[NotifyState::Status(status)]);
 }
 
+/// What a start attempt may take on top of the wait before it (connecting
+/// to two servers, each with its own timeout).
+const START_ATTEMPT: Duration = Duration::from_secs(60);
+
+/// While the agent cannot start yet (a server down at boot): the status
+/// line, and more time from systemd before it calls the start failed
+/// (`TimeoutStartSec`, 90 s by default) — until the next attempt has had
+/// its chance. Without it systemd would kill an agent patiently waiting for
+/// its database and start it again.
+pub fn waiting(status: &str, next_try: Duration) {
+    let usec = u32::try_from((next_try + START_ATTEMPT).as_micros()).unwrap_or(u32::MAX);
+    notify(&[
+        NotifyState::Status(status),
+        NotifyState::ExtendTimeoutUsec(usec),
+    ]);
+}
+
 /// Tells systemd the agent is stopping.
 pub fn stopping() {
     notify(&[NotifyState::Stopping]);

@@ -100,7 +100,7 @@ async fn start_when_reachable(config: crate::config::Config) -> anyhow::Result<A
             Err(e) if e.is_retryable() => {
                 let wait = jittered(backoff);
                 tracing::warn!(error = %e, retry_in = ?wait, "cannot start yet; will retry");
-                crate::service::status(&format!("waiting: {e}"));
+                crate::service::waiting(&format!("waiting: {e}"), wait);
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
