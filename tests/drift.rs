@@ -234,6 +234,64 @@ async fn a_paused_pair_with_a_long_backlog_holds_no_other_pair_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_record_before_a_paused_backlog_ends_the_pass() {
+    let source = Db::create(Engine::Postgres).await;
+    let target = Db::create(Engine::Mysql).await;
+    for db in [&source, &target] {
+        let (id, text) = (db.id(), db.text());
+        db.exec(&format!("CREATE TABLE items (id {id}, label {text})"))
+            .await;
+        db.exec(&format!(
+            "CREATE TABLE customers (id {id}, name {text}, status {text})"
+        ))
+        .await;
+        db.exec(&format!(
+            "CREATE TABLE orders (id {id}, customer_id BIGINT NOT NULL, \
+             FOREIGN KEY (customer_id) REFERENCES customers (id))"
+        ))
+        .await;
+    }
+    // Only active customers travel: an order of a pending one waits.
+    let agent = Agent::new(
+        &source,
+        &target,
+        &[
+            ("items", "items"),
+            ("orders", "orders"),
+            ("customers", "customers"),
+        ],
+        "[tables.to_target]\nfilter = \"status == 'active'\"\n",
+    );
+    agent.install().await;
+    agent.once().await;
+    // GIVEN a waiting order in the change log, and behind it changes of a
+    // pair that pauses before they are applied
+    source
+        .exec("INSERT INTO customers (name, status) VALUES ('Ada', 'pending')")
+        .await;
+    source
+        .exec("INSERT INTO orders (customer_id) SELECT id FROM customers")
+        .await;
+    source
+        .exec("INSERT INTO items (label) VALUES ('a'), ('b'), ('c')")
+        .await;
+    let out = agent
+        .command(&["run", "--once"])
+        .env("TANDEM_CRASH_AT", "tailed:1")
+        .output()
+        .await
+        .expect("run the agent");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crash point tailed reached"));
+    source.exec("TRUNCATE items").await;
+    // WHEN the agent runs once, THEN the pass ends (the order still waits)
+    let out = tokio::time::timeout(TIMEOUT, agent.output(&["run", "--once"]))
+        .await
+        .expect("run --once must end while a record waits before a paused backlog");
+    assert_eq!(out.status.code(), Some(3), "not in step: the order waits");
+    assert_eq!(target.count("SELECT count(*) FROM orders").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_truncate_stops_its_pair_until_an_operator_decides() {
     let (source, target, agent) = two_pairs(Engine::Postgres, Engine::Mysql).await;
     source

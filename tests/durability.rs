@@ -410,3 +410,50 @@ async fn dying_between_a_copy_and_its_link_copies_nothing_twice() {
         assert_eq!(s[0].len(), 2500, "every account, once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pair_left_out_of_the_config_after_a_crash_is_not_copied_twice_when_it_returns() {
+    let source = Db::create(Engine::Postgres).await;
+    let target = Db::create(Engine::Mysql).await;
+    for db in [&source, &target] {
+        let (id, text) = (db.id(), db.text());
+        db.exec(&format!("CREATE TABLE items (id {id}, label {text})"))
+            .await;
+        db.exec(&format!("CREATE TABLE notes (id {id}, body {text})"))
+            .await;
+    }
+    source
+        .exec("INSERT INTO items (label) SELECT 'i' || g FROM generate_series(1, 1500) g")
+        .await;
+    let agent = Agent::new(
+        &source,
+        &target,
+        &[("items", "items"), ("notes", "notes")],
+        "",
+    );
+    agent.install().await;
+    // GIVEN a first sync that died after a batch committed, before the
+    // agent recorded its links
+    let out = agent
+        .command(&["run", "--once"])
+        .env("TANDEM_CRASH_AT", "first-sync-committed:1")
+        .output()
+        .await
+        .expect("run the agent");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("crash point first-sync-committed reached")
+    );
+    // WHEN the agent runs with that pair taken out of the config, and later
+    // with it back
+    let full = std::fs::read_to_string(&agent.config).unwrap();
+    let without = full.replace("[[tables]]\nsource = \"items\"\ntarget = \"items\"\n\n", "");
+    assert_ne!(full, without, "the items pair was in the config");
+    std::fs::write(&agent.config, &without).unwrap();
+    agent.once().await;
+    std::fs::write(&agent.config, &full).unwrap();
+    agent.once().await;
+    // THEN the batch copied before the crash is not copied again
+    assert_eq!(target.count("SELECT count(*) FROM items").await, 1500);
+    let sql = "SELECT id, label FROM items ORDER BY id";
+    assert_eq!(source.rows(sql).await, target.rows(sql).await);
+}

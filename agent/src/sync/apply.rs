@@ -291,7 +291,7 @@ impl Agent {
 
     /// The next [`DRAIN_WINDOW`] entries of pairs that are not paused, from
     /// the head of the log (after the paused pairs' entries `passed` over),
-    /// and how many paused entries lie among them.
+    /// and how many paused entries lie between its first and last.
     fn window(
         &self,
         passed: &mut Passed,
@@ -299,6 +299,10 @@ impl Agent {
     ) -> SyncResult<(Vec<LogEntry>, usize)> {
         let mut window = Vec::new();
         let mut held = 0;
+        // Paused entries after the window's last entry so far: counted as
+        // held only once an entry of the window follows them, as the
+        // progress check counts the log up to the window's last entry.
+        let mut trailing = 0;
         let mut cursor = passed.through;
         loop {
             let page = self.state.log_entries_after(cursor, DRAIN_WINDOW)?;
@@ -310,10 +314,11 @@ impl Agent {
                         passed.through = Some(entry.seq);
                         passed.count += 1;
                     } else {
-                        held += 1;
+                        trailing += 1;
                     }
                     continue;
                 }
+                held += std::mem::take(&mut trailing);
                 window.push(entry);
                 if window.len() == DRAIN_WINDOW {
                     return Ok((window, held));
@@ -613,6 +618,13 @@ impl Agent {
             }
             self.state.commit(intents, true)?;
             tx.commit().await.map_err(&err)?;
+            if !connector.transactional()
+                && (!result.retry.is_empty()
+                    || outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed(_))))
+            {
+                self.links_unsure
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             result.partial = self.settle(pair, origin, outcomes, tally)?;
             Ok(Attempt::Done(result))
         }
@@ -1469,7 +1481,7 @@ impl Agent {
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
         // Chunks are applied one at a time, each settled before the next:
         // every copy made so far is linked once this is written.
-        batch.mark_links_complete();
+        self.links_complete_with(&mut batch);
         self.state.commit(batch, true)?;
         Ok(partial)
     }

@@ -243,7 +243,7 @@ impl Agent {
                     }
                     batch.put_checkpoint(&name, &checkpoint);
                     // The copies and matches committed above are linked here.
-                    batch.mark_links_complete();
+                    self.links_complete_with(&mut batch);
                     self.state.append_log_with(entries, batch)?;
                     metrics::logged(&pair.name, origin, logged);
                     self.drain(tally).await?;

@@ -68,6 +68,7 @@ impl Agent {
             return Ok(0);
         }
         let mut adopted = 0;
+        let mut unlinked_elsewhere = false;
         for side in Side::BOTH {
             let connector = self.integration.endpoint(side);
             let err = self.integration.error(side);
@@ -84,13 +85,20 @@ impl Agent {
                 after = page.last().map(|r| (r.pair.clone(), r.source_key.clone()));
                 let mut batch = StateBatch::default();
                 for row in page {
-                    if !self
+                    let configured = self
                         .integration
                         .plan
                         .pairs
                         .iter()
-                        .any(|p| p.name == row.pair)
-                    {
+                        .any(|p| p.name == row.pair);
+                    if !configured {
+                        // A pair taken out of the config keeps its rows; if
+                        // the state lacks one, it must be adopted when the
+                        // pair comes back: the tables are read again then.
+                        unlinked_elsewhere |= match Key::decode(&row.source_key) {
+                            Ok(key) => self.state.link(&row.pair, Side::Source, &key)?.is_none(),
+                            Err(_) => true,
+                        };
                         continue;
                     }
                     let decode = |text: &str| Key::decode(text).map_err(&err);
@@ -116,8 +124,11 @@ impl Agent {
                 }
             }
         }
+        // Every link is in the state now, but for pairs not configured.
+        self.links_unsure
+            .store(unlinked_elsewhere, std::sync::atomic::Ordering::SeqCst);
         let mut complete = StateBatch::default();
-        complete.mark_links_complete();
+        self.links_complete_with(&mut complete);
         self.state.commit(complete, true)?;
         if adopted > 0 {
             info!(adopted, "links recovered from the mapping tables");

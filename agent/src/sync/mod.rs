@@ -306,6 +306,12 @@ pub struct Agent {
     pub set_aside: std::sync::Mutex<std::collections::BTreeSet<(usize, i64)>>,
     /// When the tables were last compared with the plan.
     pub drift_checked: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The state may lack links other than those of the copies being
+    /// settled: an API refused a record after it may have created it (its
+    /// key pair journalled, the link not recorded), or a mapping table
+    /// holds key pairs of a pair not configured now. The state is not
+    /// marked complete until the mapping tables have been read again.
+    pub links_unsure: std::sync::atomic::AtomicBool,
 }
 
 impl Agent {
@@ -320,6 +326,16 @@ impl Agent {
             retrying: Default::default(),
             set_aside: Default::default(),
             drift_checked: Default::default(),
+            links_unsure: Default::default(),
+        }
+    }
+
+    /// Adds to `batch` that the state holds every link, unless an API
+    /// record refused after its create left that unsure (see
+    /// [`Agent::links_unsure`]).
+    pub(crate) fn links_complete_with(&self, batch: &mut crate::state::StateBatch) {
+        if !self.links_unsure.load(std::sync::atomic::Ordering::SeqCst) {
+            batch.mark_links_complete();
         }
     }
 
