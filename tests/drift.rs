@@ -194,14 +194,7 @@ async fn a_paused_pair_with_a_long_backlog_holds_no_other_pair_back() {
             "INSERT INTO items (label, qty) SELECT 'bulk', g FROM generate_series(1, {bulk}) g"
         ))
         .await;
-    let out = agent
-        .command(&["run", "--once"])
-        .env("TANDEM_CRASH_AT", "tailed:1")
-        .output()
-        .await
-        .expect("run the agent");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("crash point tailed reached"), "{stderr}");
+    agent.once_until_crash("tailed:1").await;
     // WHEN that pair pauses (its source table truncated) and the other pair
     // has a change behind the backlog
     source.exec("TRUNCATE items").await;
@@ -275,13 +268,7 @@ async fn a_waiting_record_before_a_paused_backlog_ends_the_pass() {
     source
         .exec("INSERT INTO items (label) VALUES ('a'), ('b'), ('c')")
         .await;
-    let out = agent
-        .command(&["run", "--once"])
-        .env("TANDEM_CRASH_AT", "tailed:1")
-        .output()
-        .await
-        .expect("run the agent");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("crash point tailed reached"));
+    agent.once_until_crash("tailed:1").await;
     source.exec("TRUNCATE items").await;
     // WHEN the agent runs once, THEN the pass ends (the order still waits)
     let out = tokio::time::timeout(TIMEOUT, agent.output(&["run", "--once"]))

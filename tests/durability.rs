@@ -434,15 +434,7 @@ async fn a_pair_left_out_of_the_config_after_a_crash_is_not_copied_twice_when_it
     agent.install().await;
     // GIVEN a first sync that died after a batch committed, before the
     // agent recorded its links
-    let out = agent
-        .command(&["run", "--once"])
-        .env("TANDEM_CRASH_AT", "first-sync-committed:1")
-        .output()
-        .await
-        .expect("run the agent");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("crash point first-sync-committed reached")
-    );
+    agent.once_until_crash("first-sync-committed:1").await;
     // WHEN the agent runs with that pair taken out of the config, and later
     // with it back
     let full = std::fs::read_to_string(&agent.config).unwrap();

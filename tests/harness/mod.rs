@@ -488,6 +488,23 @@ impl Agent {
     pub async fn once(&self) -> String {
         self.ok(&["run", "--once"]).await
     }
+
+    /// `run --once` with crash point `point` armed (`NAME:N`): the agent
+    /// must die there.
+    pub async fn once_until_crash(&self, point: &str) {
+        let out = self
+            .command(&["run", "--once"])
+            .env("TANDEM_CRASH_AT", point)
+            .output()
+            .await
+            .expect("run the agent");
+        let name = point.split(':').next().unwrap_or(point);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("crash point {name} reached")),
+            "the agent did not die at {point}:\n{stderr}"
+        );
+    }
 }
 
 /// Waits until `condition` holds, failing the test after `timeout`.
