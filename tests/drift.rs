@@ -8,7 +8,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{eventually, Agent, Db, Engine, ENGINE_PAIRS};
+use harness::{eventually, two_pairs, Agent, Db, Engine, ENGINE_PAIRS};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -92,28 +92,6 @@ async fn drop_capture_triggers(db: &Db, table: &str) {
             }
         }
     }
-}
-
-async fn two_pairs(source_engine: Engine, target_engine: Engine) -> (Db, Db, Agent) {
-    let source = Db::create(source_engine).await;
-    let target = Db::create(target_engine).await;
-    for db in [&source, &target] {
-        let (id, text) = (db.id(), db.text());
-        db.exec(&format!(
-            "CREATE TABLE items (id {id}, label {text}, qty INT)"
-        ))
-        .await;
-        db.exec(&format!("CREATE TABLE notes (id {id}, body {text})"))
-            .await;
-    }
-    let agent = Agent::new(
-        &source,
-        &target,
-        &[("items", "items"), ("notes", "notes")],
-        "",
-    );
-    agent.install().await;
-    (source, target, agent)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -413,25 +413,10 @@ async fn dying_between_a_copy_and_its_link_copies_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_left_out_of_the_config_after_a_crash_is_not_copied_twice_when_it_returns() {
-    let source = Db::create(Engine::Postgres).await;
-    let target = Db::create(Engine::Mysql).await;
-    for db in [&source, &target] {
-        let (id, text) = (db.id(), db.text());
-        db.exec(&format!("CREATE TABLE items (id {id}, label {text})"))
-            .await;
-        db.exec(&format!("CREATE TABLE notes (id {id}, body {text})"))
-            .await;
-    }
+    let (source, target, agent) = harness::two_pairs(Engine::Postgres, Engine::Mysql).await;
     source
         .exec("INSERT INTO items (label) SELECT 'i' || g FROM generate_series(1, 1500) g")
         .await;
-    let agent = Agent::new(
-        &source,
-        &target,
-        &[("items", "items"), ("notes", "notes")],
-        "",
-    );
-    agent.install().await;
     // GIVEN a first sync that died after a batch committed, before the
     // agent recorded its links
     agent.once_until_crash("first-sync-committed:1").await;

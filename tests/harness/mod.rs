@@ -537,3 +537,27 @@ pub const SCENARIO_PAIRS: [(Engine, Engine); 4] = [
     (Engine::Postgres, Engine::Sqlite),
     (Engine::Sqlite, Engine::Mysql),
 ];
+
+/// Two unrelated tables on each side, `items (id, label, qty)` and
+/// `notes (id, body)`, synced by an agent with capture installed.
+pub async fn two_pairs(source_engine: Engine, target_engine: Engine) -> (Db, Db, Agent) {
+    let source = Db::create(source_engine).await;
+    let target = Db::create(target_engine).await;
+    for db in [&source, &target] {
+        let (id, text) = (db.id(), db.text());
+        db.exec(&format!(
+            "CREATE TABLE items (id {id}, label {text}, qty INT)"
+        ))
+        .await;
+        db.exec(&format!("CREATE TABLE notes (id {id}, body {text})"))
+            .await;
+    }
+    let agent = Agent::new(
+        &source,
+        &target,
+        &[("items", "items"), ("notes", "notes")],
+        "",
+    );
+    agent.install().await;
+    (source, target, agent)
+}

@@ -305,8 +305,10 @@ impl Agent {
         let mut trailing = 0;
         let mut cursor = passed.through;
         loop {
-            let page = self.state.log_entries_after(cursor, DRAIN_WINDOW)?;
-            let end = page.len() < DRAIN_WINDOW;
+            // No more than the window still lacks: nothing read is thrown away.
+            let wanted = DRAIN_WINDOW - window.len();
+            let page = self.state.log_entries_after(cursor, wanted)?;
+            let end = page.len() < wanted;
             for entry in page {
                 cursor = Some(entry.seq);
                 if is_paused(&entry) {
@@ -618,6 +620,9 @@ impl Agent {
             }
             self.state.commit(intents, true)?;
             tx.commit().await.map_err(&err)?;
+            // A record an API refused may have been created first, its key
+            // pair journalled without a link: until the journal is read
+            // again, no later settlement may call the links complete.
             if !connector.transactional()
                 && (!result.retry.is_empty()
                     || outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed(_))))

@@ -95,10 +95,14 @@ impl Agent {
                         // A pair taken out of the config keeps its rows; if
                         // the state lacks one, it must be adopted when the
                         // pair comes back: the tables are read again then.
-                        unlinked_elsewhere |= match Key::decode(&row.source_key) {
-                            Ok(key) => self.state.link(&row.pair, Side::Source, &key)?.is_none(),
-                            Err(_) => true,
-                        };
+                        if !unlinked_elsewhere {
+                            unlinked_elsewhere = match Key::decode(&row.source_key) {
+                                Ok(key) => {
+                                    self.state.link(&row.pair, Side::Source, &key)?.is_none()
+                                }
+                                Err(_) => true,
+                            };
+                        }
                         continue;
                     }
                     let decode = |text: &str| Key::decode(text).map_err(&err);

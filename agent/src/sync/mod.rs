@@ -330,9 +330,8 @@ impl Agent {
         }
     }
 
-    /// Adds to `batch` that the state holds every link, unless an API
-    /// record refused after its create left that unsure (see
-    /// [`Agent::links_unsure`]).
+    /// Adds to `batch` that the state holds every link, unless it may lack
+    /// some that this process cannot vouch for (see [`Agent::links_unsure`]).
     pub(crate) fn links_complete_with(&self, batch: &mut crate::state::StateBatch) {
         if !self.links_unsure.load(std::sync::atomic::Ordering::SeqCst) {
             batch.mark_links_complete();
