@@ -19,7 +19,7 @@ use super::batch::{
     runs, surviving_links, update_many_sql, weight, BulkTypes, WireMix, MAX_KEYS, MAX_UPDATE_ROWS,
 };
 use super::capture::placeholders;
-use super::client::{classify, int_of, quote_ident, text_of, Flavour};
+use super::client::{classify, int_of, quote_ident, text_of, Flavour, KeptSessions};
 use super::types::{from_mysql, normalize, read_value, write_value};
 use crate::connector::{CopyOf, IdMapRow, Transaction};
 use crate::error::{ConnectorError, ErrorKind, Result};
@@ -232,12 +232,18 @@ pub struct MysqlTransaction {
     /// Per table, the step between the keys of one multi-row insert when
     /// they are sure to be consecutive (MySQL, see `id_step`).
     id_steps: HashMap<String, Option<u64>>,
+    /// Where the session goes when the transaction ends cleanly.
+    kept: KeptSessions,
 }
 
 impl MysqlTransaction {
-    /// Takes a pooled connection, marks the session and starts the
-    /// transaction.
-    pub async fn begin(mut conn: Conn, flavour: Flavour) -> Result<MysqlTransaction> {
+    /// Takes a connection, marks the session and starts the transaction;
+    /// a clean end hands the session to `kept`.
+    pub async fn begin(
+        mut conn: Conn,
+        flavour: Flavour,
+        kept: KeptSessions,
+    ) -> Result<MysqlTransaction> {
         let started = async {
             conn.query_drop("SET @tandem_applying = 1").await?;
             conn.query_drop("START TRANSACTION").await
@@ -252,6 +258,7 @@ impl MysqlTransaction {
             flavour,
             aborted: None,
             id_steps: HashMap::new(),
+            kept,
         })
     }
 
@@ -325,7 +332,9 @@ impl MysqlTransaction {
             _ => conn.query_drop(sql).await.map_err(classify),
         };
         let clean = outcome.is_ok() && conn.query_drop("SET @tandem_applying = NULL").await.is_ok();
-        if !clean {
+        if clean {
+            self.kept.keep(conn);
+        } else {
             let _ = conn.disconnect().await;
         }
         outcome.map_err(|e| e.context(sql.to_lowercase()))
@@ -502,8 +511,12 @@ impl MysqlTransaction {
     }
 
     /// Records `links` as many `record_link` calls in this order would,
-    /// in one statement that forgets the pairs' old rows and one that
-    /// inserts the new ones.
+    /// in one statement per chunk: a row that shares a source or a target
+    /// key with a new pair (an earlier copy's, gone since) is taken over by
+    /// it. A delete of such rows first cost as much as the insert itself.
+    /// A new pair that shares its keys with two different rows fails the
+    /// statement with a duplicate-key error (the caller applies such a
+    /// batch again a record at a time, which forgets first).
     async fn record_links(&mut self, links: &[IdMapRow]) -> Result<()> {
         let mut pairs: Vec<&str> = Vec::new();
         for link in links {
@@ -513,14 +526,6 @@ impl MysqlTransaction {
         }
         let context =
             |e: ConnectorError| e.context(format!("record links of pair {}", pairs.join(", ")));
-        for pair in &pairs {
-            let keys: Vec<(&str, &str)> = links
-                .iter()
-                .filter(|link| link.pair == *pair)
-                .map(|link| (link.source_key.as_str(), link.target_key.as_str()))
-                .collect();
-            self.forget_keys(pair, &keys).await.map_err(context)?;
-        }
         let kept = surviving_links(links);
         let ranges = chunks(kept.len(), 0, usize::MAX, |i| {
             let link = kept[i];
@@ -1219,7 +1224,7 @@ mod cost {
         by_one: bool,
     ) {
         let conn = connector.client.conn().await.unwrap();
-        let mut tx = MysqlTransaction::begin(conn, connector.flavour())
+        let mut tx = MysqlTransaction::begin(conn, connector.flavour(), KeptSessions::default())
             .await
             .unwrap();
         let before = counters(&mut tx).await;

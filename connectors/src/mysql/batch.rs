@@ -292,10 +292,13 @@ pub fn forget_links_sql(count: usize) -> String {
     )
 }
 
-/// `INSERT` of `count` mapping rows.
+/// `INSERT` of `count` mapping rows, each taking over the row that shares
+/// its source or target key.
 pub fn insert_links_sql(count: usize) -> String {
     format!(
-        "INSERT INTO tandem_id_map (pair, source_key, target_key) VALUES {}",
+        "INSERT INTO tandem_id_map (pair, source_key, target_key) VALUES {} \
+         ON DUPLICATE KEY UPDATE source_key = VALUES(source_key), \
+         target_key = VALUES(target_key), created_at = CURRENT_TIMESTAMP(6)",
         vec!["(?, ?, ?)"; count].join(", ")
     )
 }
@@ -383,7 +386,9 @@ mod tests {
         );
         assert_eq!(
             insert_links_sql(2),
-            "INSERT INTO tandem_id_map (pair, source_key, target_key) VALUES (?, ?, ?), (?, ?, ?)"
+            "INSERT INTO tandem_id_map (pair, source_key, target_key) VALUES (?, ?, ?), (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE source_key = VALUES(source_key), \
+             target_key = VALUES(target_key), created_at = CURRENT_TIMESTAMP(6)"
         );
     }
 

@@ -333,9 +333,17 @@ impl Connector for MysqlConnector {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        let kept = self.client.kept.clone();
+        if let Some(conn) = kept.take() {
+            match MysqlTransaction::begin(conn, self.client.flavour, kept.clone()).await {
+                Ok(tx) => return Ok(Box::new(tx)),
+                // Gone while kept (a server restart, its idle timeout).
+                Err(e) => tracing::debug!(error = %e, "a kept session could not begin; taking one from the pool"),
+            }
+        }
         let conn = self.client.conn().await?;
         Ok(Box::new(
-            MysqlTransaction::begin(conn, self.client.flavour).await?,
+            MysqlTransaction::begin(conn, self.client.flavour, kept).await?,
         ))
     }
 

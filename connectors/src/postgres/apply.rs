@@ -14,8 +14,8 @@ use crate::schema::{Column, TableName, TableSchema};
 use crate::value::{Key, Row};
 
 use super::batch::{
-    delete_many_sql, fetch_many_sql, insert_many_sql, key_arrays, row_arrays, update_many_sql,
-    FORGET_LINKS_SQL, RECORD_LINKS_SQL,
+    delete_many_sql, fetch_many_sql, insert_many_sql, key_arrays, record_copies_sql, row_arrays,
+    update_many_sql, FORGET_LINKS_SQL,
 };
 use super::client::{kind_of, pg_error, pool_error, qualified, quote_ident, server_message};
 use super::statistics::{IdMapGrowth, ANALYZE_ID_MAP_SQL};
@@ -462,7 +462,7 @@ impl Transaction for PgTransaction {
                 })
             })
             .collect::<Result<Vec<Row>>>()?;
-        let mut by_pair: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+        let mut by_pair: Vec<((&str, bool), Vec<(String, String)>)> = Vec::new();
         for (row, copy) in written.iter().zip(copies) {
             let key = table.key_of(row).ok_or_else(|| {
                 ConnectorError::internal(format!(
@@ -472,12 +472,13 @@ impl Transaction for PgTransaction {
             })?;
             let link = copy.link(&key.encode());
             let keys = (link.source_key, link.target_key);
-            match by_pair.iter_mut().find(|(p, _)| *p == copy.pair) {
+            let group = (copy.pair.as_str(), copy.copy_is_target);
+            match by_pair.iter_mut().find(|(g, _)| *g == group) {
                 Some((_, pairs)) => pairs.push(keys),
-                None => by_pair.push((&copy.pair, vec![keys])),
+                None => by_pair.push((group, vec![keys])),
             }
         }
-        for (pair, keys) in by_pair {
+        for ((pair, on_target), keys) in by_pair {
             if self.id_map_growth.recorded(keys.len() as u64) {
                 let analyzed = self.client()?.batch_execute(ANALYZE_ID_MAP_SQL).await;
                 if let Err(e) = analyzed {
@@ -485,8 +486,8 @@ impl Transaction for PgTransaction {
                     return Err(pg_error(e, "cannot analyze tandem.id_map"));
                 }
             }
-            self.links(FORGET_LINKS_SQL, pair, &keys).await?;
-            self.links(RECORD_LINKS_SQL, pair, &keys).await?;
+            self.links(record_copies_sql(on_target), pair, &keys)
+                .await?;
         }
         Ok(written)
     }

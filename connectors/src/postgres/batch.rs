@@ -176,9 +176,27 @@ pub(super) const FORGET_LINKS_SQL: &str = "with by_source as (
      )
      delete from tandem.id_map where pair = $1::text and target_key = any($3::text[])";
 
-/// Records a pair's (`$1`) key pairs, source keys `$2`, target keys `$3`.
-pub(super) const RECORD_LINKS_SQL: &str = "insert into tandem.id_map (pair, source_key, target_key)
-     select $1::text, u.s, u.t from unnest($2::text[], $3::text[]) as u(s, t)";
+/// Records a pair's (`$1`) key pairs, source keys `$2`, target keys `$3`,
+/// of copies made on the side given by `copies_on_target`. A row that
+/// already names a copied record (the pair of an earlier copy of it, gone
+/// since) is taken over by the new pair: one statement instead of a delete
+/// and an insert, and the delete was the costlier (the planner scans the
+/// table for a thousand keys while it is small). A stale row naming the
+/// new copy's key fails the statement instead (the caller applies such a
+/// batch again a record at a time, which forgets first).
+pub(super) fn record_copies_sql(copies_on_target: bool) -> &'static str {
+    if copies_on_target {
+        "insert into tandem.id_map (pair, source_key, target_key)
+         select $1::text, u.s, u.t from unnest($2::text[], $3::text[]) as u(s, t)
+         on conflict (pair, source_key) do update
+         set target_key = excluded.target_key, created_at = excluded.created_at"
+    } else {
+        "insert into tandem.id_map (pair, source_key, target_key)
+         select $1::text, u.s, u.t from unnest($2::text[], $3::text[]) as u(s, t)
+         on conflict (pair, target_key) do update
+         set source_key = excluded.source_key, created_at = excluded.created_at"
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -376,3 +376,65 @@ pub fn assert_error(err: &ConnectorError, kind: ErrorKind, needles: &[&str]) {
         assert!(message.contains(needle), "{needle:?} not in {message:?}");
     }
 }
+
+/// A new copy takes over the mapping row of an earlier copy of its record,
+/// made on either side and gone since. A mapping row that names the key the
+/// new copy gets: an engine that writes copies in `batches` fails the batch
+/// as a data error (the agent then writes the records one at a time), one
+/// that writes them one by one forgets that row first. `table` has a
+/// generated key `id` that starts at 1, and a text column `name`.
+pub async fn new_copies_take_over_stale_pairs(
+    connector: &Arc<dyn Connector>,
+    table: &TableSchema,
+    batches: bool,
+) {
+    let mut tx = connector.begin().await.unwrap();
+    record_links(&mut tx, "back [700]=[7], items [1]=[500]").await;
+    tx.commit().await.unwrap();
+
+    let rows = [row(&[("name", text("a"))]), row(&[("name", text("b"))])];
+    let copies = [
+        tandem_connectors::CopyOf {
+            pair: "items".into(),
+            origin_key: "[1]".into(),
+            copy_is_target: true,
+        },
+        tandem_connectors::CopyOf {
+            pair: "back".into(),
+            origin_key: "[7]".into(),
+            copy_is_target: false,
+        },
+    ];
+    let mut tx = connector.begin().await.unwrap();
+    let written = tx.insert_copies(table, &rows, &copies).await.unwrap();
+    tx.commit().await.unwrap();
+    let new_keys: Vec<String> = written
+        .iter()
+        .map(|r| table.key_of(r).unwrap().encode())
+        .collect();
+    assert_links(
+        connector,
+        &format!("back {}=[7], items [1]={}", new_keys[1], new_keys[0]),
+    )
+    .await;
+
+    let next = key(&[Value::Int(3)]).encode();
+    let mut tx = connector.begin().await.unwrap();
+    record_links(&mut tx, &format!("items [2]={next}")).await;
+    tx.commit().await.unwrap();
+    let mut tx = connector.begin().await.unwrap();
+    let written = tx.insert_copies(table, &rows[..1], &copies[..1]).await;
+    if batches {
+        let refused = written.unwrap_err();
+        tx.rollback().await.unwrap();
+        assert_eq!(refused.kind(), ErrorKind::Data, "{refused}");
+    } else {
+        assert_eq!(table.key_of(&written.unwrap()[0]).unwrap().encode(), next);
+        tx.commit().await.unwrap();
+        assert_links(
+            connector,
+            &format!("back {}=[7], items [1]={next}", new_keys[1]),
+        )
+        .await;
+    }
+}
