@@ -580,6 +580,11 @@ impl State {
         self.kv.count_through(LOG, &log_key(seq))
     }
 
+    /// Whether the change log holds no entry.
+    pub fn log_is_empty(&self) -> StoreResult<bool> {
+        Ok(self.kv.scan(LOG, None, 1)?.is_empty())
+    }
+
     /// The link whose key on `side` is `key`, tombstones included.
     pub fn link(&self, pair: &str, side: Side, key: &Key) -> StoreResult<Option<Link>> {
         let source_key = match side {

@@ -194,6 +194,17 @@ impl TableSchema {
             })
     }
 
+    /// The same table described by its key columns alone: a scan of it
+    /// reads keys only.
+    pub fn key_only(&self) -> TableSchema {
+        TableSchema {
+            name: self.name.clone(),
+            columns: self.key_columns().cloned().collect(),
+            primary_key: self.primary_key.clone(),
+            foreign_keys: Vec::new(),
+        }
+    }
+
     /// The key of `row`, when it holds every key column.
     pub fn key_of(&self, row: &crate::Row) -> Option<crate::Key> {
         self.primary_key

@@ -1017,7 +1017,8 @@ async fn scan_pages_through_a_composite_key_in_order() {
 #[tokio::test]
 async fn a_new_copy_takes_over_the_mapping_row_of_an_earlier_copy() {
     let (db, connector) = TestDb::installed().await;
-    db.exec("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").await;
+    db.exec("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .await;
     let [item] = describe_all(&connector, ["item"]).await;
     install(&connector, slice::from_ref(&item)).await;
     new_copies_take_over_stale_pairs(&connector, &item, false).await;

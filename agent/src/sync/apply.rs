@@ -75,6 +75,14 @@ struct Ready<'p> {
     fingerprint: Fingerprint,
 }
 
+/// First-sync records mapped ahead of their copy by [`Agent::prepare_new`].
+pub(super) struct NewCopies<'p> {
+    /// The records, in scan order.
+    records: Vec<Record>,
+    /// Those ready to be copied (by position in `records`), mapped.
+    ready: Vec<(usize, Ready<'p>)>,
+}
+
 /// Records of a batch to write, by position, each with whether it is a
 /// conflict.
 type Picks = Vec<(usize, bool)>;
@@ -702,9 +710,37 @@ impl Agent {
         }))
     }
 
-    /// First sync: copies records that have no link (not even a tombstone)
-    /// and so no copy yet, in one transaction, without passing them through
-    /// the change log.
+    /// First sync: maps records that have no link (not even a tombstone)
+    /// and so no copy yet, ahead of [`Agent::copy_new`]: the next batch is
+    /// mapped while the one before is written.
+    pub(super) fn prepare_new(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+    ) -> SyncResult<NewCopies<'_>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let mut copies = NewCopies {
+            ready: Vec::new(),
+            records,
+        };
+        if !self.integration.endpoint(dest).transactional() || split::splits_into(plan, dest) {
+            return Ok(copies);
+        }
+        for (i, record) in copies.records.iter().enumerate() {
+            // The caller read the links: these records have none.
+            if let Prepared::Ready(r) = self.prepare_linked(pair, origin, record, None)? {
+                if !r.partial {
+                    copies.ready.push((i, r));
+                }
+            }
+        }
+        Ok(copies)
+    }
+
+    /// First sync: copies the records [`Agent::prepare_new`] mapped, in one
+    /// transaction, without passing them through the change log.
     /// Returns the state to record once the copies committed (their links
     /// and the pair's figures, not yet applied: the caller adds its
     /// checkpoint and commits it all at once), and the records that need
@@ -715,32 +751,33 @@ impl Agent {
     /// and before the state is written leaves the copies' key pairs in the
     /// target's mapping table, which are adopted at the next start (and
     /// after every failed pass) before the copy resumes at its checkpoint.
+    ///
+    /// `previous`, the state write of the batch before, is waited for once
+    /// the copies committed and before their figures are read.
     pub(super) async fn copy_new(
         &self,
         pair: usize,
         origin: Side,
-        records: Vec<Record>,
+        copies: NewCopies<'_>,
         tally: &mut Tally,
+        previous: &mut super::first_sync::PendingWrite,
     ) -> SyncResult<(StateBatch, Vec<Record>)> {
+        let NewCopies { ready, records } = copies;
+        let mut batch = StateBatch::default();
+        if ready.is_empty() {
+            return Ok((batch, records));
+        }
         let plan = &self.integration.plan.pairs[pair];
         let dest = origin.other();
         let connector = self.integration.endpoint(dest);
-        let mut batch = StateBatch::default();
-        if !connector.transactional() || split::splits_into(plan, dest) {
-            return Ok((batch, records));
-        }
-        let mut ready = Vec::with_capacity(records.len());
-        let mut rest = Vec::new();
-        for record in &records {
-            // The caller read the links: these records have none.
-            match self.prepare_linked(pair, origin, record, None)? {
-                Prepared::Ready(r) if !r.partial => ready.push((record, r)),
-                _ => rest.push(record.clone()),
-            }
-        }
-        if ready.is_empty() {
-            return Ok((batch, rest));
-        }
+        let mut copied = vec![false; records.len()];
+        let ready: Vec<(&Record, Ready<'_>)> = ready
+            .into_iter()
+            .map(|(i, r)| {
+                copied[i] = true;
+                (&records[i], r)
+            })
+            .collect();
         let span = apply_span(&plan.name, origin, ready.len());
         let written = async {
             let err = self.integration.error(dest);
@@ -757,6 +794,7 @@ impl Agent {
                     self.state.expect_unrecorded_links()?;
                     tx.commit().await.map_err(&err)?;
                     crate::crash::point("first-sync-committed");
+                    previous.wait().await?;
                     let partial =
                         self.settle_into(&mut batch, pair, origin, written, tally, false)?;
                     debug_assert!(partial.is_empty(), "partial records are not copied directly");
@@ -774,11 +812,15 @@ impl Agent {
         }
         .instrument(span)
         .await?;
-        if written {
-            Ok((batch, rest))
-        } else {
-            Ok((StateBatch::default(), records))
+        if !written {
+            return Ok((StateBatch::default(), records));
         }
+        let rest = records
+            .into_iter()
+            .zip(copied)
+            .filter_map(|(record, copied)| (!copied).then_some(record))
+            .collect();
+        Ok((batch, rest))
     }
 
     /// The link of a record once its copy is written.

@@ -16,13 +16,14 @@ use chrono::{DateTime, Utc};
 use tandem_connectors::{IdMapRow, Key, Row, Value};
 use tracing::info;
 
-use super::apply::Record;
+use super::apply::{NewCopies, Record};
 use super::report::Tally;
 use super::{Agent, SyncResult};
 use crate::config::Side;
 use crate::observe::metrics;
 use crate::observe::progress::CopyProgress;
-use crate::state::{CopyCheckpoint, Link, NewEntry, FORMAT_VERSION};
+use crate::state::{CopyCheckpoint, Link, NewEntry, State, StateBatch, FORMAT_VERSION};
+use crate::store::{StoreError, StoreResult};
 
 /// Rows read per batch of the first copy.
 pub const COPY_BATCH: usize = 1000;
@@ -157,7 +158,7 @@ impl Agent {
         for origin in Side::BOTH {
             for pair in &self.integration.plan.pairs {
                 let name = checkpoint_name(origin, &pair.name);
-                let mut checkpoint = self.state.checkpoint(&name)?.unwrap_or(CopyCheckpoint {
+                let checkpoint = self.state.checkpoint(&name)?.unwrap_or(CopyCheckpoint {
                     v: FORMAT_VERSION,
                     after: None,
                     done: false,
@@ -165,102 +166,289 @@ impl Agent {
                 if checkpoint.done {
                     continue;
                 }
-                let table = pair.table(origin);
-                let connector = self.integration.endpoint(origin);
-                let err = self.integration.error(origin);
-                let estimate = connector.estimate_rows(table).await.map_err(&err)?;
-                info!(pair = %pair.name, from = %origin, table = %table.name, rows = estimate, "first sync: copying");
-                self.refresh_lookups().await?;
-                let progress = CopyProgress::start(&pair.name, origin, estimate);
-                let mut copied = 0u64;
-                // Records that exist on both sides already, by natural key:
-                // linked instead of copied (source to target only; the
-                // target's matched records are linked by then).
-                let mut matches = if origin == Side::Source && !pair.match_on.is_empty() {
-                    self.unlinked_by_match_key(pair_index(self, &pair.name), Side::Target)
-                        .await?
-                } else {
-                    HashMap::new()
-                };
-                loop {
-                    let mut rows = connector
-                        .scan(table, checkpoint.after.as_ref(), COPY_BATCH)
-                        .await
-                        .map_err(&err)?;
-                    checkpoint.done = rows.len() < COPY_BATCH;
-                    super::split::join_rows(pair, origin, connector.as_ref(), &mut rows)
-                        .await
-                        .map_err(&err)?;
-                    let mut entries = Vec::new();
-                    let mut matched = Vec::new();
-                    let mut new = Vec::new();
-                    let now = Utc::now();
-                    for row in rows {
-                        let Some(key) = table.key_of(&row) else {
-                            continue;
-                        };
-                        checkpoint.after = Some(key.clone());
-                        let link = self.state.link(&pair.name, origin, &key)?;
-                        if link.as_ref().is_some_and(|l| !l.deleted) {
-                            continue;
-                        }
-                        let target_key =
-                            match_key(&pair.match_on, &row).and_then(|m| matches.remove(&m));
-                        if let Some(target_key) = target_key {
-                            matched.push(Link::new(key.clone(), target_key));
-                        } else if link.is_none() {
-                            new.push(Record {
-                                key,
-                                row: Some(row),
-                                seqs: Vec::new(),
-                                last_seq: 0,
-                                captured_at: now,
-                            });
-                            continue;
-                        }
-                        entries.push(entry(origin, &pair.name, key, row, now));
-                    }
-                    copied += (entries.len() + new.len()) as u64;
-                    // Records seen for the first time are copied at once;
-                    // the others (and those the copy cannot take) go
-                    // through the change log like any captured change.
-                    let (mut batch, rest) = self
-                        .copy_new(pair_index(self, &pair.name), origin, new, tally)
-                        .await?;
-                    for record in rest {
-                        let row = record.row.expect("copied records have rows");
-                        entries.push(entry(origin, &pair.name, record.key, row, now));
-                    }
-                    let logged = entries.len();
-                    if !matched.is_empty() {
-                        // The pairs go into the target's mapping table first:
-                        // a crash before the state is written finds them there.
-                        self.record_matches(&pair.name, &matched).await?;
-                        info!(pair = %pair.name, matched = matched.len(), "first sync: linked existing records by match key");
-                    }
-                    for link in &matched {
-                        batch.put_link(&pair.name, link);
-                    }
-                    batch.put_checkpoint(&name, &checkpoint);
-                    // The copies and matches committed above are linked here.
-                    self.links_complete_with(&mut batch);
-                    self.state.append_log_with(entries, batch)?;
-                    metrics::logged(&pair.name, origin, logged);
-                    self.drain(tally).await?;
-                    self.heartbeat.beat();
-                    if checkpoint.done {
-                        break;
-                    }
-                    if stop() {
-                        info!(pair = %pair.name, from = %origin, copied, "first sync: interrupted, resumes at the next start");
-                        return Ok(false);
-                    }
-                    progress.update(copied);
+                let mut pending = PendingWrite::default();
+                let copied = self
+                    .copy_pair(
+                        pair_index(self, &pair.name),
+                        origin,
+                        checkpoint,
+                        tally,
+                        stop,
+                        &mut pending,
+                    )
+                    .await;
+                // Whatever happened, the last batch's state is written before
+                // anything else touches the state.
+                let written = pending.wait().await;
+                let copied = copied?;
+                written?;
+                // Every copy made so far is linked now.
+                let mut batch = StateBatch::default();
+                self.links_complete_with(&mut batch);
+                self.state.commit(batch, true)?;
+                if !copied {
+                    return Ok(false);
                 }
-                drop(progress);
-                info!(pair = %pair.name, from = %origin, copied, "first sync: done");
             }
         }
         Ok(true)
+    }
+
+    /// The first sync of one pair from `origin`, from `checkpoint` on.
+    ///
+    /// Batches overlap: while one batch is copied, the next is read and
+    /// mapped, and the state write of the one before (its links and the
+    /// checkpoint past it) runs on a thread of its own (`pending`). That
+    /// write no longer says the state holds every link, as a later batch may
+    /// have committed by then (the caller says so once the last write is
+    /// done): a crash in between has the next start read the mapping tables.
+    async fn copy_pair(
+        &self,
+        pair: usize,
+        origin: Side,
+        mut checkpoint: CopyCheckpoint,
+        tally: &mut Tally,
+        stop: &(dyn Fn() -> bool + Sync),
+        pending: &mut PendingWrite,
+    ) -> SyncResult<bool> {
+        let plan = &self.integration.plan.pairs[pair];
+        let name = checkpoint_name(origin, &plan.name);
+        let table = plan.table(origin);
+        let connector = self.integration.endpoint(origin);
+        let err = self.integration.error(origin);
+        let estimate = connector.estimate_rows(table).await.map_err(&err)?;
+        info!(pair = %plan.name, from = %origin, table = %table.name, rows = estimate, "first sync: copying");
+        self.refresh_lookups().await?;
+        let progress = CopyProgress::start(&plan.name, origin, estimate);
+        let mut copied = 0u64;
+        // Records that exist on both sides already, by natural key: linked
+        // instead of copied (source to target only; the target's matched
+        // records are linked by then).
+        let mut matches = if origin == Side::Source && !plan.match_on.is_empty() {
+            self.unlinked_by_match_key(pair, Side::Target).await?
+        } else {
+            HashMap::new()
+        };
+        // The target's rows are mostly the source's, copied a moment ago:
+        // their keys are read first, and only the rows of those not linked.
+        let keys_first = origin == Side::Target
+            && connector.transactional()
+            && !super::split::splits_into(plan, origin);
+        let key_table = table.key_only();
+        let scanned_table = if keys_first { &key_table } else { table };
+        let rows = connector
+            .scan(scanned_table, checkpoint.after.as_ref(), COPY_BATCH)
+            .await
+            .map_err(&err)?;
+        let mut scanned = self
+            .take_in(pair, origin, rows, keys_first, &mut matches)
+            .await?;
+        loop {
+            let Scanned {
+                new,
+                mut entries,
+                matched,
+                after,
+                done,
+                seen,
+            } = scanned;
+            checkpoint.done = done;
+            if after.is_some() {
+                checkpoint.after = after;
+            }
+            copied += seen;
+            // Records seen for the first time are copied at once, while the
+            // next batch is read and mapped; the others (and those the copy
+            // cannot take) go through the change log like any captured
+            // change.
+            let read_next = async {
+                if done {
+                    return Ok(None);
+                }
+                let rows = connector
+                    .scan(scanned_table, checkpoint.after.as_ref(), COPY_BATCH)
+                    .await
+                    .map_err(&err)?;
+                self.take_in(pair, origin, rows, keys_first, &mut matches)
+                    .await
+                    .map(Some)
+            };
+            let (copy, next) =
+                tokio::join!(self.copy_new(pair, origin, new, tally, pending), read_next);
+            let (mut batch, rest) = copy?;
+            let next = next?;
+            let now = Utc::now();
+            for record in rest {
+                let row = record.row.expect("copied records have rows");
+                entries.push(entry(origin, &plan.name, record.key, row, now));
+            }
+            // The previous batch's write ends before this one's starts.
+            pending.wait().await?;
+            if !matched.is_empty() {
+                // The pairs go into the target's mapping table first: a
+                // crash before the state is written finds them there.
+                self.record_matches(&plan.name, &matched).await?;
+                info!(pair = %plan.name, matched = matched.len(), "first sync: linked existing records by match key");
+            }
+            for link in &matched {
+                batch.put_link(&plan.name, link);
+            }
+            batch.put_checkpoint(&name, &checkpoint);
+            if entries.is_empty() && self.state.log_is_empty()? {
+                pending.start(&self.state, batch);
+            } else {
+                // Records for the change log, or waiting there: written now,
+                // and applied once every copy so far is linked.
+                let logged = entries.len();
+                self.links_complete_with(&mut batch);
+                self.state.append_log_with(entries, batch)?;
+                metrics::logged(&plan.name, origin, logged);
+                self.drain(tally).await?;
+            }
+            self.heartbeat.beat();
+            let Some(next) = next else {
+                break;
+            };
+            if stop() {
+                info!(pair = %plan.name, from = %origin, copied, "first sync: interrupted, resumes at the next start");
+                return Ok(false);
+            }
+            progress.update(copied);
+            scanned = next;
+        }
+        drop(progress);
+        info!(pair = %plan.name, from = %origin, copied, "first sync: done");
+        Ok(true)
+    }
+
+    /// Sorts a scanned batch: rows already linked are passed over, new
+    /// records mapped for their copy, matched ones linked, and the rest
+    /// (tombstones come back) bound for the change log. With `keys_only`,
+    /// the scan read keys only, and the rows of the records not linked are
+    /// read now.
+    async fn take_in(
+        &self,
+        pair: usize,
+        origin: Side,
+        mut rows: Vec<Row>,
+        keys_only: bool,
+        matches: &mut HashMap<String, Key>,
+    ) -> SyncResult<Scanned<'_>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let table = plan.table(origin);
+        let connector = self.integration.endpoint(origin);
+        let err = self.integration.error(origin);
+        let done = rows.len() < COPY_BATCH;
+        let after = rows.iter().rev().find_map(|row| table.key_of(row));
+        if keys_only {
+            let mut unlinked = Vec::new();
+            for row in &rows {
+                let Some(key) = table.key_of(row) else {
+                    continue;
+                };
+                let link = self.state.link(&plan.name, origin, &key)?;
+                if link.is_none_or(|l| l.deleted) {
+                    unlinked.push(key);
+                }
+            }
+            let mut found: HashMap<String, Row> = connector
+                .fetch_rows(table, &unlinked)
+                .await
+                .map_err(&err)?
+                .into_iter()
+                .filter_map(|row| table.key_of(&row).map(|k| (k.encode(), row)))
+                .collect();
+            // In key order; a row deleted since the scan is gone (its
+            // delete is captured).
+            rows = unlinked
+                .iter()
+                .filter_map(|key| found.remove(&key.encode()))
+                .collect();
+        } else {
+            super::split::join_rows(plan, origin, connector.as_ref(), &mut rows)
+                .await
+                .map_err(&err)?;
+        }
+        let mut entries = Vec::new();
+        let mut matched = Vec::new();
+        let mut new = Vec::new();
+        let now = Utc::now();
+        for row in rows {
+            let Some(key) = table.key_of(&row) else {
+                continue;
+            };
+            let link = self.state.link(&plan.name, origin, &key)?;
+            if link.as_ref().is_some_and(|l| !l.deleted) {
+                continue;
+            }
+            let target_key = match_key(&plan.match_on, &row).and_then(|m| matches.remove(&m));
+            if let Some(target_key) = target_key {
+                matched.push(Link::new(key.clone(), target_key));
+            } else if link.is_none() {
+                new.push(Record {
+                    key,
+                    row: Some(row),
+                    seqs: Vec::new(),
+                    last_seq: 0,
+                    captured_at: now,
+                });
+                continue;
+            }
+            entries.push(entry(origin, &plan.name, key, row, now));
+        }
+        let seen = (entries.len() + new.len()) as u64;
+        Ok(Scanned {
+            new: self.prepare_new(pair, origin, new)?,
+            entries,
+            matched,
+            after,
+            done,
+            seen,
+        })
+    }
+}
+
+/// A scanned first-sync batch, sorted by [`Agent::take_in`].
+struct Scanned<'p> {
+    /// Records seen for the first time, mapped for their copy.
+    new: NewCopies<'p>,
+    /// Records bound for the change log.
+    entries: Vec<NewEntry>,
+    /// Records linked to an existing one by natural key.
+    matched: Vec<Link>,
+    /// The batch's last key.
+    after: Option<Key>,
+    /// Whether it is the table's last batch.
+    done: bool,
+    /// Records to copy or log (for the progress count).
+    seen: u64,
+}
+
+/// The state write of a first-sync batch, running on a blocking thread
+/// while the next batch is read and copied.
+#[derive(Default)]
+pub(super) struct PendingWrite(Option<tokio::task::JoinHandle<StoreResult<()>>>);
+
+impl PendingWrite {
+    /// Starts writing `batch`, flushed. The write before must be over.
+    fn start(&mut self, state: &State, batch: StateBatch) {
+        debug_assert!(self.0.is_none(), "one state write at a time");
+        let state = state.clone();
+        self.0 = Some(tokio::task::spawn_blocking(move || {
+            state.commit(batch, true)
+        }));
+    }
+
+    /// Waits for the write under way, if there is one.
+    pub(super) async fn wait(&mut self) -> SyncResult<()> {
+        let Some(write) = self.0.take() else {
+            return Ok(());
+        };
+        match write.await {
+            Ok(written) => Ok(written?),
+            Err(e) => {
+                Err(StoreError::Backend(format!("the state write did not finish: {e}")).into())
+            }
+        }
     }
 }

@@ -338,7 +338,9 @@ impl Connector for MysqlConnector {
             match MysqlTransaction::begin(conn, self.client.flavour, kept.clone()).await {
                 Ok(tx) => return Ok(Box::new(tx)),
                 // Gone while kept (a server restart, its idle timeout).
-                Err(e) => tracing::debug!(error = %e, "a kept session could not begin; taking one from the pool"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a kept session could not begin; taking one from the pool")
+                }
             }
         }
         let conn = self.client.conn().await?;

@@ -63,16 +63,14 @@ pub(crate) fn select_list(table: &TableSchema) -> String {
 pub(crate) fn read_row(table: &TableSchema, row: &tokio_postgres::Row) -> Result<Row> {
     let mut out = Row::new();
     for (i, column) in table.columns.iter().enumerate() {
-        let text: Option<String> = row.try_get(i).map_err(|e| {
+        // Borrowed from the message: parsed without a copy first.
+        let text: Option<&str> = row.try_get(i).map_err(|e| {
             ConnectorError::internal(format!(
                 "cannot read column {:?} of table {}: {e}",
                 column.name, table.name
             ))
         })?;
-        out.insert(
-            column.name.clone(),
-            read_value(&table.name, column, text.as_deref())?,
-        );
+        out.insert(column.name.clone(), read_value(&table.name, column, text)?);
     }
     Ok(out)
 }

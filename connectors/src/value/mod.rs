@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ConnectorError, Result};
 use crate::schema::DataType;
 
+mod iso;
+
 /// One value of one column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
@@ -77,21 +79,48 @@ impl Value {
     /// (`2024-05-01 13:45:00.5`, `\x0aff` for bytes, `+00` for UTC).
     /// Returns `None` for NULL.
     pub fn to_sql_text(&self) -> Option<String> {
-        Some(match self {
-            Value::Null => return None,
-            Value::Bool(b) => if *b { "true" } else { "false" }.to_owned(),
-            Value::Int(i) => i.to_string(),
-            Value::Decimal(d) => d.clone(),
-            Value::Float(f) => format_float(*f),
-            Value::Text(s) => s.clone(),
-            Value::Bytes(b) => format!("\\x{}", hex::encode(b)),
-            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Value::Time(t) => t.format("%H:%M:%S%.f").to_string(),
-            Value::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
-            Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
-            Value::Json(j) => j.to_string(),
-            Value::Uuid(u) => u.hyphenated().to_string(),
-        })
+        match self {
+            Value::Null => None,
+            Value::Text(s) | Value::Decimal(s) => Some(s.clone()),
+            other => {
+                let mut text = String::new();
+                other
+                    .write_sql_text(&mut text)
+                    .expect("a String takes any text");
+                Some(text)
+            }
+        }
+    }
+
+    /// Writes [`Value::to_sql_text`] to `out` (nothing for NULL).
+    pub fn write_sql_text(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        match self {
+            Value::Null => Ok(()),
+            Value::Bool(b) => out.write_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => write!(out, "{i}"),
+            Value::Decimal(d) => out.write_str(d),
+            Value::Float(f) => out.write_str(&format_float(*f)),
+            Value::Text(s) => out.write_str(s),
+            Value::Bytes(b) => {
+                out.write_str("\\x")?;
+                out.write_str(&hex::encode(b))
+            }
+            Value::Date(d) => {
+                iso::write_date(out, *d).unwrap_or_else(|| write!(out, "{}", d.format("%Y-%m-%d")))
+            }
+            Value::Time(t) => iso::write_time(out, *t)
+                .unwrap_or_else(|| write!(out, "{}", t.format("%H:%M:%S%.f"))),
+            Value::Timestamp(t) => iso::write_timestamp(out, *t)
+                .unwrap_or_else(|| write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.f"))),
+            Value::TimestampTz(t) => {
+                iso::write_timestamp(out, t.naive_utc()).unwrap_or_else(|| {
+                    write!(out, "{}", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f"))
+                })?;
+                out.write_str("+00")
+            }
+            Value::Json(j) => write!(out, "{j}"),
+            Value::Uuid(u) => write!(out, "{}", u.hyphenated()),
+        }
     }
 
     /// Parses `text` as a value of `data_type`, accepting the forms the
@@ -150,36 +179,49 @@ impl Value {
         }
     }
 
-    fn hash_into(&self, hasher: &mut blake3::Hasher) {
+    /// Appends what [`Fingerprint::of`] hashes of this value.
+    fn fingerprint_bytes(&self, out: &mut Vec<u8>) {
         // A tag byte per variant keeps `Int(1)` and `Text("1")` apart.
         match self {
-            Value::Null => {
-                hasher.update(&[0]);
-            }
-            Value::Bool(b) => {
-                hasher.update(&[1, *b as u8]);
-            }
+            Value::Null => out.push(0),
+            Value::Bool(b) => out.extend_from_slice(&[1, *b as u8]),
             Value::Int(i) => {
-                hasher.update(&[2]);
-                hasher.update(&i.to_le_bytes());
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
             }
             Value::Float(f) => {
-                hasher.update(&[3]);
-                hasher.update(&f.to_bits().to_le_bytes());
+                out.push(3);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
             }
             Value::Bytes(b) => {
-                hasher.update(&[4]);
-                hasher.update(&(b.len() as u64).to_le_bytes());
-                hasher.update(b);
+                out.push(4);
+                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                out.extend_from_slice(b);
             }
             other => {
-                let text = other.to_sql_text().unwrap_or_default();
-                hasher.update(&[5, other.type_name().len() as u8]);
-                hasher.update(other.type_name().as_bytes());
-                hasher.update(&(text.len() as u64).to_le_bytes());
-                hasher.update(text.as_bytes());
+                let name = other.type_name();
+                out.extend_from_slice(&[5, name.len() as u8]);
+                out.extend_from_slice(name.as_bytes());
+                // The text's length goes first: written once the text is.
+                let length_at = out.len();
+                out.extend_from_slice(&[0; 8]);
+                other
+                    .write_sql_text(&mut ByteText(out))
+                    .expect("a Vec takes any text");
+                let length = (out.len() - length_at - 8) as u64;
+                out[length_at..length_at + 8].copy_from_slice(&length.to_le_bytes());
             }
         }
+    }
+}
+
+/// Text written into a byte buffer.
+struct ByteText<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for ByteText<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -254,20 +296,29 @@ fn is_decimal_text(text: &str) -> bool {
 }
 
 fn parse_date(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+    iso::parse_date(text.as_bytes()).or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
 }
 
 fn parse_time(text: &str) -> Option<NaiveTime> {
-    NaiveTime::parse_from_str(text, "%H:%M:%S%.f").ok()
+    iso::parse_time(text.as_bytes()).or_else(|| NaiveTime::parse_from_str(text, "%H:%M:%S%.f").ok())
 }
 
 fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
-        .ok()
+    iso::parse_timestamp(text.as_bytes()).or_else(|| {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
+            .ok()
+    })
 }
 
 fn parse_timestamptz(text: &str) -> Option<DateTime<Utc>> {
+    // What PostgreSQL prints for a session in UTC, and what we write.
+    if let Some(t) = text
+        .strip_suffix("+00")
+        .and_then(|naive| iso::parse_timestamp(naive.as_bytes()))
+    {
+        return Some(t.and_utc());
+    }
     // PostgreSQL prints `+00` (hours only); RFC 3339 wants `+00:00`.
     let normalized;
     let text = match text.rfind(['+', '-']) {
@@ -296,11 +347,25 @@ pub struct Key(pub Vec<Value>);
 impl Key {
     /// The stable text form used in the ID map (sled and the mapping tables).
     pub fn encode(&self) -> String {
+        // The most common key, one integer, written directly: the same text
+        // serde writes, without its machinery (keys are encoded for every
+        // link written and looked up).
+        if let [Value::Int(i)] = self.0.as_slice() {
+            return format!("[{{\"Int\":{i}}}]");
+        }
         serde_json::to_string(&self.0).expect("values always serialize")
     }
 
     /// Reads a key written by [`Key::encode`].
     pub fn decode(text: &str) -> Result<Key> {
+        let int = text
+            .strip_prefix("[{\"Int\":")
+            .and_then(|rest| rest.strip_suffix("}]"))
+            .filter(|digits| !digits.starts_with('+'))
+            .and_then(|digits| digits.parse::<i64>().ok());
+        if let Some(i) = int {
+            return Ok(Key(vec![Value::Int(i)]));
+        }
         serde_json::from_str(text).map(Key).map_err(|e| {
             ConnectorError::internal(format!("stored key {text:?} is unreadable: {e}"))
         })
@@ -361,14 +426,16 @@ pub struct Fingerprint(pub [u8; 16]);
 impl Fingerprint {
     /// Digest of `row`.
     pub fn of(row: &Row) -> Fingerprint {
-        let mut hasher = blake3::Hasher::new();
+        // Hashed in one piece: blake3 takes many small updates slowly, and
+        // the digest is the same.
+        let mut bytes = Vec::with_capacity(512);
         for (name, value) in row {
-            hasher.update(&(name.len() as u64).to_le_bytes());
-            hasher.update(name.as_bytes());
-            value.hash_into(&mut hasher);
+            bytes.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(name.as_bytes());
+            value.fingerprint_bytes(&mut bytes);
         }
         let mut out = [0u8; 16];
-        out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        out.copy_from_slice(&blake3::hash(&bytes).as_bytes()[..16]);
         Fingerprint(out)
     }
 }
@@ -376,6 +443,66 @@ impl Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_keys_encode_as_serde_would_and_read_back() {
+        for i in [0, 7, -1, 1_234_567, i64::MIN, i64::MAX] {
+            let key = Key(vec![Value::Int(i)]);
+            let text = key.encode();
+            assert_eq!(text, serde_json::to_string(&key.0).unwrap());
+            assert_eq!(Key::decode(&text).unwrap(), key);
+        }
+        let two = Key(vec![Value::Int(1), Value::Text("a".into())]);
+        assert_eq!(Key::decode(&two.encode()).unwrap(), two);
+        // Not JSON: refused, as serde refuses it.
+        assert!(Key::decode("[{\"Int\":+5}]").is_err());
+    }
+
+    /// Links store fingerprints: the digest of a row must not change from
+    /// one release to the next, or every record would look changed after an
+    /// upgrade. The digest below is what the first releases computed.
+    #[test]
+    fn fingerprints_stay_what_earlier_releases_stored() {
+        let at = NaiveDate::from_ymd_opt(2026, 11, 26)
+            .unwrap()
+            .and_hms_micro_opt(14, 5, 9, 123_456)
+            .unwrap();
+        let row: Row = [
+            ("b", Value::Bool(true)),
+            ("i", Value::Int(-42)),
+            ("d", Value::Decimal("-12.3400".into())),
+            ("f", Value::Float(2.5)),
+            ("t", Value::Text("ü 'x'".into())),
+            ("y", Value::Bytes(vec![0, 10, 255])),
+            ("da", Value::Date(at.date())),
+            ("ti", Value::Time(at.time())),
+            ("ts", Value::Timestamp(at)),
+            ("tz", Value::TimestampTz(at.and_utc())),
+            ("j", Value::Json(serde_json::json!({"a": [1, "b"]}))),
+            (
+                "u",
+                Value::Uuid(uuid::Uuid::from_u128(
+                    0x1234_5678_9abc_def0_1234_5678_9abc_def0,
+                )),
+            ),
+            ("n", Value::Null),
+            (
+                "ms",
+                Value::Time(NaiveTime::from_hms_milli_opt(1, 2, 3, 40).unwrap()),
+            ),
+            (
+                "z",
+                Value::Timestamp(at.date().and_hms_opt(0, 0, 0).unwrap()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(
+            hex::encode(Fingerprint::of(&row).0),
+            "da1faf8b75aa7b30c0875d93063b3a63"
+        );
+    }
 
     #[test]
     fn text_round_trips_for_every_type() {
