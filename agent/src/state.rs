@@ -27,6 +27,7 @@ const DEAD_LETTER: &[u8] = b"dl/";
 const STATS: &[u8] = b"st/";
 const TOMBSTONE: &[u8] = b"tomb/";
 const IN_FLIGHT: &[u8] = b"if/";
+const PENDING_UPDATES: &[u8] = b"pu/";
 /// Present while every key pair in the databases' mapping tables is linked
 /// here too (see [`State::links_complete`]).
 const LINKS_COMPLETE: &[u8] = b"meta/links-complete";
@@ -129,6 +130,32 @@ impl Link {
         let i = side.index();
         (self.synced[i].is_none() && self.pending[i].is_none()) || self.matches(side, fingerprint)
     }
+}
+
+/// The updates of one transaction about to commit: for each record (by
+/// source key), the fingerprint its copy on `dest` will have. Written just
+/// before the commit, one record for the whole transaction, and removed
+/// with the settlement that records the links; found at start-up, it means
+/// the agent stopped in between, and each link takes the fingerprint as
+/// pending (see [`Link::pending`]). One record instead of every link
+/// rewritten before the commit: a backlog spent a quarter of its time in
+/// the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpdates {
+    /// Format version.
+    pub v: u8,
+    /// The table pair.
+    pub pair: String,
+    /// The side written to.
+    pub dest: Side,
+    /// Source key and the fingerprint of the copy as written.
+    pub updates: Vec<(Key, Fingerprint)>,
+}
+
+fn pending_updates_key(id: u64) -> Vec<u8> {
+    let mut key = PENDING_UPDATES.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
 }
 
 /// A new copy whose transaction was about to commit: written just before
@@ -424,6 +451,17 @@ impl StateBatch {
         self.batch.delete(in_flight_key(pair, dest, key));
     }
 
+    /// Records the updates of a transaction about to commit, under `id`
+    /// (unique: a log position taken for it).
+    pub fn put_pending_updates(&mut self, id: u64, updates: &PendingUpdates) {
+        self.batch.put(pending_updates_key(id), encode(updates));
+    }
+
+    /// Forgets the pending updates `id` (settled, or never committed).
+    pub fn remove_pending_updates(&mut self, id: u64) {
+        self.batch.delete(pending_updates_key(id));
+    }
+
     /// Removes change-log entries.
     pub fn remove_log(&mut self, seqs: impl IntoIterator<Item = u64>) {
         for seq in seqs {
@@ -703,6 +741,24 @@ impl State {
             .scan(IN_FLIGHT, None, usize::MAX)?
             .into_iter()
             .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    /// Every record of pending updates, with its id.
+    pub fn pending_updates(&self) -> StoreResult<Vec<(u64, PendingUpdates)>> {
+        self.kv
+            .scan(PENDING_UPDATES, None, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let id = k[PENDING_UPDATES.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        reason: "not an id".into(),
+                    })?;
+                Ok((id, decode(&k, &v)?))
+            })
             .collect()
     }
 

@@ -29,7 +29,9 @@ use super::{Agent, SyncError, SyncResult};
 use crate::config::{ConflictPolicy, Side};
 use crate::mapping::FilterExit;
 use crate::observe::metrics;
-use crate::state::{DeadLetter, InFlight, Link, LogEntry, StateBatch, FORMAT_VERSION};
+use crate::state::{
+    DeadLetter, InFlight, Link, LogEntry, PendingUpdates, StateBatch, FORMAT_VERSION,
+};
 
 /// Log entries considered in one round of applying.
 ///
@@ -391,16 +393,28 @@ impl Agent {
         for chunk in records.chunks(self.integration.config.batch_size) {
             let done = self
                 .upsert_chunk_or_split(pair, origin, chunk.to_vec(), last_chance, tally)
-                .await?;
+                .await;
+            // Whatever happened, nothing goes on before the chunks so far
+            // are settled.
+            let done = match done {
+                Ok(done) => done,
+                Err(e) => {
+                    let _ = self.settled().await;
+                    return Err(e);
+                }
+            };
             partial.extend(done.partial);
             retry.extend(done.retry);
         }
+        // The records written with a reference missing are read again.
+        self.settled().await?;
         if !partial.is_empty() {
             // Whatever is still incomplete stays in the log for a later pass.
             let done = self
                 .upsert_chunk_or_split(pair, origin, partial, last_chance, tally)
-                .await?;
-            retry.extend(done.retry);
+                .await;
+            self.settled().await?;
+            retry.extend(done?.retry);
         }
         Ok(retry)
     }
@@ -423,6 +437,8 @@ impl Agent {
             Err(e) if e_is_data(&e) => e,
             other => return other,
         };
+        // Records refused are settled one by one, after the chunks before.
+        self.settled().await?;
         let mut out = ChunkResult::default();
         if let [record] = records.as_slice() {
             self.refuse(
@@ -446,6 +462,7 @@ impl Agent {
                     out.retry.extend(done.retry);
                 }
                 Err(e) if e_is_data(&e) => {
+                    self.settled().await?;
                     self.refuse(pair, origin, record, e, last_chance, &mut out, tally)?
                 }
                 Err(e) => return Err(e),
@@ -596,9 +613,11 @@ impl Agent {
             };
             // Before the commit: what the copies will look like, so that a
             // crash between the commit and the state update is recognised:
-            // an updated copy's fingerprint as pending, a new copy's link as
-            // in flight (confirmed at start-up if the copy exists).
+            // the updated copies' fingerprints (pending at start-up), a new
+            // copy's link as in flight (confirmed at start-up if the copy
+            // exists).
             let mut intents = StateBatch::default();
+            let mut updates = Vec::new();
             for (_, outcome) in &outcomes {
                 match outcome {
                     Outcome::Written {
@@ -607,9 +626,9 @@ impl Agent {
                         kind: Kind::Updated,
                         ..
                     } => {
-                        let mut intent = old.clone();
-                        intent.pending[dest.index()] = link.synced[dest.index()];
-                        intents.update_link(&name, old, &intent);
+                        if let Some(written) = link.synced[dest.index()] {
+                            updates.push((old.source_key.clone(), written));
+                        }
                     }
                     Outcome::Written {
                         old,
@@ -626,8 +645,30 @@ impl Agent {
                     _ => {}
                 }
             }
+            // The chunk's log position is its own: it names the record.
+            let pending = (!updates.is_empty()).then_some(position);
+            if let Some(id) = pending {
+                intents.put_pending_updates(
+                    id,
+                    &PendingUpdates {
+                        v: FORMAT_VERSION,
+                        pair: name.clone(),
+                        dest,
+                        updates,
+                    },
+                );
+            }
             self.state.commit(intents, true)?;
-            tx.commit().await.map_err(&err)?;
+            if let Err(e) = tx.commit().await.map_err(&err) {
+                if let (Some(id), true) = (pending, e_is_data(&e)) {
+                    // Refused at the commit: nothing of it was written.
+                    let mut never = StateBatch::default();
+                    never.remove_pending_updates(id);
+                    self.state.commit(never, false)?;
+                }
+                return Err(e);
+            }
+            crate::crash::point("applied-committed");
             // A record an API refused may have been created first, its key
             // pair journalled without a link: until the journal is read
             // again, no later settlement may call the links complete.
@@ -638,7 +679,22 @@ impl Agent {
                 self.links_unsure
                     .store(true, std::sync::atomic::Ordering::SeqCst);
             }
-            result.partial = self.settle(pair, origin, outcomes, tally)?;
+            let mut batch = StateBatch::default();
+            if let Some(id) = pending {
+                batch.remove_pending_updates(id);
+            }
+            // The chunk before may still be settling: its figures first.
+            self.settled().await?;
+            result.partial = if connector.transactional() {
+                // Written while the next chunk is applied: everything the
+                // next chunk reads of its own records is in place already
+                // (its records are others; a crash before this write lands
+                // finds the copies through `pending` and the in-flight
+                // records above).
+                self.settle_in_background(batch, pair, origin, outcomes, tally)?
+            } else {
+                self.settle_with(batch, pair, origin, outcomes, tally)?
+            };
             Ok(Attempt::Done(result))
         }
         .instrument(span)
@@ -760,7 +816,7 @@ impl Agent {
         origin: Side,
         copies: NewCopies<'_>,
         tally: &mut Tally,
-        previous: &mut super::first_sync::PendingWrite,
+        previous: &mut super::background::PendingWrite,
     ) -> SyncResult<(StateBatch, Vec<Record>)> {
         let NewCopies { ready, records } = copies;
         let mut batch = StateBatch::default();
@@ -1524,13 +1580,53 @@ impl Agent {
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,
     ) -> SyncResult<Vec<Record>> {
-        let mut batch = StateBatch::default();
+        self.settle_with(StateBatch::default(), pair, origin, outcomes, tally)
+    }
+
+    /// [`Agent::settle`], with `batch` written in the same write.
+    fn settle_with(
+        &self,
+        mut batch: StateBatch,
+        pair: usize,
+        origin: Side,
+        outcomes: Vec<(Record, Outcome)>,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
+        debug_assert!(
+            self.settling.lock().expect("settling lock").is_idle(),
+            "a settlement is written after the one in the background"
+        );
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
         // Chunks are applied one at a time, each settled before the next:
         // every copy made so far is linked once this is written.
         self.links_complete_with(&mut batch);
         self.state.commit(batch, true)?;
         Ok(partial)
+    }
+
+    /// [`Agent::settle_with`], the write started in the background: the
+    /// caller waits for it ([`Agent::settled`]) before anything reads what
+    /// it records.
+    fn settle_in_background(
+        &self,
+        mut batch: StateBatch,
+        pair: usize,
+        origin: Side,
+        outcomes: Vec<(Record, Outcome)>,
+        tally: &mut Tally,
+    ) -> SyncResult<Vec<Record>> {
+        let mut settling = self.settling.lock().expect("settling lock");
+        debug_assert!(settling.is_idle(), "one settlement at a time");
+        let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
+        self.links_complete_with(&mut batch);
+        settling.start(&self.state, batch);
+        Ok(partial)
+    }
+
+    /// Waits for the settlement written in the background, if any.
+    pub(super) async fn settled(&self) -> SyncResult<()> {
+        let mut write = std::mem::take(&mut *self.settling.lock().expect("settling lock"));
+        write.wait().await
     }
 
     /// What [`Agent::settle`] records, added to `batch` (committed by the

@@ -17,13 +17,13 @@ use tandem_connectors::{IdMapRow, Key, Row, Value};
 use tracing::info;
 
 use super::apply::{NewCopies, Record};
+use super::background::PendingWrite;
 use super::report::Tally;
 use super::{Agent, SyncResult};
 use crate::config::Side;
 use crate::observe::metrics;
 use crate::observe::progress::CopyProgress;
-use crate::state::{CopyCheckpoint, Link, NewEntry, State, StateBatch, FORMAT_VERSION};
-use crate::store::{StoreError, StoreResult};
+use crate::state::{CopyCheckpoint, Link, NewEntry, StateBatch, FORMAT_VERSION};
 
 /// Rows read per batch of the first copy.
 pub const COPY_BATCH: usize = 1000;
@@ -422,33 +422,4 @@ struct Scanned<'p> {
     done: bool,
     /// Records to copy or log (for the progress count).
     seen: u64,
-}
-
-/// The state write of a first-sync batch, running on a blocking thread
-/// while the next batch is read and copied.
-#[derive(Default)]
-pub(super) struct PendingWrite(Option<tokio::task::JoinHandle<StoreResult<()>>>);
-
-impl PendingWrite {
-    /// Starts writing `batch`, flushed. The write before must be over.
-    fn start(&mut self, state: &State, batch: StateBatch) {
-        debug_assert!(self.0.is_none(), "one state write at a time");
-        let state = state.clone();
-        self.0 = Some(tokio::task::spawn_blocking(move || {
-            state.commit(batch, true)
-        }));
-    }
-
-    /// Waits for the write under way, if there is one.
-    pub(super) async fn wait(&mut self) -> SyncResult<()> {
-        let Some(write) = self.0.take() else {
-            return Ok(());
-        };
-        match write.await {
-            Ok(written) => Ok(written?),
-            Err(e) => {
-                Err(StoreError::Backend(format!("the state write did not finish: {e}")).into())
-            }
-        }
-    }
 }

@@ -55,7 +55,32 @@ impl Agent {
                 confirmed, "settled the copies in flight at the last stop"
             );
         }
+        self.resolve_pending_updates()?;
         Ok(confirmed)
+    }
+
+    /// Updates the agent was committing when it stopped: each link takes
+    /// the fingerprint of its copy as written as pending, so that the copy
+    /// is recognised whether the commit happened or not.
+    fn resolve_pending_updates(&self) -> SyncResult<()> {
+        for (id, pending) in self.state.pending_updates()? {
+            let mut batch = StateBatch::default();
+            for (source_key, written) in &pending.updates {
+                if let Some(link) = self.state.link(&pending.pair, Side::Source, source_key)? {
+                    let mut marked = link.clone();
+                    marked.pending[pending.dest.index()] = Some(*written);
+                    batch.update_link(&pending.pair, &link, &marked);
+                }
+            }
+            batch.remove_pending_updates(id);
+            self.state.commit(batch, true)?;
+            info!(
+                pair = %pending.pair,
+                records = pending.updates.len(),
+                "marked the updates in flight at the last stop as pending"
+            );
+        }
+        Ok(())
     }
 
     /// Adopts key pairs from both mapping tables that the state does not

@@ -2,6 +2,7 @@
 //! `apply`, `first_sync`, `links`, `runner`).
 
 pub mod apply;
+mod background;
 pub mod drift;
 pub mod first_sync;
 pub mod links;
@@ -312,6 +313,9 @@ pub struct Agent {
     /// holds key pairs of a pair not configured now. The state is not
     /// marked complete until the mapping tables have been read again.
     pub links_unsure: std::sync::atomic::AtomicBool,
+    /// The settlement of the last chunk applied, written in the background
+    /// while the next chunk is applied (see [`Agent::settled`]).
+    settling: std::sync::Mutex<background::PendingWrite>,
 }
 
 impl Agent {
@@ -327,6 +331,7 @@ impl Agent {
             set_aside: Default::default(),
             drift_checked: Default::default(),
             links_unsure: Default::default(),
+            settling: Default::default(),
         }
     }
 

@@ -53,6 +53,7 @@ pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
         poll_interval: config.poll_interval,
         waker: Waker::new(server),
         id_map_growth: Default::default(),
+        changes_statistics: Default::default(),
     };
     connector
         .client()
@@ -72,6 +73,8 @@ struct PostgresConnector {
     waker: Waker,
     /// The mapping rows recorded through this connector, for ANALYZE.
     id_map_growth: Arc<statistics::IdMapGrowth>,
+    /// When a backlog last had the change table analyzed.
+    changes_statistics: statistics::ChangesStatistics,
 }
 
 impl PostgresConnector {
@@ -131,6 +134,17 @@ impl Connector for PostgresConnector {
         let read = read?;
         if let Some(last) = read.iter().map(|c| c.seq).max() {
             self.waker.saw(last);
+        }
+        if read.len() == limit
+            && self
+                .changes_statistics
+                .backlog_at(std::time::Instant::now())
+        {
+            // Best effort: without the statistics reads are only slower
+            // (and a user who does not own the table gets a warning).
+            if let Err(e) = client.batch_execute(statistics::ANALYZE_CHANGES_SQL).await {
+                tracing::debug!(error = %e, "cannot analyze tandem.changes");
+            }
         }
         Ok(read)
     }
