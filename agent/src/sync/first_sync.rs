@@ -273,8 +273,11 @@ impl Agent {
                     .await
                     .map(Some)
             };
-            let (copy, next) =
-                tokio::join!(self.copy_new(pair, origin, new, tally, pending), read_next);
+            let (copy, next) = super::background::join_apart(
+                self.copy_new(pair, origin, new, tally, pending),
+                read_next,
+            )
+            .await;
             let (mut batch, rest) = copy?;
             let next = next?;
             let now = Utc::now();
