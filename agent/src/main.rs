@@ -13,6 +13,8 @@ use tandem_agent::commands;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+// jemalloc runs with one arena: see .cargo/config.toml.
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     commands::init_logging();
