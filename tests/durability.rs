@@ -240,8 +240,8 @@ async fn killed_at_any_moment_the_agent_loses_and_duplicates_nothing() {
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let mut seen = 0;
         // Bounded: an idle agent prints little, so a deadline kills it anyway.
-        // Until the first sync is done the kills come sooner: it takes
-        // about a second, and more of them must land inside it.
+        // Until the first sync is done the kills come sooner, so that more
+        // of them land inside it.
         let deadline = if first_sync_was_done {
             200 + rng.below(1500)
         } else {

@@ -8,12 +8,11 @@ use tandem_agent::commands;
 
 // glibc's malloc took up to half of the agent's CPU time (consolidating
 // freed chunks of rows and store nodes); jemalloc applies a backlog in
-// about 60% of the time at about the same peak memory.
+// about 60% of the time at about the same peak memory. It runs with one
+// arena (see .cargo/config.toml).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-// jemalloc runs with one arena: see .cargo/config.toml.
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,6 +1,7 @@
-//! State writes that run on a thread of their own while the sync goes on
-//! with the next batch: the store's writes cost the agent as much as
-//! everything else it does per record, and they need not wait for it.
+//! Work that runs on a thread of its own while the sync goes on: state
+//! writes (the store's writes cost the agent as much as everything else it
+//! does per record, and they need not wait for it), and the first sync's
+//! reading of its next batch.
 
 use crate::state::{State, StateBatch};
 use crate::store::{StoreError, StoreResult};
