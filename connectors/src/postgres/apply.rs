@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row as PgRow;
 
@@ -15,8 +16,9 @@ use crate::value::{Key, Row};
 
 use super::batch::{
     delete_many_sql, fetch_many_sql, insert_many_sql, key_arrays, record_copies_sql, row_arrays,
-    update_many_sql, FORGET_LINKS_SQL,
+    update_many_sql, FORGET_LINKS_SQL, INSERT_COPIES_SQL,
 };
+
 use super::client::{kind_of, pg_error, pool_error, qualified, quote_ident, server_message};
 use super::statistics::{IdMapGrowth, ANALYZE_ID_MAP_SQL};
 use super::types::{
@@ -26,6 +28,10 @@ use super::types::{
 
 /// The one savepoint name (savepoints are not nested).
 const SAVEPOINT: &str = "tandem_record";
+
+/// The savepoint behind a batch's mapping rows, should one of them be
+/// taken already.
+const LINKS_SAVEPOINT: &str = "tandem_links";
 
 /// A server error from a statement writing `written` into `table`: a data
 /// error names the column and value at fault when the server's answer
@@ -180,6 +186,43 @@ impl PgTransaction {
             )));
         }
         written.iter().map(|row| read_row(table, row)).collect()
+    }
+
+    /// Records the key pairs of new copies: a plain insert, and only when
+    /// one of the keys is in the table already (an earlier copy's, gone
+    /// since) the upsert that takes such rows over, behind a savepoint so
+    /// the transaction goes on.
+    async fn record_copies(
+        &mut self,
+        pair: &str,
+        copies_on_target: bool,
+        keys: &[(String, String)],
+    ) -> Result<()> {
+        self.control(&format!("savepoint {LINKS_SAVEPOINT}"))
+            .await?;
+        let (sources, targets): (Vec<&str>, Vec<&str>) =
+            keys.iter().map(|(s, t)| (s.as_str(), t.as_str())).unzip();
+        let pair_text = pair.to_owned();
+        let inserted = self
+            .query_with(INSERT_COPIES_SQL, &[&pair_text, &sources, &targets])
+            .await?;
+        match inserted {
+            Ok(_) => {
+                self.control(&format!("release savepoint {LINKS_SAVEPOINT}"))
+                    .await
+            }
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                self.control(&format!("rollback to savepoint {LINKS_SAVEPOINT}"))
+                    .await?;
+                self.failed = false;
+                self.links(record_copies_sql(copies_on_target), pair, keys)
+                    .await
+            }
+            Err(e) => Err(pg_error(
+                e,
+                format!("cannot write the mapping rows of pair {pair:?}"),
+            )),
+        }
     }
 
     /// Like [`Self::query`], returning the number of rows affected.
@@ -486,8 +529,7 @@ impl Transaction for PgTransaction {
                     return Err(pg_error(e, "cannot analyze tandem.id_map"));
                 }
             }
-            self.links(record_copies_sql(on_target), pair, &keys)
-                .await?;
+            self.record_copies(pair, on_target, &keys).await?;
         }
         Ok(written)
     }

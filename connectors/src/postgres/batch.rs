@@ -177,6 +177,14 @@ pub(super) const FORGET_LINKS_SQL: &str = "with by_source as (
      delete from tandem.id_map where pair = $1::text and target_key = any($3::text[])";
 
 /// Records a pair's (`$1`) key pairs, source keys `$2`, target keys `$3`,
+/// when none of them is in the table yet (a unique violation otherwise).
+/// A third cheaper than [`record_copies_sql`]'s upsert, whose conflict
+/// check costs an extra look into the index for every row.
+pub(super) const INSERT_COPIES_SQL: &str =
+    "insert into tandem.id_map (pair, source_key, target_key)
+     select $1::text, u.s, u.t from unnest($2::text[], $3::text[]) as u(s, t)";
+
+/// Records a pair's (`$1`) key pairs, source keys `$2`, target keys `$3`,
 /// of copies made on the side given by `copies_on_target`. A row that
 /// already names a copied record (the pair of an earlier copy of it, gone
 /// since) is taken over by the new pair: one statement instead of a delete
