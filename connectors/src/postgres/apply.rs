@@ -73,6 +73,14 @@ pub(crate) fn write_error(
     ConnectorError::new(kind, message).with_source(err)
 }
 
+/// A server error writing the mapping rows of `pair`.
+fn links_error(err: tokio_postgres::Error, pair: &str) -> ConnectorError {
+    pg_error(
+        err,
+        format!("cannot write the mapping rows of pair {pair:?}"),
+    )
+}
+
 /// A transaction of ours. Dropped without commit or rollback, its connection
 /// is taken out of the pool and closed, so the server rolls it back and no
 /// open transaction or applying marker is ever handed out again.
@@ -156,13 +164,24 @@ impl PgTransaction {
 
     /// Records or forgets key pairs of `pair` in the mapping table.
     async fn links(&mut self, sql: &str, pair: &str, keys: &[(String, String)]) -> Result<()> {
+        let written = self.write_links(sql, pair, keys).await?;
+        written.map_err(|e| links_error(e, pair))
+    }
+
+    /// Like [`Self::links`], handing back the server's refusal as it is.
+    async fn write_links(
+        &mut self,
+        sql: &str,
+        pair: &str,
+        keys: &[(String, String)],
+    ) -> Result<std::result::Result<(), tokio_postgres::Error>> {
         let (sources, targets): (Vec<&str>, Vec<&str>) =
             keys.iter().map(|(s, t)| (s.as_str(), t.as_str())).unzip();
         let pair_text = pair.to_owned();
-        self.query_with(sql, &[&pair_text, &sources, &targets])
-            .await?
-            .map_err(|e| pg_error(e, format!("cannot write the mapping rows of pair {pair:?}")))?;
-        Ok(())
+        let written = self
+            .query_with(sql, &[&pair_text, &sources, &targets])
+            .await?;
+        Ok(written.map(|_| ()))
     }
 
     /// Inserts rows holding the same `columns` (already filtered) and
@@ -210,13 +229,7 @@ impl PgTransaction {
         }
         self.control(&format!("savepoint {LINKS_SAVEPOINT}"))
             .await?;
-        let (sources, targets): (Vec<&str>, Vec<&str>) =
-            keys.iter().map(|(s, t)| (s.as_str(), t.as_str())).unzip();
-        let pair_text = pair.to_owned();
-        let inserted = self
-            .query_with(INSERT_COPIES_SQL, &[&pair_text, &sources, &targets])
-            .await?;
-        match inserted {
+        match self.write_links(INSERT_COPIES_SQL, pair, keys).await? {
             Ok(_) => {
                 self.control(&format!("release savepoint {LINKS_SAVEPOINT}"))
                     .await
@@ -228,10 +241,7 @@ impl PgTransaction {
                 self.links(record_copies_sql(copies_on_target), pair, keys)
                     .await
             }
-            Err(e) => Err(pg_error(
-                e,
-                format!("cannot write the mapping rows of pair {pair:?}"),
-            )),
+            Err(e) => Err(links_error(e, pair)),
         }
     }
 
