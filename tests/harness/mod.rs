@@ -524,6 +524,23 @@ where
     }
 }
 
+/// Stops an agent started with `run` the way systemd does (SIGTERM) and
+/// waits for it: the pass in flight finishes and its figures are written,
+/// unlike a kill, which may land between a commit and its bookkeeping.
+pub async fn terminate(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("the agent is running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid}: {sent}");
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the agent stops within a minute of SIGTERM")
+        .expect("wait for the agent");
+    assert!(status.success(), "the agent stopped with {status}");
+}
+
 /// The server pairs: (source, target).
 pub const ENGINE_PAIRS: [(Engine, Engine); 2] = [
     (Engine::Postgres, Engine::Mysql),
