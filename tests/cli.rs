@@ -473,10 +473,5 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
         .await;
     arrives("target", "items", "third").await;
 
-    signal("-TERM");
-    let status = tokio::time::timeout(timeout, child.wait())
-        .await
-        .expect("stops in time")
-        .expect("wait");
-    assert!(status.success(), "{status}");
+    harness::terminate(&mut child).await;
 }

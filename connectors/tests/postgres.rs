@@ -724,6 +724,23 @@ async fn with_items() -> (TestDb, Arc<dyn Connector>, TableSchema) {
     (db, connector, item)
 }
 
+/// Copies of `pair`'s records with single-column keys `origins`, made on
+/// the target (`copy_is_target`) or the source.
+fn copies_of(
+    pair: &str,
+    origins: impl IntoIterator<Item = impl std::fmt::Display>,
+    copy_is_target: bool,
+) -> Vec<CopyOf> {
+    origins
+        .into_iter()
+        .map(|key| CopyOf {
+            pair: pair.into(),
+            origin_key: format!("[{key}]"),
+            copy_is_target,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_new_copy_takes_over_the_mapping_row_of_an_earlier_copy() {
     let (_db, connector, item) = with_items().await;
@@ -743,13 +760,7 @@ async fn a_large_batch_of_copies_takes_over_a_stale_mapping_row() {
     let rows: Vec<Row> = (1..=200)
         .map(|i| row(&[("name", text(&format!("item {i}")))]))
         .collect();
-    let copies: Vec<CopyOf> = (1..=200)
-        .map(|i| CopyOf {
-            pair: "items".into(),
-            origin_key: format!("[{i}]"),
-            copy_is_target: true,
-        })
-        .collect();
+    let copies = copies_of("items", 1..=200, true);
     let mut tx = connector.begin().await.unwrap();
     let written = tx.insert_copies(&item, &rows, &copies).await.unwrap();
     // The transaction goes on after the savepoint was rolled back to.
@@ -830,13 +841,7 @@ async fn batches_write_many_rows_per_statement_as_one_by_one_would() {
             ])
         })
         .collect();
-    let copies: Vec<CopyOf> = (0..items.len())
-        .map(|i| CopyOf {
-            pair: "items".into(),
-            origin_key: format!("[{}]", 1000 + i),
-            copy_is_target: true,
-        })
-        .collect();
+    let copies = copies_of("items", 1000..1000 + items.len(), true);
 
     // Inserts: keys generated in row order, rows read back as written, the
     // key pairs recorded, and none of it captured.
@@ -934,13 +939,7 @@ async fn batches_write_many_rows_per_statement_as_one_by_one_would() {
             ])
         })
         .collect();
-    let pair_copies: Vec<CopyOf> = (0..5)
-        .map(|i| CopyOf {
-            pair: "pairs".into(),
-            origin_key: format!("[{i}]"),
-            copy_is_target: false,
-        })
-        .collect();
+    let pair_copies = copies_of("pairs", 0..5, false);
     let mut tx = connector.begin().await.unwrap();
     let written = tx
         .insert_copies(&pairing, &pairs, &pair_copies)
@@ -1543,13 +1542,7 @@ async fn the_mapping_table_gets_statistics_as_copies_pile_up() {
         let rows: Vec<Row> = (0..1000)
             .map(|i| row(&[("name", text(&format!("n{batch}-{i}")))]))
             .collect();
-        let copies: Vec<CopyOf> = (0..1000)
-            .map(|i| CopyOf {
-                pair: "items".into(),
-                origin_key: format!("[{}]", batch * 1000 + i),
-                copy_is_target: true,
-            })
-            .collect();
+        let copies = copies_of("items", batch * 1000..(batch + 1) * 1000, true);
         let mut tx = connector.begin().await.unwrap();
         tx.insert_copies(&item, &rows, &copies).await.unwrap();
         tx.commit().await.unwrap();

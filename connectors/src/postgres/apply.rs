@@ -235,14 +235,21 @@ impl PgTransaction {
                     .await
             }
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                self.control(&format!("rollback to savepoint {LINKS_SAVEPOINT}"))
-                    .await?;
-                self.failed = false;
+                self.rollback_to(LINKS_SAVEPOINT).await?;
                 self.links(record_copies_sql(copies_on_target), pair, keys)
                     .await
             }
             Err(e) => Err(links_error(e, pair)),
         }
+    }
+
+    /// Rolls back to savepoint `name`: the transaction takes statements
+    /// again.
+    async fn rollback_to(&mut self, name: &str) -> Result<()> {
+        self.control(&format!("rollback to savepoint {name}"))
+            .await?;
+        self.failed = false;
+        Ok(())
     }
 
     /// Like [`Self::query`], returning the number of rows affected.
@@ -652,10 +659,7 @@ impl Transaction for PgTransaction {
     }
 
     async fn rollback_to_savepoint(&mut self) -> Result<()> {
-        self.control(&format!("rollback to savepoint {SAVEPOINT}"))
-            .await?;
-        self.failed = false;
-        Ok(())
+        self.rollback_to(SAVEPOINT).await
     }
 
     async fn release_savepoint(&mut self) -> Result<()> {
