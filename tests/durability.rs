@@ -423,6 +423,67 @@ async fn dying_between_a_copy_and_its_link_copies_nothing_twice() {
     }
 }
 
+/// A first sync into an empty table does not read that table back (every
+/// row it gains is a copy or a write its trigger captures). Rows written
+/// there while the copy is under way, the agent down after its first
+/// batch, still reach the source, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_into_an_empty_target_during_its_first_sync_reach_the_source() {
+    for (source_engine, target_engine) in ENGINE_PAIRS {
+        let (source, target, agent) = harness::two_pairs(source_engine, target_engine).await;
+        let values: Vec<String> = (1..=1500).map(|i| format!("('i{i}', {i})")).collect();
+        source
+            .exec(&format!(
+                "INSERT INTO items (label, qty) VALUES {}",
+                values.join(", ")
+            ))
+            .await;
+        // GIVEN a first sync into empty tables that died after its first
+        // batch committed, before the agent recorded its links
+        let out = agent
+            .command(&["run", "--once"])
+            .env("TANDEM_CRASH_AT", "first-sync-committed:1")
+            .env("RUST_LOG", "info")
+            .output()
+            .await
+            .expect("run the agent");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains("crash point first-sync-committed reached"),
+            "{source_engine:?} -> {target_engine:?}: the agent did not die there:\n{log}"
+        );
+        assert!(
+            log.contains("the target table is empty"),
+            "{source_engine:?} -> {target_engine:?}: the empty target was not noticed:\n{log}"
+        );
+        // WHEN an application adds two rows to the target meanwhile
+        target
+            .exec("INSERT INTO items (label, qty) VALUES ('t1', -1), ('t2', -2)")
+            .await;
+        agent.once().await;
+        // THEN both sides hold every row once, the target's included
+        let sql = "SELECT label, qty FROM items ORDER BY label";
+        let rows = source.rows(sql).await;
+        assert_eq!(
+            rows.len(),
+            1502,
+            "{source_engine:?} -> {target_engine:?}: source rows"
+        );
+        assert_eq!(
+            rows,
+            target.rows(sql).await,
+            "{source_engine:?} -> {target_engine:?}: the sides differ"
+        );
+        assert_eq!(
+            source
+                .count("SELECT count(*) FROM items WHERE label IN ('t1', 't2') AND qty < 0")
+                .await,
+            2,
+            "{source_engine:?} -> {target_engine:?}: the target's writes on the source"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_left_out_of_the_config_after_a_crash_is_not_copied_twice_when_it_returns() {
     let (source, target, agent) = harness::two_pairs(Engine::Postgres, Engine::Mysql).await;

@@ -63,6 +63,21 @@ pub struct Record {
     pub captured_at: DateTime<Utc>,
 }
 
+impl Record {
+    /// The record as a written copy's outcome carries it: its row only when
+    /// the copy is `partial` (it is applied again); a whole copy's row is
+    /// not read again, and cloning it cost as much as mapping it.
+    fn written(&self, partial: bool) -> Record {
+        Record {
+            key: self.key.clone(),
+            row: if partial { self.row.clone() } else { None },
+            seqs: self.seqs.clone(),
+            last_seq: self.last_seq,
+            captured_at: self.captured_at,
+        }
+    }
+}
+
 /// A record mapped and ready to be written.
 struct Ready<'p> {
     /// Its link, if it has one (possibly a tombstone).
@@ -946,7 +961,7 @@ impl Agent {
         tx: &mut dyn Transaction,
         pair: usize,
         origin: Side,
-        ready: Vec<(&Record, Ready<'_>)>,
+        mut ready: Vec<(&Record, Ready<'_>)>,
         mut outcomes: Vec<(Record, Outcome)>,
         position: u64,
     ) -> SyncResult<Vec<(Record, Outcome)>> {
@@ -1033,7 +1048,7 @@ impl Agent {
                             position,
                         );
                         outcomes.push((
-                            (*record).clone(),
+                            record.written(r.partial),
                             Outcome::Written {
                                 old: r.link.clone(),
                                 link,
@@ -1048,9 +1063,10 @@ impl Agent {
             }
         }
         if !inserts.is_empty() {
+            // The mapped rows are not read again: moved, not cloned.
             let rows: Vec<Row> = inserts
                 .iter()
-                .map(|&(i, _)| ready[i].1.row.clone())
+                .map(|&(i, _)| std::mem::take(&mut ready[i].1.row))
                 .collect();
             let copies: Vec<CopyOf> = inserts
                 .iter()
@@ -1082,7 +1098,7 @@ impl Agent {
                     position,
                 );
                 outcomes.push((
-                    (*record).clone(),
+                    record.written(r.partial),
                     Outcome::Written {
                         old: r.link.clone(),
                         link,
