@@ -2,8 +2,8 @@
 //! key (also used by `fetch_rows` and `scan`).
 //!
 //! The session is marked with `@tandem_applying = 1` before `START
-//! TRANSACTION`; the capture triggers skip marked sessions. Commit and
-//! rollback clear the marker; a connection whose state is in doubt (a failed
+//! TRANSACTION`; the capture triggers skip marked sessions. The marker is
+//! cleared just before commit and rollback; a connection whose state is in doubt (a failed
 //! commit, a transaction dropped unfinished) is disconnected instead of going
 //! back to the pool.
 
@@ -244,11 +244,11 @@ impl MysqlTransaction {
         flavour: Flavour,
         kept: KeptSessions,
     ) -> Result<MysqlTransaction> {
-        let started = async {
-            conn.query_drop("SET @tandem_applying = 1").await?;
-            conn.query_drop("START TRANSACTION").await
-        }
-        .await;
+        // One round trip for both (the client allows several statements
+        // per query); a failure of the first stops the second.
+        let started = conn
+            .query_drop("SET @tandem_applying = 1; START TRANSACTION")
+            .await;
         if let Err(e) = started {
             let _ = conn.disconnect().await;
             return Err(classify(e).context("begin an applying transaction"));
@@ -317,8 +317,11 @@ impl MysqlTransaction {
         }
     }
 
-    /// Runs `COMMIT` or `ROLLBACK`, clears the marker, and lets the
-    /// connection go back to the pool only when both worked.
+    /// Clears the marker and runs `COMMIT` or `ROLLBACK`, in one round
+    /// trip, and lets the connection go back to the pool only when both
+    /// worked. The marker is cleared first: triggers fire as rows are
+    /// written, never at the commit, and a failed clearing stops the
+    /// commit instead of leaving its outcome in doubt.
     async fn finish(mut self, sql: &str) -> Result<()> {
         let mut conn = self
             .conn
@@ -329,9 +332,12 @@ impl MysqlTransaction {
                 *kind,
                 format!("cannot commit: the transaction was ended by the server ({why})"),
             )),
-            _ => conn.query_drop(sql).await.map_err(classify),
+            _ => conn
+                .query_drop(format!("SET @tandem_applying = NULL; {sql}"))
+                .await
+                .map_err(classify),
         };
-        let clean = outcome.is_ok() && conn.query_drop("SET @tandem_applying = NULL").await.is_ok();
+        let clean = outcome.is_ok();
         if clean {
             self.kept.keep(conn);
         } else {
