@@ -3,9 +3,9 @@
 //!
 //! The session is marked with `@tandem_applying = 1` before `START
 //! TRANSACTION`; the capture triggers skip marked sessions. The marker is
-//! cleared just before commit and rollback; a connection whose state is in doubt (a failed
-//! commit, a transaction dropped unfinished) is disconnected instead of going
-//! back to the pool.
+//! cleared just before commit and rollback; a connection whose state is in
+//! doubt (a failed commit, a transaction dropped unfinished) is disconnected
+//! instead of going back to the pool.
 
 use std::collections::HashMap;
 use std::ops::Range;
