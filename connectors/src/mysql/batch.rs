@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use mysql_async::Value as MyValue;
 
-use super::apply::{key_match, keys_in, select_list};
+use super::apply::{key_match, keyed_table, keys_in, select_list};
 use super::capture::placeholders;
 use super::client::quote_ident;
 use crate::connector::IdMapRow;
@@ -268,16 +268,25 @@ pub fn update_many_sql(table: &TableSchema, columns: &[&Column], rows: usize) ->
         .collect();
     format!(
         "UPDATE {} SET {} WHERE {}",
-        quote_ident(&table.name.name),
+        keyed_table(table),
         sets.join(", "),
         keys_in(table, rows)
     )
 }
 
-/// `DELETE` of the rows with any of `count` keys.
+/// `DELETE` of the rows with any of `count` keys. A composite key's uses
+/// the multi-table form, the one that takes an index hint (see
+/// [`keyed_table`]).
 pub fn delete_many_sql(table: &TableSchema, count: usize) -> String {
+    if table.primary_key.len() == 1 {
+        return format!(
+            "DELETE FROM {} WHERE {}",
+            quote_ident(&table.name.name),
+            keys_in(table, count)
+        );
+    }
     format!(
-        "DELETE FROM {} WHERE {}",
+        "DELETE tandem_row FROM {} AS tandem_row FORCE INDEX (PRIMARY) WHERE {}",
         quote_ident(&table.name.name),
         keys_in(table, count)
     )
@@ -374,11 +383,13 @@ mod tests {
         let pair = table(&["k1", "k2"], &["v"]);
         assert_eq!(
             update_many_sql(&pair, &[&pair.columns[2]], 1),
-            "UPDATE `t``x` SET `v` = CASE WHEN (`k1` = ? AND `k2` = ?) THEN ? END WHERE (`k1`, `k2`) IN ((?, ?))"
+            "UPDATE `t``x` FORCE INDEX (PRIMARY) SET `v` = CASE WHEN (`k1` = ? AND `k2` = ?) THEN ? END \
+             WHERE (`k1`, `k2`) IN ((?, ?))"
         );
         assert_eq!(
             delete_many_sql(&pair, 2),
-            "DELETE FROM `t``x` WHERE (`k1`, `k2`) IN ((?, ?), (?, ?))"
+            "DELETE tandem_row FROM `t``x` AS tandem_row FORCE INDEX (PRIMARY) \
+             WHERE (`k1`, `k2`) IN ((?, ?), (?, ?))"
         );
         assert_eq!(
             forget_links_sql(2),
