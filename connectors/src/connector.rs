@@ -464,6 +464,10 @@ impl CopyOf {
     }
 }
 
+/// Tables the statistics call smaller than this are counted exactly by
+/// [`Connector::estimate_rows`].
+pub const EXACT_COUNT_BELOW: u64 = 100_000;
+
 /// Rows per page of [`Connector::read_id_map`].
 pub const ID_MAP_PAGE: usize = 10_000;
 
@@ -499,6 +503,10 @@ pub trait Connector: Send + Sync {
     /// Resolves a table name written in the config (`customers`,
     /// `sales.customers`) to the engine's name, with the default schema.
     fn table_name(&self, configured: &str) -> TableName;
+
+    /// The tables a config may name here (Tandem's own left out), for
+    /// matching the configured names and suggesting the closest ones.
+    async fn list_tables(&self) -> Result<Vec<TableName>>;
 
     /// Reads the table's columns, key and foreign keys from the catalog.
     /// A missing table is a [`crate::ErrorKind::Schema`] error naming it.
@@ -587,7 +595,10 @@ pub trait Connector: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Row>>;
 
-    /// A cheap estimate of the number of rows, for progress reports.
+    /// The number of rows, for progress reports: the catalog's statistics
+    /// for a large table, an exact count below [`EXACT_COUNT_BELOW`] (the
+    /// statistics of a freshly loaded table can be far off, and counting a
+    /// small one is cheap).
     async fn estimate_rows(&self, table: &TableSchema) -> Result<u64>;
 
     /// Up to `limit` rows of this database's mapping table in (pair,

@@ -26,5 +26,5 @@ pub use connector::{
     Installation, TlsConfig, TlsMode, Transaction,
 };
 pub use error::{ConnectorError, ErrorKind, Result};
-pub use schema::{Column, DataType, ForeignKey, TableName, TableSchema};
+pub use schema::{Capacity, Charset, Column, DataType, ForeignKey, TableName, TableSchema};
 pub use value::{Fingerprint, Key, Row, Value};

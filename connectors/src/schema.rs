@@ -103,6 +103,78 @@ pub struct Column {
     /// Whether the engine refuses explicit values (PostgreSQL
     /// `GENERATED ALWAYS`, computed columns).
     pub always_generated: bool,
+    /// Whether an insert that leaves the column out gets a default value
+    /// (`DEFAULT ...`; generated columns aside).
+    #[serde(default)]
+    pub has_default: bool,
+    /// What values the column can hold within its type, as far as the
+    /// catalog says (`check` compares the two sides with it).
+    #[serde(default)]
+    pub capacity: Capacity,
+}
+
+/// The characters a text column can store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Charset {
+    /// Every Unicode character (UTF-8 with 4-byte sequences, UTF-16).
+    Unicode,
+    /// Unicode's Basic Multilingual Plane only: MySQL's `utf8mb3` (alias
+    /// `utf8`) and `ucs2`, which have no room for 4-byte UTF-8 such as
+    /// emoji.
+    Bmp,
+    /// A single-byte or legacy character set, by the engine's name
+    /// (`latin1`, a SQL Server code page, `SQL_ASCII`).
+    Legacy(String),
+}
+
+impl Charset {
+    /// Whether every character `other` can store fits here.
+    pub fn holds(&self, other: &Charset) -> bool {
+        match (self, other) {
+            (Charset::Unicode, _) => true,
+            (Charset::Bmp, Charset::Bmp | Charset::Legacy(_)) => true,
+            (Charset::Legacy(a), Charset::Legacy(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Charset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Charset::Unicode => f.write_str("Unicode"),
+            Charset::Bmp => f.write_str("utf8mb3 (no 4-byte characters such as emoji)"),
+            Charset::Legacy(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Limits of a column within its type; `None` where the type sets none
+/// (or the catalog does not tell).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Longest text, in characters (`varchar(n)`, `char(n)`).
+    pub max_chars: Option<u32>,
+    /// The characters a text column can store.
+    pub charset: Option<Charset>,
+    /// Smallest and largest integer (`smallint`, `int unsigned`, ...).
+    pub int_range: Option<(i128, i128)>,
+    /// A decimal's precision and scale (`numeric(12, 2)`: 12 digits, 2
+    /// after the point).
+    pub digits: Option<(u32, u32)>,
+}
+
+impl Capacity {
+    /// The range of a signed integer of `bytes` bytes.
+    pub fn signed(bytes: u32) -> (i128, i128) {
+        let bits = bytes * 8 - 1;
+        (-(1i128 << bits), (1i128 << bits) - 1)
+    }
+
+    /// The range of an unsigned integer of `bytes` bytes.
+    pub fn unsigned(bytes: u32) -> (i128, i128) {
+        (0, (1i128 << (bytes * 8)) - 1)
+    }
 }
 
 impl Column {
@@ -115,7 +187,15 @@ impl Column {
             nullable: true,
             generated: false,
             always_generated: false,
+            has_default: false,
+            capacity: Capacity::default(),
         }
+    }
+
+    /// The same column with a default value.
+    pub fn with_default(mut self) -> Column {
+        self.has_default = true;
+        self
     }
 
     /// The same column, NOT NULL.

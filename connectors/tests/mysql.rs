@@ -18,8 +18,8 @@ use serde_json::json;
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::mysql::{Flavour, MysqlConnector};
 use tandem_connectors::{
-    ChangeOp, Connector, CopyOf, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow, Key, Row,
-    TableName, TableSchema, TlsMode, Transaction, Value,
+    ChangeOp, Charset, Connector, CopyOf, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow,
+    Key, Row, TableName, TableSchema, TlsMode, Transaction, Value,
 };
 
 struct Mysql;
@@ -1761,4 +1761,51 @@ async fn mariadb_big_batches_are_cut_without_changing_the_result() {
 #[tokio::test]
 async fn mysql8_big_batches_are_cut_without_changing_the_result() {
     big_batches_are_cut_without_changing_the_result(Flavour::MySql).await;
+}
+
+#[tokio::test]
+async fn the_catalog_lists_the_tables_and_what_each_column_can_hold() {
+    // GIVEN a table with lengths, widths, digits, character sets and defaults
+    let db = TestDb::with(
+        "CREATE TABLE Customer (
+            Id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+            Code VARCHAR(12) NOT NULL DEFAULT 'new',
+            Name VARCHAR(100) CHARACTER SET utf8mb3 NOT NULL,
+            Legacy VARCHAR(20) CHARACTER SET latin1,
+            Note TEXT,
+            `Rank` TINYINT,
+            Visits MEDIUMINT DEFAULT 0,
+            Credit DECIMAL(12, 2))",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [customer] = install_capture(&connector, ["Customer"]).await;
+
+    // WHEN the tables are listed, THEN Tandem's own are not among them
+    assert_eq!(
+        connector.list_tables().await.unwrap(),
+        vec![table("Customer")]
+    );
+    // AND each column says what it can hold, and whether it has a default
+    let column = |name: &str| customer.column(name).unwrap().clone();
+    assert_eq!(column("Id").capacity.int_range, Some((0, u32::MAX.into())));
+    assert!(
+        !column("Id").has_default,
+        "a generated key is not a default"
+    );
+    assert_eq!(column("Code").capacity.max_chars, Some(12));
+    assert_eq!(column("Code").capacity.charset, Some(Charset::Unicode));
+    assert!(column("Code").has_default && !column("Name").has_default);
+    assert_eq!(column("Name").capacity.charset, Some(Charset::Bmp));
+    assert_eq!(
+        column("Legacy").capacity.charset,
+        Some(Charset::Legacy("latin1".into()))
+    );
+    assert_eq!(column("Note").capacity.max_chars, None);
+    assert_eq!(column("Rank").capacity.int_range, Some((-128, 127)));
+    assert_eq!(
+        column("Visits").capacity.int_range,
+        Some((-(1 << 23), (1 << 23) - 1))
+    );
+    assert_eq!(column("Credit").capacity.digits, Some((12, 2)));
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::sqlite::SqliteConnector;
 use tandem_connectors::{
-    ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
+    ChangeOp, Charset, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
     TableSchema, Value,
 };
 
@@ -1255,4 +1255,30 @@ async fn keys_applications_wrote_in_other_forms_find_their_rows() {
         .await,
         ["10"]
     );
+}
+
+#[tokio::test]
+async fn the_catalog_lists_the_tables_and_which_columns_have_defaults() {
+    // GIVEN two tables, one with defaults, and capture installed
+    let db = TestDb::with(
+        "CREATE TABLE Customer (Id INTEGER PRIMARY KEY, Code VARCHAR(12) NOT NULL DEFAULT 'new',
+                                Name TEXT NOT NULL, Visits INT);
+         CREATE TABLE OrderLine (Id INTEGER PRIMARY KEY)",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [customer, _] = install_capture(&connector, ["Customer", "OrderLine"]).await;
+
+    // WHEN the tables are listed, THEN SQLite's and Tandem's own are not
+    assert_eq!(
+        connector.list_tables().await.unwrap(),
+        vec![table("Customer"), table("OrderLine")]
+    );
+    // AND defaults are known; SQLite enforces no length, and stores any text
+    let column = |name: &str| customer.column(name).unwrap().clone();
+    assert!(column("Code").has_default && !column("Name").has_default);
+    assert!(!column("Id").has_default);
+    assert_eq!(column("Code").capacity.max_chars, None);
+    assert_eq!(column("Name").capacity.charset, Some(Charset::Unicode));
+    assert_eq!(column("Visits").capacity.charset, None);
 }

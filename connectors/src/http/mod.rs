@@ -257,6 +257,15 @@ impl Connector for HttpConnector {
         TableName::new(None, configured)
     }
 
+    async fn list_tables(&self) -> Result<Vec<TableName>> {
+        Ok(self
+            .options
+            .objects
+            .iter()
+            .map(|o| TableName::new(None, &o.name))
+            .collect())
+    }
+
     async fn describe(&self, table: &TableName) -> Result<TableSchema> {
         let object = self.object(table)?;
         let mut id = Column::new(&object.id, DataType::Text, "id").not_null();

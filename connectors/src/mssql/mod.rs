@@ -120,6 +120,10 @@ impl Connector for MssqlConnector {
         table_name(configured)
     }
 
+    async fn list_tables(&self) -> Result<Vec<TableName>> {
+        schema::list_tables(&self.client).await
+    }
+
     async fn describe(&self, table: &TableName) -> Result<TableSchema> {
         schema::describe(&self.client, table).await
     }

@@ -12,7 +12,7 @@ use tiberius::ColumnData;
 use super::client::{classify, display_name, query_rows, schema_of, Client, Param, TdsClient};
 use super::types::{data_type_of, native_type_of};
 use crate::error::{ConnectorError, Result};
-use crate::schema::{Column, ForeignKey, TableName, TableSchema};
+use crate::schema::{Capacity, Charset, Column, ForeignKey, TableName, TableSchema};
 
 /// User tables with this schema and name (by the catalog's collation).
 const TABLE: &str = "SELECT t.object_id, s.name, t.name \
@@ -20,12 +20,14 @@ const TABLE: &str = "SELECT t.object_id, s.name, t.name \
      WHERE s.name = @P1 AND t.name = @P2";
 
 /// Columns in catalog order: name, base type, scale, nullable, identity,
-/// computed, a NEWID()/NEWSEQUENTIALID() default, temporal period column.
+/// computed, a NEWID()/NEWSEQUENTIALID() default, temporal period column,
+/// length in bytes (-1: `max`), precision, any default, collation.
 const COLUMNS: &str = "SELECT c.name, ISNULL(bt.name, ut.name), c.scale, c.is_nullable, \
      c.is_identity, c.is_computed, \
      CAST(CASE WHEN LOWER(dc.definition) LIKE N'%newid()%' \
                OR LOWER(dc.definition) LIKE N'%newsequentialid()%' THEN 1 ELSE 0 END AS bit), \
-     c.generated_always_type \
+     c.generated_always_type, c.max_length, c.precision, \
+     CAST(CASE WHEN c.default_object_id <> 0 THEN 1 ELSE 0 END AS bit), c.collation_name \
      FROM sys.columns AS c \
      JOIN sys.types AS ut ON ut.user_type_id = c.user_type_id \
      LEFT JOIN sys.types AS bt ON bt.user_type_id = c.system_type_id \
@@ -53,6 +55,22 @@ const FOREIGN_KEYS: &str = "SELECT fk.object_id, pc.name, rs.name, rt.name, rc.n
        ON rc.object_id = fkc.referenced_object_id AND rc.column_id = fkc.referenced_column_id \
      WHERE fk.parent_object_id = @P1 \
      ORDER BY fk.name, fk.object_id, fkc.constraint_column_id";
+
+/// User tables outside Tandem's schema.
+const TABLES: &str = "SELECT s.name, t.name FROM sys.tables AS t \
+     JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
+     WHERE t.is_ms_shipped = 0 AND s.name <> N'tandem' ORDER BY s.name, t.name";
+
+/// The tables a config may name.
+pub(crate) async fn list_tables(client: &Client) -> Result<Vec<TableName>> {
+    let mut conn = client.conn().await?;
+    Ok(query_rows(&mut conn, TABLES, Vec::new())
+        .await
+        .map_err(|e| classify(e).context("cannot list the tables"))?
+        .iter()
+        .map(|row| TableName::new(Some(&text(row, 0)), &text(row, 1)))
+        .collect())
+}
 
 fn text(row: &tiberius::Row, i: usize) -> String {
     row.get::<&str, _>(i).unwrap_or_default().to_owned()
@@ -86,6 +104,13 @@ pub(crate) struct CatalogColumn {
     pub(crate) uuid_default: bool,
     /// A system-versioning period column (`GENERATED ALWAYS AS ROW ...`).
     pub(crate) period: bool,
+    /// Length in bytes; -1 for `max`.
+    pub(crate) max_length: i64,
+    pub(crate) precision: u8,
+    /// Any default constraint.
+    pub(crate) has_default: bool,
+    /// The collation of a character column (its code page, or `_UTF8`).
+    pub(crate) collation: String,
 }
 
 impl CatalogColumn {
@@ -99,7 +124,47 @@ impl CatalogColumn {
             computed: flag(row, 5),
             uuid_default: flag(row, 6),
             period: int(row, 7) != 0,
+            max_length: int(row, 8),
+            precision: u8::try_from(int(row, 9)).unwrap_or(0),
+            has_default: flag(row, 10),
+            collation: text(row, 11),
         }
+    }
+
+    /// What the column can hold within its type.
+    fn capacity(&self) -> Capacity {
+        let int_range = match self.base.as_str() {
+            "tinyint" => Some(Capacity::unsigned(1)),
+            "smallint" => Some(Capacity::signed(2)),
+            "int" => Some(Capacity::signed(4)),
+            "bigint" => Some(Capacity::signed(8)),
+            _ => None,
+        };
+        let mut capacity = Capacity {
+            int_range,
+            ..Capacity::default()
+        };
+        if matches!(self.base.as_str(), "decimal" | "numeric") {
+            capacity.digits = Some((u32::from(self.precision), u32::from(self.scale)));
+        }
+        let limited = self.max_length > 0;
+        match self.base.as_str() {
+            "nvarchar" | "nchar" | "ntext" => {
+                capacity.charset = Some(Charset::Unicode);
+                capacity.max_chars = limited.then_some((self.max_length / 2) as u32);
+            }
+            "varchar" | "char" | "text" => {
+                let utf8 = self.collation.to_ascii_uppercase().ends_with("_UTF8");
+                capacity.charset = Some(if utf8 {
+                    Charset::Unicode
+                } else {
+                    Charset::Legacy(self.collation.clone())
+                });
+                capacity.max_chars = limited.then_some(self.max_length as u32);
+            }
+            _ => {}
+        }
+        capacity
     }
 
     /// The column: identity columns and NEWID() defaults are generated;
@@ -108,12 +173,16 @@ impl CatalogColumn {
     pub(crate) fn column(self) -> Column {
         let rowversion = matches!(self.base.as_str(), "timestamp" | "rowversion");
         let always = self.computed || rowversion || self.period;
+        let capacity = self.capacity();
+        let generated = always || self.identity || self.uuid_default;
         Column {
             data_type: data_type_of(&self.base),
             native_type: native_type_of(&self.base, self.scale),
             nullable: self.nullable,
-            generated: always || self.identity || self.uuid_default,
+            generated,
             always_generated: always,
+            has_default: self.has_default && !generated,
+            capacity,
             name: self.name,
         }
     }
@@ -262,6 +331,53 @@ mod tests {
         assert!(!plain.generated && plain.nullable);
         assert_eq!(plain.native_type, "decimal(38, 3)");
         assert_eq!(plain.name, "c");
+    }
+
+    #[test]
+    fn columns_say_what_they_can_hold() {
+        let name = CatalogColumn {
+            max_length: 80,
+            has_default: true,
+            ..facts("nvarchar")
+        }
+        .column();
+        assert_eq!(name.capacity.max_chars, Some(40));
+        assert_eq!(name.capacity.charset, Some(Charset::Unicode));
+        assert!(name.has_default);
+        let legacy = CatalogColumn {
+            max_length: 20,
+            collation: "SQL_Latin1_General_CP1_CI_AS".into(),
+            ..facts("varchar")
+        }
+        .column();
+        assert_eq!(
+            legacy.capacity.charset,
+            Some(Charset::Legacy("SQL_Latin1_General_CP1_CI_AS".into()))
+        );
+        let utf8 = CatalogColumn {
+            max_length: -1,
+            collation: "Latin1_General_100_CI_AS_SC_UTF8".into(),
+            ..facts("varchar")
+        }
+        .column();
+        assert_eq!(utf8.capacity.charset, Some(Charset::Unicode));
+        assert_eq!(utf8.capacity.max_chars, None);
+        assert_eq!(facts("tinyint").column().capacity.int_range, Some((0, 255)));
+        let money = CatalogColumn {
+            precision: 12,
+            scale: 2,
+            ..facts("decimal")
+        }
+        .column();
+        assert_eq!(money.capacity.digits, Some((12, 2)));
+        let identity = CatalogColumn {
+            identity: true,
+            has_default: true,
+            ..facts("int")
+        }
+        .column();
+        assert!(!identity.has_default, "a generated key is not a default");
+        assert!(TABLES.contains("N'tandem'"), "Tandem's schema is left out");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub use self::client::Flavour;
 use self::client::{int_of, text_of, Client};
 use crate::connector::{
     CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
+    EXACT_COUNT_BELOW,
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
@@ -80,6 +81,10 @@ impl Connector for MysqlConnector {
 
     fn table_name(&self, configured: &str) -> TableName {
         TableName::new(None, configured)
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableName>> {
+        schema::list_tables(&self.client).await
     }
 
     async fn describe(&self, table: &TableName) -> Result<TableSchema> {
@@ -291,10 +296,29 @@ impl Connector for MysqlConnector {
             )
             .await
             .map_err(|e| e.context(format!("estimate rows of table {}", table.name)))?;
-        Ok(rows
+        let estimate = rows
             .iter()
             .find(|r| text_of(&r[0]) == table.name.name)
             .and_then(|r| int_of(&r[1]))
+            .unwrap_or(0)
+            .max(0) as u64;
+        if estimate >= EXACT_COUNT_BELOW {
+            return Ok(estimate);
+        }
+        let counted = self
+            .client
+            .rows(
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    client::quote_ident(&table.name.name)
+                ),
+                Vec::new(),
+            )
+            .await
+            .map_err(|e| e.context(format!("count the rows of table {}", table.name)))?;
+        Ok(counted
+            .first()
+            .and_then(|r| int_of(&r[0]))
             .unwrap_or(0)
             .max(0) as u64)
     }

@@ -6,13 +6,14 @@
 
 use mysql_async::Value as MyValue;
 
-use super::client::{quote_ident, text_of, Client, Flavour};
+use super::client::{int_of, quote_ident, text_of, Client, Flavour};
 use super::types::data_type_of;
 use crate::error::{ConnectorError, ErrorKind, Result};
-use crate::schema::{Column, ForeignKey, TableName, TableSchema};
+use crate::schema::{Capacity, Charset, Column, ForeignKey, TableName, TableSchema};
 
 const COLUMNS: &str =
-    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE, EXTRA, COLUMN_DEFAULT \
+    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE, EXTRA, COLUMN_DEFAULT, \
+     COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, CHARACTER_SET_NAME \
      FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
      ORDER BY ORDINAL_POSITION";
@@ -22,6 +23,26 @@ const KEY_COLUMNS: &str = "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, \
      FROM information_schema.KEY_COLUMN_USAGE \
      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
      ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION";
+
+/// Base tables of the URL's database.
+const TABLES: &str = "SELECT TABLE_NAME FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME";
+
+/// The tables `install-triggers` creates.
+const OWN_TABLES: [&str; 3] = ["tandem_changes", "tandem_id_map", "tandem_version"];
+
+/// The tables a config may name.
+pub async fn list_tables(client: &Client) -> Result<Vec<TableName>> {
+    Ok(client
+        .rows(TABLES, Vec::new())
+        .await
+        .map_err(|e| e.context("list the tables"))?
+        .iter()
+        .map(|row| text_of(&row[0]))
+        .filter(|name| !OWN_TABLES.contains(&name.as_str()))
+        .map(|name| TableName::new(None, &name))
+        .collect())
+}
 
 /// The CHECK constraints of one table (their `TABLE_NAME`, `CHECK_CLAUSE`).
 pub fn checks_sql(flavour: Flavour) -> &'static str {
@@ -61,6 +82,52 @@ pub fn is_uuid_default(flavour: Flavour, default: Option<&str>, extra: &str) -> 
     is_call
         && default.contains('(')
         && (flavour == Flavour::MariaDb || extra.to_ascii_uppercase().contains("DEFAULT_GENERATED"))
+}
+
+/// What a column can hold within its type, from its `information_schema`
+/// row: `DATA_TYPE`, `COLUMN_TYPE`, `CHARACTER_MAXIMUM_LENGTH`,
+/// `NUMERIC_PRECISION`, `NUMERIC_SCALE`, `CHARACTER_SET_NAME`.
+pub fn capacity(
+    data_type: &str,
+    column_type: &str,
+    max_chars: Option<i64>,
+    precision: Option<i64>,
+    scale: Option<i64>,
+    charset: Option<&str>,
+) -> Capacity {
+    let mut capacity = Capacity::default();
+    let unsigned = column_type.to_ascii_lowercase().contains("unsigned");
+    let bytes = match data_type {
+        "tinyint" => Some(1),
+        "smallint" => Some(2),
+        "mediumint" => Some(3),
+        "int" | "integer" => Some(4),
+        "bigint" => Some(8),
+        _ => None,
+    };
+    capacity.int_range = bytes.map(|b| {
+        if unsigned {
+            Capacity::unsigned(b)
+        } else {
+            Capacity::signed(b)
+        }
+    });
+    if matches!(data_type, "decimal" | "numeric") {
+        if let (Some(p), Some(s)) = (precision, scale) {
+            capacity.digits = Some((p.max(0) as u32, s.max(0) as u32));
+        }
+    }
+    if matches!(data_type, "char" | "varchar") {
+        capacity.max_chars = max_chars.and_then(|n| u32::try_from(n).ok());
+    }
+    if !matches!(data_type, "enum" | "set") {
+        capacity.charset = charset.map(|name| match name.to_ascii_lowercase().as_str() {
+            "utf8mb4" | "utf16" | "utf16le" | "utf32" => Charset::Unicode,
+            "utf8mb3" | "utf8" | "ucs2" => Charset::Bmp,
+            other => Charset::Legacy(other.to_owned()),
+        });
+    }
+    capacity
 }
 
 fn same_table(row: &[MyValue], table: &TableName) -> bool {
@@ -116,12 +183,25 @@ pub async fn describe(client: &Client, table: &TableName) -> Result<TableSchema>
             let generated = extra.contains("AUTO_INCREMENT")
                 || computed
                 || is_uuid_default(client.flavour, default.as_deref(), &extra);
+            let charset = match &row[10] {
+                MyValue::NULL => None,
+                value => Some(text_of(value)),
+            };
             Column {
                 data_type: data_type_of(&native, json_checked),
+                capacity: capacity(
+                    &native,
+                    &text_of(&row[6]),
+                    int_of(&row[7]),
+                    int_of(&row[8]),
+                    int_of(&row[9]),
+                    charset.as_deref(),
+                ),
                 native_type: native,
                 nullable: text_of(&row[3]).eq_ignore_ascii_case("YES"),
                 generated,
                 always_generated: computed,
+                has_default: default.is_some() && !generated,
                 name: column,
             }
         })

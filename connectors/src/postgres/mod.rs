@@ -27,6 +27,7 @@ use deadpool_postgres::{Object, Pool};
 
 use crate::connector::{
     CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
+    EXACT_COUNT_BELOW,
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, TableName, TableSchema};
@@ -97,6 +98,10 @@ impl Connector for PostgresConnector {
             Some((schema, name)) => TableName::new(Some(schema), name),
             None => TableName::new(Some(DEFAULT_SCHEMA), configured),
         }
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableName>> {
+        schema::list_tables(&*self.client().await?).await
     }
 
     async fn describe(&self, table: &TableName) -> Result<TableSchema> {
@@ -363,21 +368,33 @@ impl Connector for PostgresConnector {
             .map_err(|e| pg_error(e, context()))?
             .ok_or_else(|| ConnectorError::schema(format!("table {} does not exist", table.name)))?
             .get(0);
-        if tuples >= 0.0 {
-            return Ok(tuples as u64);
+        let estimate = if tuples >= 0.0 {
+            tuples as u64
+        } else {
+            // Never vacuumed or analyzed: ask the planner, which estimates
+            // from the table's size on disk.
+            let plan: serde_json::Value = client
+                .query_one(
+                    &format!("explain (format json) select 1 from {relation}"),
+                    &[],
+                )
+                .await
+                .map_err(|e| pg_error(e, context()))?
+                .get(0);
+            plan[0]["Plan"]["Plan Rows"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .max(0.0) as u64
+        };
+        if estimate >= EXACT_COUNT_BELOW {
+            return Ok(estimate);
         }
-        // Never vacuumed or analyzed: ask the planner, which estimates from
-        // the table's size on disk.
-        let plan: serde_json::Value = client
-            .query_one(
-                &format!("explain (format json) select 1 from {relation}"),
-                &[],
-            )
+        let counted: i64 = client
+            .query_one(&format!("select count(*) from {relation}"), &[])
             .await
             .map_err(|e| pg_error(e, context()))?
             .get(0);
-        let rows = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0);
-        Ok(rows.max(0.0) as u64)
+        Ok(counted.max(0) as u64)
     }
 
     async fn read_id_map_page(

@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 use crate::error::{ConnectorError, Result};
-use crate::schema::{Column, ForeignKey, TableName, TableSchema};
+use crate::schema::{Capacity, Charset, Column, ForeignKey, TableName, TableSchema};
 
 use super::client::{pg_error, schema_of};
 use super::types::data_type;
@@ -20,6 +20,10 @@ where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p')";
 const COLUMNS: &str = "\
 with recursive cols as (
     select a.attnum, a.attname, a.atttypid, a.attnotnull, a.attidentity, a.attgenerated,
+           -- A domain keeps its length or precision on the type.
+           case when a.atttypmod >= 0 then a.atttypmod
+                else (select t.typtypmod from pg_catalog.pg_type t where t.oid = a.atttypid)
+           end as typmod,
            -- Without a length: `character` and `bit` alone mean length 1, so
            -- their unlimited forms are used instead.
            case a.atttypid
@@ -42,7 +46,9 @@ with recursive cols as (
     where b.typtype = 'd'
 )
 select c.attname::text, c.native_type, c.attnotnull, c.attidentity::text, c.attgenerated::text,
-       c.default_expr, bt.typname::text, bn.nspname::text, bt.typtype::text
+       c.default_expr, bt.typname::text, bn.nspname::text, bt.typtype::text, c.typmod,
+       (select pg_catalog.pg_encoding_to_char(d.encoding)::text from pg_catalog.pg_database d
+        where d.datname = pg_catalog.current_database())
 from cols c
 join base b on b.attnum = c.attnum and b.typtype <> 'd'
 join pg_catalog.pg_type bt on bt.oid = b.type_oid
@@ -70,11 +76,58 @@ join pg_catalog.pg_attribute fa on fa.attrelid = con.confrelid and fa.attnum = k
 where con.conrelid = $1 and con.contype = 'f'
 order by con.conname, k.ord";
 
+/// Ordinary and partitioned tables outside the system schemas and Tandem's.
+const TABLES: &str = "\
+select n.nspname::text, c.relname::text
+from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p') and not c.relispartition
+  and n.nspname not in ('pg_catalog', 'information_schema', 'tandem')
+  and n.nspname not like 'pg\\_%'
+order by 1, 2";
+
+/// The tables a config may name.
+pub(crate) async fn list_tables(client: &Client) -> Result<Vec<TableName>> {
+    Ok(client
+        .query(TABLES, &[])
+        .await
+        .map_err(|e| pg_error(e, "cannot list the tables".to_owned()))?
+        .iter()
+        .map(|row| TableName::new(Some(row.get(0)), row.get(1)))
+        .collect())
+}
+
 /// Defaults that generate a fresh key: sequences and UUID generators.
 fn default_generates(default: &str) -> bool {
     ["nextval(", "gen_random_uuid(", "uuid_generate_"]
         .iter()
         .any(|marker| default.contains(marker))
+}
+
+/// What a column of base type `base` with type modifier `typmod` can hold,
+/// text stored in the database's `encoding`.
+fn capacity(base: &str, typmod: i32, encoding: &str) -> Capacity {
+    let mut capacity = Capacity::default();
+    match base {
+        "int2" => capacity.int_range = Some(Capacity::signed(2)),
+        "int4" => capacity.int_range = Some(Capacity::signed(4)),
+        "int8" => capacity.int_range = Some(Capacity::signed(8)),
+        "numeric" if typmod >= 4 => {
+            let packed = (typmod - 4) as u32;
+            capacity.digits = Some((packed >> 16, packed & 0x7ff));
+        }
+        _ => {}
+    }
+    if matches!(base, "text" | "varchar" | "bpchar" | "name" | "citext") {
+        if matches!(base, "varchar" | "bpchar") && typmod >= 4 {
+            capacity.max_chars = Some((typmod - 4) as u32);
+        }
+        capacity.charset = Some(match encoding {
+            "UTF8" => Charset::Unicode,
+            other => Charset::Legacy(other.to_owned()),
+        });
+    }
+    capacity
 }
 
 /// Reads `table` from the catalog.
@@ -111,16 +164,20 @@ pub(crate) async fn describe(client: &Client, table: &TableName) -> Result<Table
             let base_name: String = row.get(6);
             let base_schema: String = row.get(7);
             let typtype: String = row.get(8);
+            let typmod: i32 = row.get(9);
+            let encoding: String = row.get(10);
             let always = identity == "a" || generated_kind == "s";
+            let generated =
+                always || identity == "d" || default.as_deref().is_some_and(default_generates);
             Column {
                 name: row.get(0),
                 data_type: data_type(&base_name, &base_schema, &typtype),
                 native_type: row.get(1),
                 nullable: !row.get::<_, bool>(2),
-                generated: always
-                    || identity == "d"
-                    || default.as_deref().is_some_and(default_generates),
+                generated,
                 always_generated: always,
+                has_default: default.is_some() && !generated,
+                capacity: capacity(&base_name, typmod, &encoding),
             }
         })
         .collect();

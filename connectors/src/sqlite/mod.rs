@@ -36,6 +36,7 @@ use self::apply::{row_of, scan_sql, select_by_keys, stored_key, SqliteTransactio
 use self::client::{classify, int_of, query, quote_ident, text_of, Client};
 use crate::connector::{
     CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
+    EXACT_COUNT_BELOW,
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
@@ -77,6 +78,13 @@ impl Connector for SqliteConnector {
 
     fn table_name(&self, configured: &str) -> TableName {
         TableName::new(None, configured)
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableName>> {
+        self.client
+            .run(|conn| schema::list_tables(conn))
+            .await
+            .map_err(|e| e.context("list the tables"))
     }
 
     async fn describe(&self, table: &TableName) -> Result<TableSchema> {
@@ -276,10 +284,20 @@ impl Connector for SqliteConnector {
     }
 }
 
-/// A cheap row count: `ANALYZE`'s statistics when there are some, else the
-/// span of rowids (two index probes), else (a `WITHOUT ROWID` table) a count.
+/// The row count for progress reports: `ANALYZE`'s statistics when there
+/// are some, else the span of rowids (two index probes); a count when
+/// either says the table is small, or for a `WITHOUT ROWID` table.
 fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
     let name = || vec![SqlValue::Text(table.to_owned())];
+    let number = |sql: &str| -> Result<u64> {
+        Ok(query(conn, sql, &[])?
+            .first()
+            .and_then(|r| int_of(&r[0]))
+            .unwrap_or(0)
+            .max(0) as u64)
+    };
+    let quoted = quote_ident(table);
+    let count = || number(&format!("SELECT count(*) FROM {quoted}"));
     if install::has_table(conn, "sqlite_stat1")? {
         let stats = query(
             conn,
@@ -293,7 +311,11 @@ fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
                 .and_then(|n| n.parse::<u64>().ok())
         });
         if let Some(rows) = first {
-            return Ok(rows);
+            return if rows >= EXACT_COUNT_BELOW {
+                Ok(rows)
+            } else {
+                count()
+            };
         }
     }
     let without_rowid = query(
@@ -305,15 +327,15 @@ fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
     .and_then(|r| int_of(&r[0]))
     .unwrap_or(0)
         != 0;
-    let quoted = quote_ident(table);
-    let sql = if without_rowid {
-        format!("SELECT count(*) FROM {quoted}")
+    if without_rowid {
+        return count();
+    }
+    let span = number(&format!(
+        "SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM {quoted}"
+    ))?;
+    if span >= EXACT_COUNT_BELOW {
+        Ok(span)
     } else {
-        format!("SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM {quoted}")
-    };
-    Ok(query(conn, &sql, &[])?
-        .first()
-        .and_then(|r| int_of(&r[0]))
-        .unwrap_or(0)
-        .max(0) as u64)
+        count()
+    }
 }

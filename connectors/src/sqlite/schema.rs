@@ -12,12 +12,34 @@ use rusqlite::Connection;
 use super::client::{int_of, query, text_of};
 use super::types::{data_type_of, native_type_of};
 use crate::error::{ConnectorError, Result};
-use crate::schema::{Column, ForeignKey, TableName, TableSchema};
+use crate::schema::{Capacity, Charset, Column, DataType, ForeignKey, TableName, TableSchema};
 
 /// The table's name as the catalog keeps it, the exact spelling first.
 const TABLE: &str = "SELECT name FROM sqlite_schema \
      WHERE type = 'table' AND name = ?1 COLLATE NOCASE \
      ORDER BY name = ?1 DESC LIMIT 1";
+
+/// Tables other than SQLite's own.
+const TABLES: &str = "SELECT name FROM sqlite_schema \
+     WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name";
+
+/// The tables `install-triggers` creates.
+const OWN_TABLES: [&str; 4] = [
+    "tandem_changes",
+    "tandem_id_map",
+    "tandem_version",
+    "tandem_applying",
+];
+
+/// The tables a config may name (blocking).
+pub fn list_tables(conn: &Connection) -> Result<Vec<TableName>> {
+    Ok(query(conn, TABLES, &[])?
+        .iter()
+        .map(|row| text_of(&row[0]))
+        .filter(|name| !OWN_TABLES.contains(&name.as_str()))
+        .map(|name| TableName::new(None, &name))
+        .collect())
+}
 
 /// Whether the table is `WITHOUT ROWID`.
 const WITHOUT_ROWID: &str = "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1";
@@ -103,13 +125,21 @@ pub fn describe(conn: &Connection, table: &TableName, database: &str) -> Result<
                 value => Some(text_of(value)),
             };
             let rowid = rowid_key && in_key;
+            let data_type = data_type_of(&declared);
+            let generated = rowid || computed || is_random_default(default.as_deref());
             Column {
-                data_type: data_type_of(&declared),
+                data_type,
                 native_type: native_type_of(&declared),
                 // The rowid is never NULL; nor is a WITHOUT ROWID table's key.
                 nullable: int_of(&row[2]) == Some(0) && !rowid && !(without_rowid && in_key),
-                generated: rowid || computed || is_random_default(default.as_deref()),
+                generated,
                 always_generated: computed,
+                has_default: default.is_some() && !generated,
+                // SQLite enforces no length, and stores any UTF-8.
+                capacity: Capacity {
+                    charset: (data_type == DataType::Text).then_some(Charset::Unicode),
+                    ..Capacity::default()
+                },
                 name: column,
             }
         })

@@ -840,14 +840,7 @@ mod tests {
 
     #[test]
     fn write_errors_name_table_column_and_value() {
-        let column = Column {
-            name: "qty".into(),
-            data_type: DataType::Int,
-            native_type: "INTEGER".into(),
-            nullable: true,
-            generated: false,
-            always_generated: false,
-        };
+        let column = Column::new("qty", DataType::Int, "INTEGER");
         let err = write_value(
             &TableName::new(None, "orders"),
             &column,
