@@ -25,6 +25,23 @@ async fn fails_with(agent: &Agent, args: &[&str], needle: &str) -> String {
     err
 }
 
+/// Like [`fails_with`], where several problems are found at once: a line
+/// each, every line an error, one naming `needle`.
+async fn fails_naming(agent: &Agent, args: &[&str], needle: &str) -> String {
+    let out = agent.output(args).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{args:?} should fail:\n{err}");
+    assert!(
+        err.lines().any(|l| l.contains(needle)),
+        "{args:?}: expected {needle:?} in:\n{err}"
+    );
+    assert!(
+        err.trim_end().lines().all(|l| l.starts_with("error: ")),
+        "{args:?}: a line that is not a problem:\n{err}"
+    );
+    err
+}
+
 async fn pair() -> (Db, Db) {
     let source = Db::create(Engine::Postgres).await;
     let target = Db::create(Engine::Mysql).await;
@@ -50,20 +67,32 @@ async fn bad_input_is_one_line_and_writes_nothing() {
     let err = fails_with(&agent, &["run", "--once"], "tandem.toml").await;
     assert!(err.contains("line 2"), "{err}");
 
-    // An incomplete one names what is missing.
+    // An incomplete one names everything that is missing, a line each.
     std::fs::write(&agent.config, "state_dir = \"s\"\n").unwrap();
-    fails_with(&agent, &["check"], "missing field `source`").await;
+    let out = agent.output(&["check"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.trim_end().lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].contains("missing field `source`"), "{err}");
+    assert!(lines[1].contains("missing field `target`"), "{err}");
 
     // An unknown table is named.
     let agent = Agent::new(&source, &target, &[("items", "nosuch")], "");
     fails_with(&agent, &["install-triggers"], "nosuch").await;
-    fails_with(&agent, &["run", "--once"], "nosuch").await;
+    // (Nothing is installed either: every problem is named.)
+    fails_naming(
+        &agent,
+        &["run", "--once"],
+        "target table nosuch does not exist",
+    )
+    .await;
 
     // A table without a primary key is named.
     source.exec("CREATE TABLE nokey (label TEXT)").await;
     target.exec("CREATE TABLE nokey (label TEXT)").await;
     let agent = Agent::new(&source, &target, &[("nokey", "nokey")], "");
-    fails_with(&agent, &["run", "--once"], "nokey has no primary key").await;
+    fails_naming(&agent, &["run", "--once"], "nokey has no primary key").await;
     source.exec("DROP TABLE nokey").await;
     target.exec("DROP TABLE nokey").await;
 
@@ -75,9 +104,19 @@ async fn bad_input_is_one_line_and_writes_nothing() {
     std::fs::write(&agent.config, config).unwrap();
     fails_with(&agent, &["run", "--once"], "127.0.0.1:1").await;
 
-    // Running before install-triggers says what to do.
+    // Running before install-triggers says what to do, for each side.
     let agent = Agent::new(&source, &target, &[("items", "items")], "");
-    fails_with(&agent, &["run", "--once"], "install-triggers").await;
+    let err = fails_naming(
+        &agent,
+        &["run", "--once"],
+        "source: Tandem change table is not installed",
+    )
+    .await;
+    assert!(
+        err.contains("target: Tandem change table is not installed"),
+        "{err}"
+    );
+    assert!(err.contains("install-triggers --config"), "{err}");
 
     // Nothing was written to either database, nor a state directory.
     assert_eq!([source.catalog().await, target.catalog().await], before);

@@ -216,7 +216,7 @@ async fn the_first_sync_links_records_that_match_instead_of_copying_them() {
 async fn mapping_mistakes_are_reported_one_line_each() {
     let (crm, erp) = crm_and_erp().await;
     let broken = MAPPING
-        .replace("mail = \"email\"", "mail = \"e_mail\"")
+        .replace("mail = \"email\"", "mail = \"emial\"")
         .replace("first_name + ' '", "first_name + + ' '")
         .replace(
             "origin = { constant = \"crm\", filters_back = true }",
@@ -234,7 +234,7 @@ async fn mapping_mistakes_are_reported_one_line_each() {
     assert!(!out.status.success());
     let lines = String::from_utf8_lossy(&out.stdout).into_owned();
     for expected in [
-        "pair contacts: source -> target: column mail: no column e_mail in source table public.contacts",
+        "pair contacts: source -> target: column mail: no column emial in source table public.contacts (did you mean `email`?)",
         "pair contacts: source -> target: column full_name: expression",
         "pair contacts: source -> target: column nosuch: no such column in target table people",
         "pair contacts: source -> target: filter \"state != 'archived'\" uses state",
@@ -245,15 +245,21 @@ async fn mapping_mistakes_are_reported_one_line_each() {
     ] {
         assert!(lines.lines().any(|l| l.contains(expected) && l.contains("tandem.toml")), "{expected:?} not in:\n{lines}");
     }
+    // `run` refuses to start with the very errors `check` found, a line
+    // each (the warnings do not stop it).
     let run = agent.output(&["run", "--once"]).await;
     assert!(!run.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&run.stderr)
-            .trim_end()
-            .lines()
-            .count(),
-        1
-    );
+    let refused: Vec<String> = String::from_utf8_lossy(&run.stderr)
+        .trim_end()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let errors: Vec<String> = lines
+        .lines()
+        .filter(|l| !l.starts_with("warning: "))
+        .map(|l| format!("error: {l}"))
+        .collect();
+    assert_eq!(refused, errors);
 }
 
 #[tokio::test(flavor = "multi_thread")]

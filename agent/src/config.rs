@@ -26,7 +26,7 @@ use tandem_connectors::connector::redact_url;
 use tandem_connectors::http::config as http;
 use tandem_connectors::{EndpointConfig, Engine, TlsConfig, TlsMode};
 
-use crate::mapping::{DirectionConfig, SplitConfig};
+use crate::mapping::{DirectionConfig, NameMatching, SplitConfig};
 
 /// Default interval between polls of an engine that cannot notify.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -41,20 +41,64 @@ pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default size of each endpoint's connection pool.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 
-/// A configuration error: one line naming the file and what is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
+/// What is wrong with a config file: every problem found, each shown on a
+/// line of its own naming the file and what is wrong.
+#[derive(Debug)]
 pub struct ConfigError {
     file: String,
-    message: String,
+    messages: Vec<String>,
 }
 
 impl ConfigError {
     pub(crate) fn new(file: &Path, message: impl Into<String>) -> Self {
+        Self::many(file, vec![message.into()])
+    }
+
+    pub(crate) fn many(file: &Path, messages: Vec<String>) -> Self {
         Self {
             file: file.display().to_string(),
-            message: message.into(),
+            messages,
         }
+    }
+
+    /// The problems, without the file's name.
+    pub fn messages(&self) -> &[String] {
+        &self.messages
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, message) in self.messages.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {message}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects the problems of a config file, to report them all at once.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// The value of `result`, or `None` with its problems kept.
+    fn take<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.0.extend(e.messages);
+                None
+            }
+        }
+    }
+
+    fn push(&mut self, message: impl Into<String>) {
+        self.0.push(message.into());
     }
 }
 
@@ -152,7 +196,7 @@ impl fmt::Debug for RawEndpoint {
 #[serde(deny_unknown_fields)]
 struct RawTable {
     source: String,
-    target: String,
+    target: Option<String>,
     name: Option<String>,
     #[serde(rename = "match")]
     match_on: Option<Vec<String>>,
@@ -167,6 +211,21 @@ struct RawTable {
 struct RawSync {
     conflict: Option<ConflictPolicy>,
     batch_size: Option<usize>,
+    names: Option<NameMatching>,
+}
+
+/// The file's sections as found, each with where it starts: read when the
+/// file as a whole does not deserialize, to find the problems beyond the
+/// first.
+#[derive(Deserialize)]
+struct Sections {
+    state_dir: Option<toml::Spanned<toml::Value>>,
+    source: Option<toml::Spanned<toml::Value>>,
+    target: Option<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    tables: Vec<toml::Spanned<toml::Value>>,
+    sync: Option<toml::Spanned<toml::Value>>,
+    metrics: Option<toml::Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,7 +235,9 @@ struct RawMetrics {
 }
 
 /// One side of the integration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The `[source]` endpoint.
@@ -219,8 +280,9 @@ pub struct TablePairConfig {
     pub name: String,
     /// The table on the source side, as written.
     pub source: String,
-    /// The table on the target side, as written.
-    pub target: String,
+    /// The table on the target side, as written; `None`: the table named
+    /// like the source's (see [`TablePairConfig::table`]).
+    pub target: Option<String>,
     /// Columns that identify the same record on both sides before the first
     /// sync (empty: no matching, every record is copied).
     pub match_on: Vec<String>,
@@ -231,11 +293,17 @@ pub struct TablePairConfig {
 }
 
 impl TablePairConfig {
-    /// The table on `side`.
+    /// The table to look for on `side`, as written. A target not written
+    /// is looked for under the source table's name, its schema left out
+    /// (matched as `[sync] names` says).
     pub fn table(&self, side: Side) -> &str {
-        match side {
-            Side::Source => &self.source,
-            Side::Target => &self.target,
+        match (side, &self.target) {
+            (Side::Source, _) => &self.source,
+            (Side::Target, Some(target)) => target,
+            (Side::Target, None) => self
+                .source
+                .rsplit_once('.')
+                .map_or(self.source.as_str(), |(_, name)| name),
         }
     }
 }
@@ -255,6 +323,8 @@ pub struct Config {
     pub conflict: ConflictPolicy,
     /// Records per applying transaction.
     pub batch_size: usize,
+    /// How names of the two sides are matched.
+    pub names: NameMatching,
     /// Address for `/health` and `/metrics`, when set.
     pub metrics_listen: Option<String>,
 }
@@ -282,21 +352,12 @@ impl Config {
     }
 
     /// Parses `text`; also returns where it holds passwords written out
-    /// (`source.url`, `target.password`).
+    /// (`source.url`, `target.password`). Every problem is reported, not
+    /// only the first.
     fn parse_with_secrets(path: &Path, text: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let location = e
-                .span()
-                .map(|span| {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    format!("line {line}: ")
-                })
-                .unwrap_or_default();
-            ConfigError::new(
-                path,
-                format!("{location}{}", e.message().trim().replace('\n', "; ")),
-            )
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::many(path, structural_problems(text, &e)))?;
+        let mut problems = Problems::default();
         let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = if raw.state_dir.is_relative() {
             base.join(&raw.state_dir)
@@ -304,32 +365,25 @@ impl Config {
             raw.state_dir.clone()
         };
         if raw.state_dir.as_os_str().is_empty() {
-            return Err(ConfigError::new(path, "state_dir: must not be empty"));
+            problems.push("state_dir: must not be empty");
         }
         let mut literal_secrets = Vec::new();
-        let endpoints = [
-            endpoint(
+        let mut endpoint_of = |at: &str, raw: RawEndpoint, problems: &mut Problems| {
+            problems.take(endpoint(
                 path,
                 base,
                 &state_dir,
-                "source",
-                raw.source,
+                at,
+                raw,
                 &mut literal_secrets,
-            )?,
-            endpoint(
-                path,
-                base,
-                &state_dir,
-                "target",
-                raw.target,
-                &mut literal_secrets,
-            )?,
-        ];
+            ))
+        };
+        let source = endpoint_of("source", raw.source, &mut problems);
+        let target = endpoint_of("target", raw.target, &mut problems);
         if raw.tables.is_empty() {
-            return Err(ConfigError::new(
-                path,
+            problems.push(
                 "tables: no table pair configured (add a [[tables]] section with source and target)",
-            ));
+            );
         }
         let mut names = HashSet::new();
         let mut sources = HashSet::new();
@@ -337,64 +391,58 @@ impl Config {
         let mut tables = Vec::new();
         for (i, t) in raw.tables.into_iter().enumerate() {
             let at = format!("tables[{i}]");
-            for (field, value) in [("source", &t.source), ("target", &t.target)] {
-                if value.trim().is_empty() {
-                    return Err(ConfigError::new(
-                        path,
-                        format!("{at}.{field}: must name a table"),
-                    ));
+            for (field, value) in [("source", Some(&t.source)), ("target", t.target.as_ref())] {
+                if value.is_some_and(|v| v.trim().is_empty()) {
+                    problems.push(format!("{at}.{field}: must name a table"));
                 }
             }
             let name = t.name.unwrap_or_else(|| t.source.clone());
             if !names.insert(name.clone()) {
-                return Err(ConfigError::new(
-                    path,
-                    format!("{at}.name: pair name {name:?} is used twice"),
-                ));
+                problems.push(format!("{at}.name: pair name {name:?} is used twice"));
             }
             if !sources.insert(t.source.clone()) {
-                return Err(ConfigError::new(
-                    path,
-                    format!(
-                        "{at}.source: table {:?} is already in another pair",
-                        t.source
-                    ),
+                problems.push(format!(
+                    "{at}.source: table {:?} is already in another pair",
+                    t.source
                 ));
             }
-            if !targets.insert(t.target.clone()) {
-                return Err(ConfigError::new(
-                    path,
-                    format!(
-                        "{at}.target: table {:?} is already in another pair",
-                        t.target
-                    ),
-                ));
-            }
-            let direction = |section: &str, raw: Option<toml::Value>| match raw {
-                Some(raw) => {
-                    crate::mapping::rules::parse_direction(path, &format!("{at}.{section}"), raw)
+            if let Some(target) = &t.target {
+                if !targets.insert(target.clone()) {
+                    problems.push(format!(
+                        "{at}.target: table {target:?} is already in another pair"
+                    ));
                 }
-                None => Ok(DirectionConfig::default()),
+            }
+            let mut direction = |section: &str, raw: Option<toml::Value>| match raw {
+                Some(raw) => problems
+                    .take(crate::mapping::rules::parse_direction(
+                        path,
+                        &format!("{at}.{section}"),
+                        raw,
+                    ))
+                    .unwrap_or_default(),
+                None => DirectionConfig::default(),
             };
             let directions = [
-                direction("to_target", t.to_target)?,
-                direction("to_source", t.to_source)?,
+                direction("to_target", t.to_target),
+                direction("to_source", t.to_source),
             ];
             let match_on = t.match_on.unwrap_or_default();
             if match_on.iter().any(|c| c.trim().is_empty()) {
-                return Err(ConfigError::new(
-                    path,
-                    format!("{at}.match: column names must not be empty"),
-                ));
+                problems.push(format!("{at}.match: column names must not be empty"));
             }
             let splits = t
                 .split
                 .into_iter()
                 .enumerate()
-                .map(|(j, raw)| {
-                    crate::mapping::rules::parse_split(path, &format!("{at}.split[{j}]"), raw)
+                .filter_map(|(j, raw)| {
+                    problems.take(crate::mapping::rules::parse_split(
+                        path,
+                        &format!("{at}.split[{j}]"),
+                        raw,
+                    ))
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect();
             tables.push(TablePairConfig {
                 name,
                 source: t.source,
@@ -406,18 +454,19 @@ impl Config {
         }
         let batch_size = raw.sync.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if batch_size == 0 {
-            return Err(ConfigError::new(
-                path,
-                "sync.batch_size: must be at least 1",
-            ));
+            problems.push("sync.batch_size: must be at least 1");
         }
+        let (Some(source), Some(target), true) = (source, target, problems.0.is_empty()) else {
+            return Err(ConfigError::many(path, problems.0));
+        };
         let config = Config {
             path: path.to_owned(),
             state_dir,
-            endpoints,
+            endpoints: [source, target],
             tables,
             conflict: raw.sync.conflict.unwrap_or_default(),
             batch_size,
+            names: raw.sync.names.unwrap_or_default(),
             metrics_listen: raw.metrics.map(|m| m.listen),
         };
         Ok((config, literal_secrets))
@@ -427,6 +476,78 @@ impl Config {
     pub fn endpoint(&self, side: Side) -> &EndpointConfig {
         &self.endpoints[side.index()]
     }
+}
+
+/// The line of `text` that `offset` falls on, counted from 1.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The problems of a file that does not deserialize: `first`, the one the
+/// whole file stopped at (with its line), then those of the other sections,
+/// each read on its own (with the line where the section starts).
+fn structural_problems(text: &str, first: &toml::de::Error) -> Vec<String> {
+    let one_line = |message: &str| message.trim().replace('\n', "; ");
+    let first_message = one_line(first.message());
+    let mut problems = vec![match first.span() {
+        Some(span) => format!("line {}: {first_message}", line_of(text, span.start)),
+        None => first_message.clone(),
+    }];
+    // A file that does not even split into sections has no more to say.
+    let Ok(sections) = toml::from_str::<Sections>(text) else {
+        return problems;
+    };
+    for (field, present) in [
+        ("state_dir", sections.state_dir.is_some()),
+        ("source", sections.source.is_some()),
+        ("target", sections.target.is_some()),
+    ] {
+        let message = format!("missing field `{field}`");
+        if !present && message != first_message {
+            problems.push(message);
+        }
+    }
+    let mut check =
+        |at: String,
+         section: &toml::Spanned<toml::Value>,
+         read: &dyn Fn(toml::Value) -> Result<(), toml::de::Error>| {
+            if let Err(e) = read(section.get_ref().clone()) {
+                let message = one_line(e.message());
+                let span = section.span();
+                let reported = message == first_message
+                    && first.span().is_none_or(|f| span.contains(&f.start));
+                if !reported {
+                    problems.push(format!(
+                        "line {}: {at}: {message}",
+                        line_of(text, span.start)
+                    ));
+                }
+            }
+        };
+    use serde::Deserialize as _;
+    for (at, section) in [("source", &sections.source), ("target", &sections.target)] {
+        if let Some(section) = section {
+            check(at.to_owned(), section, &|v| {
+                RawEndpoint::deserialize(v).map(drop)
+            });
+        }
+    }
+    for (i, section) in sections.tables.iter().enumerate() {
+        check(format!("tables[{i}]"), section, &|v| {
+            RawTable::deserialize(v).map(drop)
+        });
+    }
+    if let Some(section) = &sections.sync {
+        check("sync".to_owned(), section, &|v| {
+            RawSync::deserialize(v).map(drop)
+        });
+    }
+    if let Some(section) = &sections.metrics {
+        check("metrics".to_owned(), section, &|v| {
+            RawMetrics::deserialize(v).map(drop)
+        });
+    }
+    problems
 }
 
 fn endpoint(
@@ -507,13 +628,27 @@ fn endpoint(
         }
         Engine::Postgres | Engine::Http => raw.url.clone(),
     };
-    let (url, password) = secrets(path, base, at, engine, url, &raw, literal_secrets)?;
-    let tls_mode = raw
-        .tls
-        .as_deref()
-        .map(|text| text.parse::<TlsMode>())
-        .transpose()
-        .map_err(|e| ConfigError::new(path, format!("{at}.tls: {e}")))?;
+    // From here on, every problem of the section is reported.
+    let mut problems = Problems::default();
+    let secrets = problems.take(secrets(
+        path,
+        base,
+        at,
+        engine,
+        url.clone(),
+        &raw,
+        literal_secrets,
+    ));
+    let (url, password) = secrets.unwrap_or((url, None));
+    let tls_mode = problems
+        .take(
+            raw.tls
+                .as_deref()
+                .map(|text| text.parse::<TlsMode>())
+                .transpose()
+                .map_err(|e| ConfigError::new(path, format!("{at}.tls: {e}"))),
+        )
+        .flatten();
     let tls_ca_file = raw.tls_ca_file.map(|file| {
         if file.is_relative() {
             base.join(file)
@@ -521,35 +656,34 @@ fn endpoint(
             file
         }
     });
-    let tls = TlsConfig::resolve(engine, &url, tls_mode, tls_ca_file)
-        .map_err(|e| ConfigError::new(path, format!("{at}.{e}")))?;
+    let tls = problems.take(
+        TlsConfig::resolve(engine, &url, tls_mode, tls_ca_file)
+            .map_err(|e| ConfigError::new(path, format!("{at}.{e}"))),
+    );
     let default_poll = match engine {
         Engine::Postgres => DEFAULT_NOTIFY_FALLBACK,
         Engine::Mysql | Engine::Sqlite | Engine::Mssql => DEFAULT_POLL_INTERVAL,
         Engine::Http => DEFAULT_HTTP_POLL_INTERVAL,
     };
     let poll_interval = match raw.poll_interval {
-        Some(text) => humantime::parse_duration(&text).map_err(|e| {
-            ConfigError::new(
-                path,
-                format!("{at}.poll_interval: {text:?} is not a duration like \"250ms\": {e}"),
-            )
-        })?,
+        Some(text) => humantime::parse_duration(&text).unwrap_or_else(|e| {
+            problems.push(format!(
+                "{at}.poll_interval: {text:?} is not a duration like \"250ms\": {e}"
+            ));
+            default_poll
+        }),
         None => default_poll,
     };
     if poll_interval.is_zero() {
-        return Err(ConfigError::new(
-            path,
-            format!("{at}.poll_interval: must be more than zero"),
-        ));
+        problems.push(format!("{at}.poll_interval: must be more than zero"));
     }
     let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if max_connections < 2 {
-        return Err(ConfigError::new(
-            path,
-            format!("{at}.max_connections: must be at least 2"),
-        ));
+        problems.push(format!("{at}.max_connections: must be at least 2"));
     }
+    let (Some(tls), true) = (tls, problems.0.is_empty()) else {
+        return Err(ConfigError::many(path, problems.0));
+    };
     Ok(EndpointConfig {
         engine,
         url,
@@ -811,7 +945,9 @@ target = "clients"
                 "tables: no table pair",
             ),
             (
-                format!("{GOOD}[[tables]]\nsource = \"customers\"\ntarget = \"x\"\n"),
+                format!(
+                    "{GOOD}[[tables]]\nname = \"customers\"\nsource = \"orders\"\ntarget = \"x\"\n"
+                ),
                 "tables[1].name: pair name \"customers\" is used twice",
             ),
             (
@@ -827,6 +963,60 @@ target = "clients"
             );
             assert_eq!(err.lines().count(), 1, "{err}");
         }
+    }
+
+    #[test]
+    fn every_problem_of_the_file_is_reported_each_on_a_line() {
+        // Values: each one named.
+        let text = GOOD
+            .replace("\"100ms\"", "\"soon\"")
+            .replace("kind = \"postgres\"", "kind = \"oracle\"")
+            .replace(
+                "target = \"clients\"",
+                "target = \"clients\"\n[sync]\nbatch_size = 0",
+            );
+        let err = parse(&text).unwrap_err().to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert!(
+            lines[0].contains("source.kind: unknown kind \"oracle\""),
+            "{err}"
+        );
+        assert!(lines[1].contains("target.poll_interval: \"soon\""), "{err}");
+        assert!(
+            lines[2].contains("sync.batch_size: must be at least 1"),
+            "{err}"
+        );
+        // Unknown keys: the first with its line, the other sections' too.
+        let text = GOOD.replace("poll_interval", "poll_intervall").replace(
+            "target = \"clients\"",
+            "target = \"clients\"\nmatch_on = [\"email\"]",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(
+            lines[0].starts_with("/etc/tandem/crm.toml: line 9: unknown field `poll_intervall`"),
+            "{err}"
+        );
+        assert!(
+            lines[1]
+                .starts_with("/etc/tandem/crm.toml: line 10: tables[0]: unknown field `match_on`"),
+            "{err}"
+        );
+        // A pair may name its source table only.
+        let config = parse(&GOOD.replace("target = \"clients\"\n", "")).unwrap();
+        assert_eq!(config.tables[0].target, None);
+        assert_eq!(config.tables[0].table(Side::Target), "customers");
+        let schema = parse(&GOOD.replace(
+            "source = \"customers\"\ntarget = \"clients\"\n",
+            "source = \"sales.customers\"\n",
+        ));
+        assert_eq!(schema.unwrap().tables[0].table(Side::Target), "customers");
+        // Names as written, when asked.
+        let exact = format!("{GOOD}[sync]\nnames = \"exact\"\n");
+        assert_eq!(parse(&exact).unwrap().names, NameMatching::Exact);
+        assert_eq!(parse(GOOD).unwrap().names, NameMatching::Fold);
     }
 
     /// GOOD with the source endpoint's lines replaced by `source`.

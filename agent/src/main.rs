@@ -30,8 +30,10 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::execute(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the context chain, outermost first.
-            eprintln!("error: {e:#}");
+            // One line a problem: the context chain, outermost first.
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -43,6 +43,7 @@ pub(super) async fn dead_letters(
             let mut queued = Vec::new();
             if !letters.is_empty() {
                 let integration = crate::sync::Integration::connect(config.clone()).await?;
+                integration.ensure_runnable()?;
                 for letter in &letters {
                     let side = letter.side;
                     let Some(pair) = integration

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tandem_connectors::Engine;
 
-use super::{describe_side, load, split_tables};
+use super::{describe_side, load};
 use crate::cli::SideArg;
 
 pub(super) async fn install(
@@ -19,8 +19,7 @@ pub(super) async fn install(
     // installed: an unknown table on one side leaves both untouched.
     let mut prepared = Vec::new();
     for side in SideArg::sides(side) {
-        let (connector, mut tables) = describe_side(&config, side).await?;
-        tables.extend(split_tables(&config, side, connector.as_ref()).await?);
+        let (connector, tables) = describe_side(&config, side).await?;
         let script = connector
             .install_script(&tables)
             .await
@@ -52,8 +51,7 @@ pub(super) async fn uninstall(path: &Path, side: Option<SideArg>) -> anyhow::Res
     let config = load(path)?;
     let mut prepared = Vec::new();
     for side in SideArg::sides(side) {
-        let (connector, mut tables) = describe_side(&config, side).await?;
-        tables.extend(split_tables(&config, side, connector.as_ref()).await?);
+        let (connector, tables) = describe_side(&config, side).await?;
         let script = connector
             .uninstall_script(&tables)
             .await

@@ -79,30 +79,9 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-/// Describes the extra tables rows are split into on `side`.
-async fn split_tables(
-    config: &Config,
-    side: Side,
-    connector: &dyn Connector,
-) -> anyhow::Result<Vec<TableSchema>> {
-    let mut out: Vec<TableSchema> = Vec::new();
-    for pair in &config.tables {
-        for split in pair.splits.iter().filter(|s| s.side == side) {
-            let schema = connector
-                .describe(&connector.table_name(&split.table))
-                .await
-                .with_context(|| {
-                    format!("{}: pair {}: split table", config.path.display(), pair.name)
-                })?;
-            if !out.iter().any(|t| t.name == schema.name) {
-                out.push(schema);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Connects to one side and describes its configured tables.
+/// Connects to one side and finds and describes its configured tables and
+/// the extra tables rows are split into: every table missing is named (on
+/// a line of its own), and none is given back then.
 async fn describe_side(
     config: &Config,
     side: Side,
@@ -111,14 +90,23 @@ async fn describe_side(
     let connector = tandem_connectors::connect(endpoint)
         .await
         .with_context(|| format!("{side} ({})", endpoint.engine))?;
-    let mut tables = Vec::new();
-    for pair in &config.tables {
-        let name = connector.table_name(pair.table(side));
-        let schema = connector
-            .describe(&name)
+    let mut problems = Vec::new();
+    let (tables, extra) =
+        crate::sync::catalog::describe_side(config, side, connector.as_ref(), &mut problems)
             .await
-            .with_context(|| format!("{}: pair {}: {side}", config.path.display(), pair.name))?;
-        tables.push(schema);
+            .with_context(|| format!("{side} ({})", endpoint.engine))?;
+    crate::sync::catalog::shared_tables(config, side, &tables, &mut problems);
+    crate::sync::refuse(config, &problems)?;
+    let mut described: Vec<TableSchema> = tables.into_iter().flatten().collect();
+    for ((_, configured), table) in extra {
+        let split = config.tables.iter().any(|p| {
+            p.splits
+                .iter()
+                .any(|s| s.side == side && s.table == configured)
+        });
+        if split && !described.iter().any(|t| t.name == table.name) {
+            described.push(table);
+        }
     }
-    Ok((connector, tables))
+    Ok((connector, described))
 }

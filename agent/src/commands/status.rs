@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::load;
 use crate::config::Side;
+use crate::sync::catalog::resolve;
 use crate::sync::report::Snapshot;
 
 /// How long `status` waits for a database before it reports "unknown".
@@ -23,10 +24,14 @@ pub(super) async fn status(path: &Path, as_json: bool) -> anyhow::Result<ExitCod
     for side in Side::BOTH {
         let counted = tokio::time::timeout(STATUS_CONNECT_TIMEOUT, async {
             let connector = tandem_connectors::connect(config.endpoint(side)).await?;
+            let listed = connector.list_tables().await?;
             let tables: Vec<_> = config
                 .tables
                 .iter()
-                .map(|p| connector.table_name(p.table(side)))
+                .map(|p| {
+                    let wanted = connector.table_name(p.table(side));
+                    resolve(&wanted, &listed, config.names).unwrap_or(wanted)
+                })
                 .collect();
             connector.count_changes(&tables).await
         })
@@ -54,7 +59,9 @@ pub(super) async fn status(path: &Path, as_json: bool) -> anyhow::Result<ExitCod
         rows.push(json!({
             "pair": pair.name,
             "source": pair.source,
-            "target": pair.target,
+            // As configured; when not written, the table found for it.
+            "target": pair.target.clone().or_else(|| known.map(|k| k.target.clone()))
+                .unwrap_or_else(|| pair.table(Side::Target).to_owned()),
             "captured_not_tailed": { "source": waiting(Side::Source), "target": waiting(Side::Target) },
             "logged_not_applied": known.map(|k| k.logged_not_applied),
             "applied": known.map(|k| json!({

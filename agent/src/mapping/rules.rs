@@ -15,6 +15,7 @@
 //! origin = { constant = "crm", filters_back = true }
 //! country_code = { lookup = { side = "target", table = "countries", match = "name", value = "code", from = "country" } }
 //! owner_id = { relation = "users", column = "owner" }
+//! legacy_ref = { column = "old_ref", translate = false }   # a reference copied as it is
 //! ```
 
 use std::path::Path;
@@ -55,8 +56,15 @@ pub struct LookupConfig {
 /// How one column of the side written to gets its value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleConfig {
-    /// The value of another column.
-    Column(String),
+    /// The value of another column. A reference to a synced pair is
+    /// translated through that pair's ID map unless `translate` is false.
+    Column {
+        /// The column read.
+        from: String,
+        /// Whether a reference is translated (`translate = false`: copied
+        /// as it is).
+        translate: bool,
+    },
     /// A CEL expression over the row.
     Expression(String),
     /// A fixed value; with `filters_back`, only rows holding it travel the
@@ -175,6 +183,7 @@ struct RawRule {
     filters_back: bool,
     lookup: Option<LookupConfig>,
     relation: Option<String>,
+    translate: Option<bool>,
 }
 
 /// Reads one direction's section (`at` names it in messages, for example
@@ -207,7 +216,10 @@ fn parse_columns(
     for (to, value) in table {
         let here = format!("{at}.columns.{to}");
         let rule = match value {
-            toml::Value::String(from) => RuleConfig::Column(from),
+            toml::Value::String(from) => RuleConfig::Column {
+                from,
+                translate: true,
+            },
             other @ toml::Value::Table(_) => {
                 let raw: RawRule = other
                     .try_into()
@@ -247,6 +259,11 @@ fn parse_rule(here: &str, raw: RawRule) -> Result<RuleConfig, String> {
     {
         return Err(format!("{here}: column only combines with relation"));
     }
+    if raw.translate.is_some() && (raw.column.is_none() || raw.relation.is_some()) {
+        return Err(format!(
+            "{here}: translate goes with a column alone (a relation is always translated)"
+        ));
+    }
     Ok(if let Some(source) = raw.expression {
         RuleConfig::Expression(source)
     } else if let Some(value) = raw.constant {
@@ -262,7 +279,10 @@ fn parse_rule(here: &str, raw: RawRule) -> Result<RuleConfig, String> {
             from: raw.column,
         }
     } else {
-        RuleConfig::Column(raw.column.expect("checked above"))
+        RuleConfig::Column {
+            from: raw.column.expect("checked above"),
+            translate: raw.translate.unwrap_or(true),
+        }
     })
 }
 
@@ -305,6 +325,7 @@ full_name = { expression = "first + ' ' + last" }
 origin = { constant = "crm", filters_back = true }
 code = { lookup = { side = "target", table = "countries", match = "name", value = "code", from = "country" } }
 owner_id = { relation = "users", column = "owner" }
+legacy = { column = "old_ref", translate = false }
 "#,
         )
         .unwrap();
@@ -319,7 +340,20 @@ owner_id = { relation = "users", column = "owner" }
                 .1
                 .clone()
         };
-        assert_eq!(rule("email"), RuleConfig::Column("mail".into()));
+        assert_eq!(
+            rule("email"),
+            RuleConfig::Column {
+                from: "mail".into(),
+                translate: true
+            }
+        );
+        assert_eq!(
+            rule("legacy"),
+            RuleConfig::Column {
+                from: "old_ref".into(),
+                translate: false
+            }
+        );
         assert_eq!(
             rule("origin"),
             RuleConfig::Constant {
@@ -357,6 +391,10 @@ owner_id = { relation = "users", column = "owner" }
             (
                 "[columns]\nx = { column = \"a\", filters_back = true }",
                 "filters_back goes with a constant",
+            ),
+            (
+                "[columns]\nx = { expression = \"a\", translate = false }",
+                "tables[0].to_target.columns.x: translate goes with a column alone",
             ),
             (
                 "on_filter_exit = \"drop\"",

@@ -145,6 +145,7 @@ pub fn error_kind(error: &SyncError) -> String {
         SyncError::Endpoint { source, .. } => source.kind().to_string(),
         SyncError::Store(_) => "state".to_owned(),
         SyncError::Setup(_) => "setup".to_owned(),
+        SyncError::Unreachable { .. } => "connection".to_owned(),
     }
 }
 

@@ -115,7 +115,7 @@ impl Agent {
                 {
                     continue;
                 }
-                if let Some(natural) = match_key(&plan.match_on, &row) {
+                if let Some(natural) = match_key(&plan.match_on[side.index()], &row) {
                     out.entry(natural).or_insert(key);
                 }
             }
@@ -263,7 +263,7 @@ impl Agent {
         // Records that exist on both sides already, by natural key: linked
         // instead of copied (source to target only; the target's matched
         // records are linked by then).
-        let mut matches = if origin == Side::Source && !plan.match_on.is_empty() {
+        let mut matches = if origin == Side::Source && !plan.match_on[origin.index()].is_empty() {
             self.unlinked_by_match_key(pair, Side::Target).await?
         } else {
             HashMap::new()
@@ -423,7 +423,8 @@ impl Agent {
             if link.as_ref().is_some_and(|l| !l.deleted) {
                 continue;
             }
-            let target_key = match_key(&plan.match_on, &row).and_then(|m| matches.remove(&m));
+            let target_key =
+                match_key(&plan.match_on[origin.index()], &row).and_then(|m| matches.remove(&m));
             if let Some(target_key) = target_key {
                 matched.push(Link::new(key.clone(), target_key));
             } else if link.is_none() {

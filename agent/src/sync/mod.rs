@@ -3,10 +3,12 @@
 
 pub mod apply;
 mod background;
+pub mod catalog;
 pub mod drift;
 pub mod first_sync;
 pub mod links;
 pub mod plan;
+pub mod preflight;
 pub mod reconcile;
 pub mod report;
 pub mod runner;
@@ -43,6 +45,14 @@ pub enum SyncError {
     /// The integration cannot run as configured.
     #[error("{0}")]
     Setup(String),
+    /// Neither side could be reached: both errors, a line each.
+    #[error("{message}")]
+    Unreachable {
+        /// Both errors.
+        message: String,
+        /// Whether both are worth a retry.
+        retryable: bool,
+    },
 }
 
 impl SyncError {
@@ -53,6 +63,7 @@ impl SyncError {
             // A write or flush that failed (disk full, I/O error) may work
             // once space returns; a corrupt or locked store will not.
             SyncError::Store(StoreError::Backend(_)) => true,
+            SyncError::Unreachable { retryable, .. } => *retryable,
             SyncError::Store(_) | SyncError::Setup(_) => false,
         }
     }
@@ -75,54 +86,53 @@ pub struct Integration {
 }
 
 impl Integration {
-    /// Connects both sides and describes every configured table.
+    /// Connects both sides, finds and describes every configured table,
+    /// and plans the pairs. What is wrong with the tables or the mapping
+    /// is kept in [`Integration::problems`], every problem found; only a
+    /// failure to reach a side (or to read its catalog) is an error.
     pub async fn connect(config: Config) -> SyncResult<Integration> {
         let (source, target) = tokio::join!(
             connect_side(&config, Side::Source),
             connect_side(&config, Side::Target)
         );
-        let endpoints = [source?, target?];
-        let mut schemas = Vec::new();
-        for pair in &config.tables {
-            let mut described = Vec::new();
-            for side in Side::BOTH {
-                let connector = &endpoints[side.index()];
-                let name = connector.table_name(pair.table(side));
-                let schema = connector
-                    .describe(&name)
-                    .await
-                    .map_err(|e| SyncError::Endpoint {
-                        side,
-                        engine: connector.engine(),
-                        source: e.context(format!("{}: pair {}", config.path.display(), pair.name)),
-                    })?;
-                described.push(schema);
+        let endpoints = match (source, target) {
+            (Ok(source), Ok(target)) => [source, target],
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+            // Both down: both named.
+            (Err(source), Err(target)) => {
+                return Err(SyncError::Unreachable {
+                    retryable: source.is_retryable() && target.is_retryable(),
+                    message: format!("{source}\n{target}"),
+                })
             }
-            let target = described.pop().expect("two sides");
-            let source = described.pop().expect("two sides");
-            schemas.push([source, target]);
-        }
+        };
+        let mut problems = Vec::new();
+        let mut described: [Vec<Option<TableSchema>>; 2] = Default::default();
+        let mut lookups = plan::LookupTables::new();
         for side in Side::BOTH {
-            let mut seen = HashMap::new();
-            for (pair, schemas) in config.tables.iter().zip(&schemas) {
-                let name = schemas[side.index()].name.to_string();
-                if let Some(other) = seen.insert(name.clone(), &pair.name) {
-                    return Err(SyncError::Setup(format!(
-                        "{}: pairs {other} and {} both name {side} table {name}",
-                        config.path.display(),
-                        pair.name
-                    )));
-                }
-            }
+            let connector = endpoints[side.index()].as_ref();
+            let (tables, extra) = catalog::describe_side(&config, side, connector, &mut problems)
+                .await
+                .map_err(|e| SyncError::Endpoint {
+                    side,
+                    engine: connector.engine(),
+                    source: e.context(config.path.display().to_string()),
+                })?;
+            catalog::shared_tables(&config, side, &tables, &mut problems);
+            described[side.index()] = tables;
+            lookups.extend(extra);
         }
-        let lookups = describe_lookups(&config, |side| Some(endpoints[side.index()].as_ref()))
-            .await
-            .map_err(|(side, source)| SyncError::Endpoint {
-                side,
-                engine: config.endpoint(side).engine,
-                source,
-            })?;
-        let (plan, problems) = Plan::build(&config.tables, schemas, &lookups);
+        let [sources, targets] = described;
+        let schemas = sources
+            .into_iter()
+            .zip(targets)
+            .map(|pair| match pair {
+                (Some(source), Some(target)) => Some([source, target]),
+                _ => None,
+            })
+            .collect();
+        let (plan, plan_problems) = Plan::build(&config.tables, schemas, &lookups, config.names);
+        problems.extend(plan_problems);
         let tables_by_name = [0, 1].map(|side| {
             plan.pairs
                 .iter()
@@ -213,67 +223,26 @@ impl Integration {
         self.tables_by_name[side.index()].get(table).copied()
     }
 
-    /// Fails when planning found a problem that makes syncing impossible.
+    /// Fails, naming every one, when planning found problems that make
+    /// syncing impossible.
     pub fn ensure_runnable(&self) -> SyncResult<()> {
-        match self.problems.iter().find(|p| p.fatal) {
-            Some(problem) => Err(SyncError::Setup(format!(
-                "{}: {}",
-                self.config.path.display(),
-                problem.message
-            ))),
-            None => Ok(()),
-        }
+        refuse(&self.config, &self.problems)
     }
 }
 
-/// Describes every table beyond the pairs' own: reference tables lookups
-/// read and extra tables rows are split into, on the sides given (a side
-/// without a connector is skipped).
-pub async fn describe_lookups<'a>(
-    config: &Config,
-    connector: impl Fn(Side) -> Option<&'a dyn Connector>,
-) -> Result<plan::LookupTables, (Side, ConnectorError)> {
-    let mut wanted: Vec<(Side, String, String)> = Vec::new();
-    for pair in &config.tables {
-        for direction in &pair.directions {
-            for (column, rule) in &direction.columns {
-                if let crate::mapping::RuleConfig::Lookup(lookup) = rule {
-                    wanted.push((
-                        lookup.side,
-                        lookup.table.clone(),
-                        format!("pair {}: column {column}: lookup table", pair.name),
-                    ));
-                }
-            }
-        }
-        for split in &pair.splits {
-            wanted.push((
-                split.side,
-                split.table.clone(),
-                format!("pair {}: split table", pair.name),
-            ));
-        }
+/// Fails with every fatal problem of `problems`, one line each naming the
+/// config file; `Ok` when there is none.
+pub fn refuse(config: &Config, problems: &[PlanProblem]) -> SyncResult<()> {
+    let lines: Vec<String> = problems
+        .iter()
+        .filter(|p| p.fatal)
+        .map(|p| format!("{}: {}", config.path.display(), p.message))
+        .collect();
+    if lines.is_empty() {
+        Ok(())
+    } else {
+        Err(SyncError::Setup(lines.join("\n")))
     }
-    let mut out = plan::LookupTables::new();
-    for (side, table, what) in wanted {
-        let Some(connector) = connector(side) else {
-            continue;
-        };
-        if out.contains_key(&(side, table.clone())) {
-            continue;
-        }
-        let schema = connector
-            .describe(&connector.table_name(&table))
-            .await
-            .map_err(|e| {
-                (
-                    side,
-                    e.context(format!("{}: {what}", config.path.display())),
-                )
-            })?;
-        out.insert((side, table), schema);
-    }
-    Ok(out)
 }
 
 async fn connect_side(config: &Config, side: Side) -> SyncResult<Arc<dyn Connector>> {

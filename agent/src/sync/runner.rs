@@ -6,6 +6,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::plan::PlanProblem;
 use super::report::{PairStatus, Snapshot, Tally};
 use super::{Agent, Integration, SyncError, SyncResult};
 use crate::config::{Config, Side};
@@ -43,48 +44,22 @@ impl OnceReport {
 }
 
 impl Agent {
-    /// Connects, checks that the capture objects are installed on both
-    /// sides, opens the state and recovers links from the mapping tables.
+    /// Connects, checks what `check` checks (the mapping, the installed
+    /// capture objects, privileges, keys) and refuses to start on any
+    /// problem it finds, every one named; then opens the state and
+    /// recovers links from the mapping tables.
     pub async fn start(config: Config) -> SyncResult<Agent> {
         let integration = Integration::connect(config).await?;
-        integration.ensure_runnable()?;
-        for side in Side::BOTH {
-            let tables: Vec<_> = integration
-                .plan
-                .pairs
-                .iter()
-                .map(|p| p.table(side).clone())
-                .chain(integration.split_tables(side).map(|(_, _, t)| t.clone()))
-                .collect();
-            let installed = integration
-                .endpoint(side)
-                .installation(&tables)
-                .await
-                .map_err(integration.error(side))?;
-            let fix = format!(
-                "run `tandem-agent install-triggers --config {}`",
-                integration.config.path.display()
-            );
-            match installed.version {
-                None => {
-                    return Err(SyncError::Setup(format!(
-                        "{side} database has no Tandem change table: {fix} first"
-                    )))
-                }
-                Some(v) if v != tandem_connectors::connector::SCHEMA_VERSION => {
-                    return Err(SyncError::Setup(format!(
-                        "{side} database has Tandem objects of version {v}, this agent needs {}: {fix}",
-                        tandem_connectors::connector::SCHEMA_VERSION
-                    )))
-                }
-                Some(_) => {}
-            }
-            if let Some(table) = installed.missing_triggers.first() {
-                return Err(SyncError::Setup(format!(
-                    "{side} table {table} has no capture trigger: {fix}"
-                )));
-            }
-        }
+        let preflight = integration.preflight().await?;
+        // In the order `check` shows them.
+        let mut problems: Vec<PlanProblem> = preflight
+            .database
+            .into_iter()
+            .map(PlanProblem::error)
+            .collect();
+        problems.extend(integration.problems.iter().cloned());
+        problems.extend(preflight.keys);
+        super::refuse(&integration.config, &problems)?;
         let state = State::open(&integration.config.state_dir)?;
         let agent = Agent::new(integration, state);
         agent.resolve_in_flight().await?;

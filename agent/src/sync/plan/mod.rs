@@ -1,0 +1,326 @@
+//! What to sync: each table pair's schemas on both sides and how a record of
+//! one side becomes a record of the other.
+//!
+//! Columns whose names match (`[sync] names`) and whose types are
+//! compatible map to each other unless the config says otherwise
+//! (`mapping`). A foreign key to a synced table is a relation, however its
+//! column is mapped: its values are keys of the referenced pair and are
+//! translated through the ID map.
+//!
+//! `build` makes the plan from the described tables and finds every
+//! problem of the mapping; `fit` judges whether values fit where they go.
+
+mod build;
+mod fit;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tandem_connectors::{DataType, Key, Row, TableSchema, Value};
+
+use crate::config::Side;
+use crate::mapping::expr::fit;
+use crate::mapping::{Expression, FilterExit, LookupCache};
+use crate::state::State;
+use crate::store::StoreError;
+
+/// How the copy of a new record gets its key on the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMode {
+    /// The engine generates it (identity, serial, auto_increment).
+    Generated,
+    /// It is made of references (a many-to-many link table): the translated
+    /// foreign keys are the key.
+    References,
+    /// Copied as it is (the table's key is neither generated nor references;
+    /// `check` warns about it).
+    Copied,
+}
+
+/// A foreign key between two configured tables, for one direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    /// Columns on the side the change comes from.
+    pub from: Vec<String>,
+    /// Columns on the side written to.
+    pub to: Vec<String>,
+    /// Index of the referenced table pair.
+    pub pair: usize,
+    /// Whether the written columns may be NULL for a while (not part of the
+    /// key, all nullable): a record whose parent is not linked yet is written
+    /// with NULL and completed later.
+    pub deferrable: bool,
+}
+
+/// Where a written column's value comes from.
+#[derive(Debug, Clone)]
+pub enum ValueSource {
+    /// A column of the row.
+    Column(String),
+    /// An expression over the row.
+    Expression(Arc<Expression>),
+    /// A fixed value.
+    Constant(Value),
+    /// A reference table's value for the row's `from` column.
+    Lookup {
+        /// The side the reference table is on.
+        side: Side,
+        /// The reference table.
+        table: String,
+        /// Its column compared with `from`.
+        match_column: String,
+        /// Its column written.
+        value_column: String,
+        /// The row's column.
+        from: String,
+    },
+}
+
+/// One written column.
+#[derive(Debug, Clone)]
+pub struct ColumnMap {
+    /// The column written to.
+    pub to: String,
+    /// Its type (values are fitted to it).
+    pub data_type: DataType,
+    /// Where its value comes from.
+    pub source: ValueSource,
+    /// The pair whose keys it copies untranslated (`translate = false` on a
+    /// reference to a synced pair).
+    pub untranslated: Option<String>,
+}
+
+/// How records travel in one direction.
+#[derive(Debug, Clone)]
+pub struct DirectionMap {
+    /// Written columns, foreign keys excepted.
+    pub columns: Vec<ColumnMap>,
+    /// Foreign keys translated through the ID map.
+    pub relations: Vec<Relation>,
+    /// How a new copy gets its key.
+    pub key_mode: KeyMode,
+    /// Only rows passing it travel.
+    pub filter: Option<Arc<Expression>>,
+    /// What happens to a copy whose row stops passing.
+    pub on_filter_exit: FilterExit,
+    /// Columns that must hold a value for the row to travel: the constants
+    /// the opposite direction writes with `filters_back`.
+    pub required: Vec<(String, Value)>,
+}
+
+/// An extra table a row is split into on `side`, and joined back from.
+#[derive(Debug, Clone)]
+pub struct SplitPlan {
+    /// The side the extra table is on.
+    pub side: Side,
+    /// The extra table.
+    pub table: TableSchema,
+    /// Its natural key columns.
+    pub key: Vec<String>,
+    /// The column of the pair's table on `side` that references it.
+    pub reference: String,
+    /// Its columns, from the other side's row.
+    pub columns: Vec<ColumnMap>,
+}
+
+impl SplitPlan {
+    /// The name under which a joined row carries the extra table's `column`.
+    pub fn joined(&self, column: &str) -> String {
+        format!("{}.{column}", self.table.name.name)
+    }
+}
+
+/// One table pair, described and planned.
+#[derive(Debug, Clone)]
+pub struct PairPlan {
+    /// The pair's name (keys the ID map).
+    pub name: String,
+    /// The table on each side (source, target).
+    pub tables: [TableSchema; 2],
+    /// Mapping by the side a change comes from (source, target).
+    pub directions: [DirectionMap; 2],
+    /// Columns matching records of both sides at the first sync, on each
+    /// side (source, target), in the same order.
+    pub match_on: [Vec<String>; 2],
+    /// Extra tables rows are split into.
+    pub splits: Vec<SplitPlan>,
+}
+
+impl PairPlan {
+    /// The table on `side`.
+    pub fn table(&self, side: Side) -> &TableSchema {
+        &self.tables[side.index()]
+    }
+}
+
+/// The whole integration's plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Pairs in apply order: referenced pairs before the pairs that refer to
+    /// them.
+    pub pairs: Vec<PairPlan>,
+    /// Reference tables read by lookups, by side.
+    pub lookups: Vec<(Side, TableSchema)>,
+}
+
+/// A row mapped for the other side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    /// Every value is known.
+    Complete(Row),
+    /// Written with NULL in some references whose records are not linked
+    /// yet; must be completed once they are.
+    Partial(Row),
+    /// Cannot be written before a referenced record is linked.
+    Waiting(String),
+    /// Does not pass the direction's filter.
+    Filtered,
+}
+
+/// Why a row could not be mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This row cannot be mapped (an expression failed, a value does not
+    /// fit): the record is dead-lettered with this reason.
+    #[error("{0}")]
+    Row(String),
+}
+
+/// A problem found while planning; one line naming pair, side and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanProblem {
+    /// The message.
+    pub message: String,
+    /// Whether sync can still run (a warning) or not.
+    pub fatal: bool,
+}
+
+impl PlanProblem {
+    /// A problem that stops the sync.
+    pub fn error(message: impl Into<String>) -> PlanProblem {
+        PlanProblem {
+            message: message.into(),
+            fatal: true,
+        }
+    }
+
+    /// A problem worth reading that does not stop the sync.
+    pub fn warning(message: impl Into<String>) -> PlanProblem {
+        PlanProblem {
+            message: message.into(),
+            fatal: false,
+        }
+    }
+}
+
+/// Described tables beyond the pairs' own (lookup and split tables), by side
+/// and the name written in the config.
+pub type LookupTables = HashMap<(Side, String), TableSchema>;
+
+impl Plan {
+    /// Maps `row`, which comes from `origin`, for the other side of `pair`.
+    pub fn map_row(
+        &self,
+        pair: usize,
+        origin: Side,
+        row: &Row,
+        state: &State,
+        lookups: &LookupCache,
+    ) -> Result<Mapped, MapError> {
+        let plan = &self.pairs[pair];
+        let direction = &plan.directions[origin.index()];
+        if !passes(direction, row).map_err(MapError::Row)? {
+            return Ok(Mapped::Filtered);
+        }
+        let mut out = Row::new();
+        for column in &direction.columns {
+            let value = match &column.source {
+                ValueSource::Column(from) => match row.get(from) {
+                    Some(value) => value.clone(),
+                    None => continue,
+                },
+                ValueSource::Expression(expression) => {
+                    expression.evaluate(row).map_err(MapError::Row)?
+                }
+                ValueSource::Constant(value) => value.clone(),
+                ValueSource::Lookup {
+                    side,
+                    table,
+                    match_column,
+                    value_column,
+                    from,
+                } => match row.get(from) {
+                    None | Some(Value::Null) => Value::Null,
+                    Some(matched) => lookups
+                        .get(*side, table, match_column, value_column, matched)
+                        .ok_or_else(|| {
+                            MapError::Row(format!(
+                                "lookup: no row of {table} has {match_column} = {matched}"
+                            ))
+                        })?,
+                },
+            };
+            let value = fit(value, column.data_type)
+                .map_err(|e| MapError::Row(format!("column {}: {e}", column.to)))?;
+            out.insert(column.to.clone(), value);
+        }
+        let mut partial = false;
+        for relation in &direction.relations {
+            let values: Vec<Value> = relation
+                .from
+                .iter()
+                .map(|c| row.get(c).cloned().unwrap_or(Value::Null))
+                .collect();
+            let translated = if values.iter().any(Value::is_null) {
+                Some(vec![Value::Null; relation.to.len()])
+            } else {
+                let referenced = &self.pairs[relation.pair];
+                state
+                    .link(&referenced.name, origin, &Key(values.clone()))?
+                    .filter(|link| !link.deleted)
+                    .map(|link| link.key(origin.other()).0.clone())
+            };
+            match translated {
+                Some(values) => {
+                    for (column, value) in relation.to.iter().zip(values) {
+                        out.insert(column.clone(), value);
+                    }
+                }
+                None if relation.deferrable => {
+                    partial = true;
+                    for column in &relation.to {
+                        out.insert(column.clone(), Value::Null);
+                    }
+                }
+                None => {
+                    return Ok(Mapped::Waiting(format!(
+                        "{} {} is not linked yet",
+                        self.pairs[relation.pair].name,
+                        Key(values)
+                    )))
+                }
+            }
+        }
+        Ok(if partial {
+            Mapped::Partial(out)
+        } else {
+            Mapped::Complete(out)
+        })
+    }
+}
+
+/// Whether `row` passes the direction's filter and required constants.
+fn passes(direction: &DirectionMap, row: &Row) -> Result<bool, String> {
+    for (column, value) in &direction.required {
+        if row.get(column) != Some(value) {
+            return Ok(false);
+        }
+    }
+    match &direction.filter {
+        Some(filter) => filter.test(row),
+        None => Ok(true),
+    }
+}

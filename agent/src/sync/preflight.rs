@@ -1,0 +1,142 @@
+//! What must hold in the databases before anything is synced, beyond the
+//! mapping: Tandem's objects installed at this agent's version, a capture
+//! trigger on every synced table, the privileges the agent needs, and a
+//! way for every new copy to get its key. `check` shows all of it, and
+//! `run` refuses to start on any of it: one list for both.
+
+use tandem_connectors::connector::SCHEMA_VERSION;
+use tandem_connectors::{DataType, TableSchema};
+
+use super::plan::{KeyMode, PlanProblem};
+use super::{Integration, SyncResult};
+use crate::config::Side;
+
+/// What the databases lack.
+#[derive(Debug, Default)]
+pub struct Preflight {
+    /// Problems of one database, each line starting with its side
+    /// (`source: ...`).
+    pub database: Vec<String>,
+    /// Problems of pairs whose copies could not get a key (config scope).
+    pub keys: Vec<PlanProblem>,
+}
+
+impl Preflight {
+    /// Whether nothing stops the sync.
+    pub fn is_clear(&self) -> bool {
+        self.database.is_empty() && self.keys.iter().all(|p| !p.fatal)
+    }
+}
+
+impl Integration {
+    /// The synced tables of `side` as described: the pairs' and the extra
+    /// tables rows are split into.
+    pub fn schemas(&self, side: Side) -> Vec<TableSchema> {
+        self.plan
+            .pairs
+            .iter()
+            .map(|p| p.table(side).clone())
+            .chain(self.split_tables(side).map(|(_, _, t)| t.clone()))
+            .collect()
+    }
+
+    /// Checks the databases: installed objects, triggers, privileges, and
+    /// the keys of new copies. Only a failure to reach a side is an error.
+    pub async fn preflight(&self) -> SyncResult<Preflight> {
+        let mut found = Preflight::default();
+        let fix = format!(
+            "run `tandem-agent install-triggers --config {}`",
+            self.config.path.display()
+        );
+        for side in Side::BOTH {
+            let connector = self.endpoint(side);
+            let tables = self.schemas(side);
+            let err = self.error(side);
+            for line in connector.missing_privileges(&tables).await.map_err(&err)? {
+                found.database.push(format!("{side}: {line}"));
+            }
+            let installed = connector.installation(&tables).await.map_err(&err)?;
+            match installed.version {
+                None => found.database.push(format!(
+                    "{side}: Tandem change table is not installed: {fix}"
+                )),
+                Some(v) if v != SCHEMA_VERSION => found.database.push(format!(
+                    "{side}: installed Tandem objects are version {v}, this agent needs {SCHEMA_VERSION}: {fix}"
+                )),
+                Some(_) => {
+                    for table in installed.missing_triggers {
+                        found
+                            .database
+                            .push(format!("{side}: table {table} has no capture trigger: {fix}"));
+                    }
+                }
+            }
+        }
+        found.keys = self.key_problems();
+        Ok(found)
+    }
+
+    /// Pairs whose new copies cannot get a key of their own: a key that is
+    /// neither generated nor made of translated references. Copying a
+    /// natural key (text, a UUID) is how such tables sync; copying an
+    /// integer key collides as soon as both sides make records.
+    fn key_problems(&self) -> Vec<PlanProblem> {
+        let mut problems = Vec::new();
+        for pair in &self.plan.pairs {
+            for origin in Side::BOTH {
+                let dest = origin.other();
+                let table = pair.table(dest);
+                if pair.directions[origin.index()].key_mode != KeyMode::Copied
+                    || table.primary_key.is_empty()
+                {
+                    continue;
+                }
+                if table.key_is_references() {
+                    let unsynced: Vec<String> = table
+                        .foreign_keys
+                        .iter()
+                        .filter(|fk| fk.columns.iter().any(|c| table.primary_key.contains(c)))
+                        .filter(|fk| {
+                            !self
+                                .plan
+                                .pairs
+                                .iter()
+                                .any(|p| p.table(dest).name == fk.referenced_table)
+                        })
+                        .map(|fk| fk.referenced_table.to_string())
+                        .collect();
+                    let advice = if unsynced.is_empty() {
+                        format!("map each of them from the {origin}'s reference to the same table")
+                    } else {
+                        format!(
+                            "sync the tables they refer to ({}) as pairs too",
+                            unsynced.join(", ")
+                        )
+                    };
+                    problems.push(PlanProblem::error(format!(
+                        "pair {}: {dest} table {} is keyed by its references ({}), and not all of them are \
+                         translated: {advice}",
+                        pair.name,
+                        table.name,
+                        table.primary_key.join(", ")
+                    )));
+                    continue;
+                }
+                let integer = table.key_columns().any(|c| c.data_type == DataType::Int);
+                if !integer {
+                    continue;
+                }
+                let fix = self
+                    .endpoint(dest)
+                    .generated_key_fix(table)
+                    .unwrap_or_else(|| "make the key an identity/auto_increment column".to_owned());
+                problems.push(PlanProblem::error(format!(
+                    "pair {}: {dest} table {} has no auto-generated primary key; new copies would reuse \
+                     the {origin}'s key values and may collide: {fix}",
+                    pair.name, table.name
+                )));
+            }
+        }
+        problems
+    }
+}
