@@ -94,6 +94,17 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show the effective mapping of every pair and direction: each column
+    /// written and where its value comes from, keys, filters, splits, and
+    /// the mapping's problems (exit 1 when one stops the sync).
+    Plan {
+        /// The integration's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare every linked record on both sides: exit 0 in step, 1 with
     /// differences (listed), 2 on error.
     Reconcile {

@@ -143,7 +143,7 @@ impl fmt::Display for Charset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Charset::Unicode => f.write_str("Unicode"),
-            Charset::Bmp => f.write_str("utf8mb3 (no 4-byte characters such as emoji)"),
+            Charset::Bmp => f.write_str("utf8mb3"),
             Charset::Legacy(name) => f.write_str(name),
         }
     }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 
 pub mod parse;
+pub mod shop;
 
 /// Which server a test database lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 mod check;
 mod dead_letters;
 mod install;
+mod plan;
 mod reconcile;
 mod run;
 mod status;
@@ -35,6 +36,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config, once } => run::run(&config, once).await,
         Command::Status { config, json } => status::status(&config, json).await,
         Command::Check { config } => check::check(&config).await,
+        Command::Plan { config, json } => plan::plan(&config, json).await,
         Command::DeadLetters { config, action } => {
             dead_letters::dead_letters(&config, action).await
         }

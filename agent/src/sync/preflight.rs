@@ -80,7 +80,7 @@ impl Integration {
     /// neither generated nor made of translated references. Copying a
     /// natural key (text, a UUID) is how such tables sync; copying an
     /// integer key collides as soon as both sides make records.
-    fn key_problems(&self) -> Vec<PlanProblem> {
+    pub fn key_problems(&self) -> Vec<PlanProblem> {
         let mut problems = Vec::new();
         for pair in &self.plan.pairs {
             for origin in Side::BOTH {

@@ -643,7 +643,7 @@ impl Context<'_> {
             let source = match &w.source {
                 Source::Column { from: name, .. } => {
                     let read = from.column(name).expect("read columns exist");
-                    for phrase in will_not_fit(read, dest) {
+                    for phrase in will_not_fit(read, dest, &to.name) {
                         problems.push(PlanProblem::warning(format!(
                             "{at}: column {}: {origin} column {phrase}",
                             dest.name

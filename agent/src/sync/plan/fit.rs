@@ -3,7 +3,7 @@
 //! shorter one, an emoji into MySQL's `utf8mb3`), judged before anything
 //! is written.
 
-use tandem_connectors::{Charset, Column, DataType, Row, TableSchema, Value};
+use tandem_connectors::{Charset, Column, DataType, Row, TableName, TableSchema, Value};
 
 use crate::mapping::Expression;
 
@@ -80,26 +80,30 @@ pub(super) fn compatible(from: DataType, to: DataType) -> bool {
         )
 }
 
-/// Why values of column `from` may not fit column `to` (of another
-/// table), a phrase each; empty when every value does. Only limits both
-/// catalogs declare are compared: a source without a declared length or
-/// precision (`text`, `numeric`) is not judged.
-pub(super) fn will_not_fit(from: &Column, to: &Column) -> Vec<String> {
+/// Why values of column `from` may not fit column `to` of table `table`
+/// (on the other side), a phrase each; empty when every value does. Only
+/// limits both catalogs declare are compared: a source without a declared
+/// length or precision (`text`, `numeric`) is not judged.
+pub(super) fn will_not_fit(from: &Column, to: &Column, table: &TableName) -> Vec<String> {
     let (f, t) = (&from.capacity, &to.capacity);
     let mut found = Vec::new();
     let texts = matches!(to.data_type, DataType::Text | DataType::Other);
     if texts {
         if let (Some(source), Some(dest)) = (&f.charset, &t.charset) {
             if !dest.holds(source) {
-                let fix = match dest {
-                    Charset::Bmp => {
-                        "convert it to utf8mb4 (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4)"
-                            .to_owned()
-                    }
-                    _ => "store it in a Unicode character set".to_owned(),
+                let (limit, fix) = match dest {
+                    Charset::Bmp => (
+                        ", without 4-byte characters such as emoji",
+                        format!("ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4"),
+                    ),
+                    _ => (
+                        "",
+                        "store it in a Unicode character set (utf8mb4)".to_owned(),
+                    ),
                 };
                 found.push(format!(
-                    "{} can hold characters that {} ({dest}) cannot store: such values are dead-lettered; {fix}",
+                    "{} can hold characters that {} cannot store (its character set is {dest}{limit}); \
+                     such values are dead-lettered: {fix}",
                     from.name, to.name
                 ));
             }
@@ -167,22 +171,24 @@ mod tests {
 
     #[test]
     fn what_a_column_cannot_hold_is_named_with_the_fix() {
+        let people = TableName::new(None, "People");
         let emoji = will_not_fit(
             &text("name", None, Charset::Unicode),
             &text("Name", None, Charset::Bmp),
+            &people,
         );
-        assert_eq!(emoji.len(), 1);
-        assert!(
-            emoji[0].starts_with("name can hold characters that Name (utf8mb3"),
-            "{emoji:?}"
-        );
-        assert!(
-            emoji[0].contains("CONVERT TO CHARACTER SET utf8mb4"),
-            "{emoji:?}"
+        assert_eq!(
+            emoji,
+            [
+                "name can hold characters that Name cannot store (its character set is utf8mb3, \
+              without 4-byte characters such as emoji); such values are dead-lettered: \
+              ALTER TABLE People CONVERT TO CHARACTER SET utf8mb4"
+            ]
         );
         let long = will_not_fit(
             &text("code", Some(100), Charset::Unicode),
             &text("Code", Some(50), Charset::Unicode),
+            &people,
         );
         assert_eq!(
             long,
@@ -191,7 +197,8 @@ mod tests {
         assert!(
             will_not_fit(
                 &text("code", None, Charset::Unicode),
-                &text("Code", Some(50), Charset::Unicode)
+                &text("Code", Some(50), Charset::Unicode),
+                &people
             )
             .is_empty(),
             "an undeclared length is not judged"
@@ -200,16 +207,16 @@ mod tests {
         wide.capacity.int_range = Some(Capacity::signed(8));
         let mut narrow = Column::new("N", DataType::Int, "int");
         narrow.capacity.int_range = Some(Capacity::signed(4));
-        assert_eq!(will_not_fit(&wide, &narrow).len(), 1);
-        assert!(will_not_fit(&narrow, &wide).is_empty());
+        assert_eq!(will_not_fit(&wide, &narrow, &people).len(), 1);
+        assert!(will_not_fit(&narrow, &wide, &people).is_empty());
         let mut money = Column::new("price", DataType::Decimal, "numeric");
         money.capacity.digits = Some((12, 4));
         let mut less = Column::new("Price", DataType::Decimal, "decimal");
         less.capacity.digits = Some((10, 2));
-        let found = will_not_fit(&money, &less);
+        let found = will_not_fit(&money, &less, &people);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("rounded"), "{found:?}");
         less.capacity.digits = Some((6, 2));
-        assert_eq!(will_not_fit(&money, &less).len(), 2);
+        assert_eq!(will_not_fit(&money, &less, &people).len(), 2);
     }
 }

@@ -1,0 +1,300 @@
+//! A user's story: an existing business database, the same nine related
+//! tables on PostgreSQL in snake_case and on MariaDB (or SQLite) in
+//! PascalCase, synced with a config that names the tables and nothing
+//! else. Every reference must survive, checked by what it points to while
+//! the two sides' ids differ.
+
+mod harness;
+
+use harness::shop::{self, TABLES};
+use harness::{Agent, Db, Engine};
+
+/// A config naming each table once, its source only.
+fn tables_only(source: &Db, target: &Db) -> Agent {
+    let mut agent = Agent::new(source, target, &[], "");
+    let mut toml = std::fs::read_to_string(&agent.config).unwrap();
+    for table in TABLES {
+        toml.push_str(&format!(
+            "[[tables]]\nsource = \"{}\"\n\n",
+            shop::styled(source, table)
+        ));
+    }
+    agent = Agent::with_config(agent.dir, &toml);
+    agent
+}
+
+/// Two shops that hold different records, so that their ids point at
+/// different things.
+async fn two_shops(target_engine: Engine) -> (Db, Db) {
+    let source = Db::create(Engine::Postgres).await;
+    let target = Db::create(target_engine).await;
+    shop::create(&source).await;
+    shop::create(&target).await;
+    shop::seed(&source, "North", 10).await;
+    shop::seed(&target, "South", 6).await;
+    (source, target)
+}
+
+async fn assert_same_business(source: &Db, target: &Db) {
+    let (a, b) = (shop::facts(source).await, shop::facts(target).await);
+    for table in TABLES {
+        assert_eq!(a[table], b[table], "{table} differs");
+    }
+}
+
+async fn reconcile(agent: &Agent) -> (i32, String) {
+    let out = agent.output(&["reconcile"]).await;
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn first_sync_and_changes_both_ways(target_engine: Engine) {
+    // GIVEN two shops, one per naming style, each with records of its own
+    let (source, target) = two_shops(target_engine).await;
+    let before = [shop::facts(&source).await, shop::facts(&target).await];
+    // AND a config that names the tables, nothing more
+    let agent = tables_only(&source, &target);
+    agent.install().await;
+    assert!(
+        agent.ok(&["check"]).await.starts_with("ok:"),
+        "check is silent on a correct config"
+    );
+
+    // WHEN the first sync runs
+    agent.once().await;
+
+    // THEN both sides hold both businesses, every reference intact
+    assert_same_business(&source, &target).await;
+    for table in TABLES {
+        let facts = shop::facts(&source).await;
+        assert_eq!(
+            facts[table].len(),
+            before[0][table].len() + before[1][table].len(),
+            "{table}: every record once on each side"
+        );
+    }
+    // AND the ids differ: the first source customer is not the first target one
+    let first = "SELECT {name} FROM {customer} WHERE {customer_id} = 1";
+    assert_ne!(
+        source.value(&shop::sql(&source, first)).await,
+        target.value(&shop::sql(&target, first)).await
+    );
+
+    // WHEN each side changes, references included
+    source
+        .exec(&shop::sql(
+            &source,
+            "UPDATE {sales_order} SET {customer_id} = (SELECT {customer_id} FROM {customer} \
+             WHERE {name} = 'South Zoë Ångström 0') WHERE {note} = 'North order 1'",
+        ))
+        .await;
+    source
+        .exec(&shop::sql(
+            &source,
+            "DELETE FROM {order_line} WHERE {sales_order_id} = (SELECT {sales_order_id} \
+             FROM {sales_order} WHERE {note} = 'North order 2') AND {quantity} = 3",
+        ))
+        .await;
+    shop::add_order(&source, "North", 100, 10).await;
+    let manager = shop::sql(
+        &target,
+        "SELECT {employee_id} FROM {employee} WHERE {full_name} = 'North staff 0'",
+    );
+    let manager = target.value(&manager).await.expect("copied employee");
+    target
+        .exec(&shop::sql(
+            &target,
+            &format!(
+                "UPDATE {{employee}} SET {{manager_id}} = {manager} WHERE {{full_name}} = 'South staff 2'"
+            ),
+        ))
+        .await;
+    target
+        .exec(&shop::sql(
+            &target,
+            "DELETE FROM {product_supplier} WHERE {lead_days} = 1",
+        ))
+        .await;
+    shop::add_order(&target, "South", 100, 6).await;
+    agent.once().await;
+
+    // THEN the changes arrived both ways, every reference still intact
+    assert_same_business(&source, &target).await;
+    let moved = shop::sql(
+        &target,
+        "SELECT c.{name} FROM {sales_order} o JOIN {customer} c ON c.{customer_id} = o.{customer_id} \
+         WHERE o.{note} = 'North order 1'",
+    );
+    assert_eq!(
+        target.value(&moved).await.as_deref(),
+        Some("South Zoë Ångström 0")
+    );
+    // AND reconcile finds both sides in step
+    let (code, out) = reconcile(&agent).await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_of_table_names_syncs_postgres_snake_case_with_mariadb_pascal_case() {
+    first_sync_and_changes_both_ways(Engine::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_of_table_names_syncs_postgres_snake_case_with_sqlite_pascal_case() {
+    first_sync_and_changes_both_ways(Engine::Sqlite).await;
+}
+
+/// Customers and their orders; the order's reference to its customer is
+/// `customer_ref` on PostgreSQL and `CustomerId` on MariaDB.
+async fn renamed_reference(rules: &str) -> (Db, Db, Agent) {
+    let source = Db::create(Engine::Postgres).await;
+    let target = Db::create(Engine::Mysql).await;
+    source
+        .exec(
+            "CREATE TABLE customers (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE orders (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                                  customer_ref BIGINT NOT NULL REFERENCES customers (id), note TEXT);
+             INSERT INTO customers (name) VALUES ('Ada'), ('Bea'), ('Cy');
+             INSERT INTO orders (customer_ref, note) VALUES (2, 'for Bea'), (3, 'for Cy');",
+        )
+        .await;
+    target
+        .exec(
+            "CREATE TABLE Customers (Id BIGINT AUTO_INCREMENT PRIMARY KEY, Name VARCHAR(50) NOT NULL)",
+        )
+        .await;
+    target
+        .exec(
+            "CREATE TABLE Orders (Id BIGINT AUTO_INCREMENT PRIMARY KEY, CustomerId BIGINT NOT NULL, Note VARCHAR(50), \
+             FOREIGN KEY (CustomerId) REFERENCES Customers (Id))",
+        )
+        .await;
+    target
+        .exec("INSERT INTO Customers (Name) VALUES ('Xia'), ('Yan')")
+        .await;
+    target
+        .exec("INSERT INTO Orders (CustomerId, Note) VALUES (2, 'for Yan')")
+        .await;
+    let agent = Agent::new(
+        &source,
+        &target,
+        &[("customers", "Customers"), ("orders", "Orders")],
+        rules,
+    );
+    agent.install().await;
+    (source, target, agent)
+}
+
+/// Each order's note and its customer's name.
+async fn orders_of(db: &Db) -> Vec<Vec<Option<String>>> {
+    let sql = match db.engine {
+        Engine::Postgres => {
+            "SELECT o.note, c.name FROM orders o JOIN customers c ON c.id = o.customer_ref ORDER BY 1"
+        }
+        _ => "SELECT o.Note, c.Name FROM Orders o JOIN Customers c ON c.Id = o.CustomerId ORDER BY 1",
+    };
+    db.rows(sql).await
+}
+
+const RENAMED: &str = r#"
+[tables.to_target.columns]
+CustomerId = "customer_ref"
+[tables.to_source.columns]
+customer_ref = "CustomerId"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_reference_mapped_as_a_column_is_translated_and_reconcile_checks_what_it_points_to(
+) {
+    // GIVEN an order's reference renamed between the two sides, mapped
+    // the way one maps any other column
+    let (source, target, agent) = renamed_reference(RENAMED).await;
+    assert!(agent.ok(&["check"]).await.starts_with("ok:"));
+
+    // WHEN synced
+    agent.once().await;
+
+    // THEN every order points at the same customer on both sides, although
+    // their ids differ
+    let expected = vec![
+        vec![Some("for Bea".to_owned()), Some("Bea".to_owned())],
+        vec![Some("for Cy".to_owned()), Some("Cy".to_owned())],
+        vec![Some("for Yan".to_owned()), Some("Yan".to_owned())],
+    ];
+    assert_eq!(orders_of(&source).await, expected);
+    assert_eq!(orders_of(&target).await, expected);
+    assert_ne!(
+        source
+            .value("SELECT id FROM customers WHERE name = 'Bea'")
+            .await,
+        target
+            .value("SELECT Id FROM Customers WHERE Name = 'Bea'")
+            .await,
+        "the ids differ"
+    );
+    let (code, out) = reconcile(&agent).await;
+    assert_eq!(code, 0, "{out}");
+
+    // WHEN a reference is changed behind the agent's back (its own marker
+    // set, so the trigger does not capture it)
+    target
+        .exec(
+            "SET @tandem_applying = 1; \
+             UPDATE Orders SET CustomerId = (SELECT Id FROM Customers WHERE Name = 'Xia') WHERE Note = 'for Bea'; \
+             SET @tandem_applying = NULL",
+        )
+        .await;
+
+    // THEN reconcile finds the order that points at another customer
+    let (code, out) = reconcile(&agent).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("orders: source ") && l.ends_with("differ in CustomerId")),
+        "{out}"
+    );
+    // AND --repair points it back at its customer
+    let repaired = agent.output(&["reconcile", "--repair"]).await;
+    assert!(repaired.status.success(), "{repaired:?}");
+    assert_eq!(orders_of(&target).await, expected);
+    let (code, out) = reconcile(&agent).await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copying_a_reference_untranslated_must_be_asked_for_and_check_says_what_it_means() {
+    let untranslated = RENAMED.replace(
+        "CustomerId = \"customer_ref\"",
+        "CustomerId = { column = \"customer_ref\", translate = false }",
+    );
+    let (_source, _target, agent) = renamed_reference(&untranslated).await;
+    let out = agent.output(&["check"]).await;
+    assert!(out.status.success(), "a warning, not an error: {out:?}");
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        lines.lines().any(|l| l.starts_with("warning: ")
+            && l.contains("pair orders: source -> target: column CustomerId copies customer_ref untranslated (translate = false)")
+            && l.contains("the source's keys of pair customers")),
+        "{lines}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["plan", "--json"]).await).expect("plan --json is JSON");
+    let orders = plan["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "orders")
+        .unwrap();
+    let column = orders["directions"][0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "CustomerId")
+        .unwrap();
+    assert_eq!(
+        column["from"],
+        serde_json::json!({"kind": "column", "column": "customer_ref", "translate": false, "references": "customers"})
+    );
+}
