@@ -61,6 +61,35 @@ async fn first_sync_and_changes_both_ways(target_engine: Engine) {
         agent.ok(&["check"]).await.starts_with("ok:"),
         "check is silent on a correct config"
     );
+    // AND plan shows the references followed through their pairs
+    let plan: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["plan", "--json"]).await).expect("plan --json is JSON");
+    assert_eq!(plan["problems"], serde_json::json!([]));
+    let lines = plan["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "order_line")
+        .expect("the order_line pair");
+    let to_target = &lines["directions"][0];
+    assert_eq!(to_target["key"]["mode"], "generated");
+    let column = |name: &str| {
+        to_target["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap_or_else(|| panic!("{name} in {to_target}"))["from"]
+            .clone()
+    };
+    let order = shop::styled(&target, "sales_order_id");
+    assert_eq!(column(&order)["kind"], "relation");
+    assert_eq!(column(&order)["pair"], "sales_order");
+    assert_eq!(column(&order)["column"], "sales_order_id");
+    assert_eq!(
+        column(&shop::styled(&target, "quantity"))["column"],
+        "quantity"
+    );
 
     // WHEN the first sync runs
     agent.once().await;
@@ -297,4 +326,149 @@ async fn copying_a_reference_untranslated_must_be_asked_for_and_check_says_what_
         column["from"],
         serde_json::json!({"kind": "column", "column": "customer_ref", "translate": false, "references": "customers"})
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_writes_a_config_that_passes_check_and_syncs_both_ways() {
+    // GIVEN two existing shops, one per naming style, a table only one
+    // side has, and a table without a key
+    let (source, target) = two_shops(Engine::Mysql).await;
+    source
+        .exec("CREATE TABLE audit_log (at TIMESTAMPTZ, what TEXT)")
+        .await;
+    target
+        .exec("CREATE TABLE Warehouse (WarehouseId BIGINT AUTO_INCREMENT PRIMARY KEY)")
+        .await;
+    // AND a password in the source URL (the local server trusts any)
+    let mut url = url::Url::parse(&source.url).unwrap();
+    let password = url.password().unwrap_or("hunter2").to_owned();
+    url.set_password(Some(&password)).unwrap();
+    // The written config reads it from the environment.
+    std::env::set_var("TANDEM_SOURCE_PASSWORD", &password);
+    if let Some(secret) = url::Url::parse(&target.url).unwrap().password() {
+        std::env::set_var("TANDEM_TARGET_PASSWORD", secret);
+    }
+
+    // WHEN the user runs init
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shop.toml");
+    let out = tokio::process::Command::new(Agent::binary())
+        .args(["init", "--source", url.as_str(), "--target", &target.url])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--output")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&config).unwrap();
+
+    // THEN the config pairs every table, holds no password, and says what
+    // it left out
+    assert!(!text.contains(&password), "{text}");
+    assert!(text.contains("${TANDEM_SOURCE_PASSWORD}"), "{text}");
+    for table in TABLES {
+        assert!(
+            text.contains(&format!(
+                "source = \"{table}\"\ntarget = \"{}\"\n",
+                shop::styled(&target, table)
+            )),
+            "{table} not paired:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# source table audit_log: no table of that name in the target"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# target table Warehouse: no table of that name in the source"),
+        "{text}"
+    );
+    // AND it passes check, and syncs both ways unchanged
+    let agent = Agent {
+        dir,
+        config: config.clone(),
+    };
+    agent.install().await;
+    assert!(agent.ok(&["check"]).await.starts_with("ok:"));
+    agent.once().await;
+    assert_same_business(&source, &target).await;
+    // AND an existing file is never overwritten
+    let again = tokio::process::Command::new(Agent::binary())
+        .args([
+            "init",
+            "--source",
+            url.as_str(),
+            "--target",
+            &target.url,
+            "--output",
+        ])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists"),
+        "{again:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_every_problem_at_once_and_run_refuses_to_start() {
+    // GIVEN the shops, the target's customer names stored as utf8mb3
+    let (source, target) = two_shops(Engine::Mysql).await;
+    target
+        .exec("ALTER TABLE Customer MODIFY Name VARCHAR(200) CHARACTER SET utf8mb3 NOT NULL")
+        .await;
+    // AND a config with a typo in a table name, a link table whose linked
+    // tables are not synced, and a pair whose tables share no column
+    let agent = Agent::new(
+        &source,
+        &target,
+        &[
+            ("customer", "Customer"),
+            ("categry", "Category"),
+            ("product_supplier", "ProductSupplier"),
+            ("supplier", "Employee"),
+        ],
+        "",
+    );
+
+    // WHEN checked
+    let out = agent.output(&["check"]).await;
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // THEN every problem is on a line of its own, with what to do
+    assert!(!out.status.success(), "{lines}");
+    for expected in [
+        "source: Tandem change table is not installed: run `tandem-agent install-triggers",
+        "target: Tandem change table is not installed",
+        "pair categry: source table public.categry does not exist (did you mean `category`?)",
+        "pair product_supplier: target table ProductSupplier is keyed by its references \
+         (ProductId, SupplierId), and not all of them are translated: sync the tables they refer to \
+         (Product, Supplier) as pairs too",
+        "pair supplier: source -> target: no column of target table Employee gets a value",
+        "pair supplier: source -> target: column FullName is NOT NULL in target table Employee but gets no value",
+        "warning: ",
+        "pair customer: source -> target: column Name: source column name can hold characters that Name \
+         cannot store (its character set is utf8mb3, without 4-byte characters such as emoji)",
+        "pair supplier: not synced: source columns company_name, city; target columns FullName, ManagerId, HiredOn",
+    ] {
+        assert!(
+            lines.lines().any(|l| l.contains(expected)),
+            "{expected:?} not in:\n{lines}"
+        );
+    }
+    // AND run refuses to start, naming the same problems
+    let run = agent.output(&["run", "--once"]).await;
+    assert!(!run.status.success());
+    let refused = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(
+        refused.contains("did you mean `category`?") && refused.contains("keyed by its references"),
+        "{refused}"
+    );
+    assert!(!agent.dir.path().join("state").exists(), "nothing started");
 }

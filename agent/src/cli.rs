@@ -94,6 +94,28 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Write a config for two existing databases: tables paired by name,
+    /// with comments for what could not be paired or matched.
+    Init {
+        /// The source database's URL (a password in it is written as
+        /// ${TANDEM_SOURCE_PASSWORD}; or give it as ${VAR} yourself).
+        #[arg(long)]
+        source: String,
+        /// The target database's URL.
+        #[arg(long)]
+        target: String,
+        /// Only these source tables, comma-separated (default: every table).
+        #[arg(long, value_delimiter = ',')]
+        tables: Option<Vec<String>>,
+        /// The state directory the config names (default:
+        /// /var/lib/tandem/<name of the output file>).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Write the config here (default: print it); an existing file is
+        /// not overwritten.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Show the effective mapping of every pair and direction: each column
     /// written and where its value comes from, keys, filters, splits, and
     /// the mapping's problems (exit 1 when one stops the sync).

@@ -731,7 +731,7 @@ fn env_secret(path: &Path, field: &str, name: &str) -> Result<String, ConfigErro
 }
 
 /// `%XX` escapes decoded (URL passwords hold `$`, `{`, `}` that way).
-fn percent_decoded(part: &str) -> Option<String> {
+pub(crate) fn percent_decoded(part: &str) -> Option<String> {
     let bytes = part.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

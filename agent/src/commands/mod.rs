@@ -2,6 +2,7 @@
 
 mod check;
 mod dead_letters;
+mod init;
 mod install;
 mod plan;
 mod reconcile;
@@ -37,6 +38,22 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status { config, json } => status::status(&config, json).await,
         Command::Check { config } => check::check(&config).await,
         Command::Plan { config, json } => plan::plan(&config, json).await,
+        Command::Init {
+            source,
+            target,
+            tables,
+            state_dir,
+            output,
+        } => {
+            init::init(init::InitArgs {
+                source,
+                target,
+                tables,
+                state_dir,
+                output,
+            })
+            .await
+        }
         Command::DeadLetters { config, action } => {
             dead_letters::dead_letters(&config, action).await
         }

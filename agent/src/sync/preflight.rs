@@ -7,7 +7,7 @@
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::{DataType, TableSchema};
 
-use super::plan::{KeyMode, PlanProblem};
+use super::plan::{KeyMode, Plan, PlanProblem};
 use super::{Integration, SyncResult};
 use crate::config::Side;
 
@@ -76,67 +76,75 @@ impl Integration {
         Ok(found)
     }
 
-    /// Pairs whose new copies cannot get a key of their own: a key that is
-    /// neither generated nor made of translated references. Copying a
-    /// natural key (text, a UUID) is how such tables sync; copying an
-    /// integer key collides as soon as both sides make records.
+    /// Pairs whose new copies cannot get a key of their own (see
+    /// [`key_problems`]).
     pub fn key_problems(&self) -> Vec<PlanProblem> {
-        let mut problems = Vec::new();
-        for pair in &self.plan.pairs {
-            for origin in Side::BOTH {
-                let dest = origin.other();
-                let table = pair.table(dest);
-                if pair.directions[origin.index()].key_mode != KeyMode::Copied
-                    || table.primary_key.is_empty()
-                {
-                    continue;
-                }
-                if table.key_is_references() {
-                    let unsynced: Vec<String> = table
-                        .foreign_keys
-                        .iter()
-                        .filter(|fk| fk.columns.iter().any(|c| table.primary_key.contains(c)))
-                        .filter(|fk| {
-                            !self
-                                .plan
-                                .pairs
-                                .iter()
-                                .any(|p| p.table(dest).name == fk.referenced_table)
-                        })
-                        .map(|fk| fk.referenced_table.to_string())
-                        .collect();
-                    let advice = if unsynced.is_empty() {
-                        format!("map each of them from the {origin}'s reference to the same table")
-                    } else {
-                        format!(
-                            "sync the tables they refer to ({}) as pairs too",
-                            unsynced.join(", ")
-                        )
-                    };
-                    problems.push(PlanProblem::error(format!(
-                        "pair {}: {dest} table {} is keyed by its references ({}), and not all of them are \
-                         translated: {advice}",
-                        pair.name,
-                        table.name,
-                        table.primary_key.join(", ")
-                    )));
-                    continue;
-                }
-                let integer = table.key_columns().any(|c| c.data_type == DataType::Int);
-                if !integer {
-                    continue;
-                }
-                let fix = self
-                    .endpoint(dest)
-                    .generated_key_fix(table)
-                    .unwrap_or_else(|| "make the key an identity/auto_increment column".to_owned());
-                problems.push(PlanProblem::error(format!(
-                    "pair {}: {dest} table {} has no auto-generated primary key; new copies would reuse \
-                     the {origin}'s key values and may collide: {fix}",
-                    pair.name, table.name
-                )));
-            }
-        }
-        problems
+        key_problems(&self.plan, |side, table| {
+            self.endpoint(side).generated_key_fix(table)
+        })
     }
+}
+
+/// Pairs whose new copies cannot get a key of their own: a key that is
+/// neither generated nor made of translated references. Copying a natural
+/// key (text, a UUID) is how such tables sync; copying an integer key
+/// collides as soon as both sides make records. `fix` gives the statement
+/// that makes a side's key generated, where its engine has one.
+pub fn key_problems(
+    plan: &Plan,
+    fix: impl Fn(Side, &TableSchema) -> Option<String>,
+) -> Vec<PlanProblem> {
+    let mut problems = Vec::new();
+    for pair in &plan.pairs {
+        for origin in Side::BOTH {
+            let dest = origin.other();
+            let table = pair.table(dest);
+            if pair.directions[origin.index()].key_mode != KeyMode::Copied
+                || table.primary_key.is_empty()
+            {
+                continue;
+            }
+            if table.key_is_references() {
+                let unsynced: Vec<String> = table
+                    .foreign_keys
+                    .iter()
+                    .filter(|fk| fk.columns.iter().any(|c| table.primary_key.contains(c)))
+                    .filter(|fk| {
+                        !plan
+                            .pairs
+                            .iter()
+                            .any(|p| p.table(dest).name == fk.referenced_table)
+                    })
+                    .map(|fk| fk.referenced_table.to_string())
+                    .collect();
+                let advice = if unsynced.is_empty() {
+                    format!("map each of them from the {origin}'s reference to the same table")
+                } else {
+                    format!(
+                        "sync the tables they refer to ({}) as pairs too",
+                        unsynced.join(", ")
+                    )
+                };
+                problems.push(PlanProblem::error(format!(
+                    "pair {}: {dest} table {} is keyed by its references ({}), and not all of them are \
+                     translated: {advice}",
+                    pair.name,
+                    table.name,
+                    table.primary_key.join(", ")
+                )));
+                continue;
+            }
+            if !table.key_columns().any(|c| c.data_type == DataType::Int) {
+                continue;
+            }
+            let fix = fix(dest, table)
+                .unwrap_or_else(|| "make the key an identity/auto_increment column".to_owned());
+            problems.push(PlanProblem::error(format!(
+                "pair {}: {dest} table {} has no auto-generated primary key; new copies would reuse \
+                 the {origin}'s key values and may collide: {fix}",
+                pair.name, table.name
+            )));
+        }
+    }
+    problems
 }
