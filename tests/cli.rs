@@ -514,3 +514,75 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
 
     harness::terminate(&mut child).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_reconciles_and_lists_dead_letters_while_the_service_runs() {
+    // GIVEN the service running, a record the target refuses (a label
+    // too long for its column) and the others synced
+    let (source, target) = pair().await;
+    target
+        .exec("ALTER TABLE items MODIFY label VARCHAR(12)")
+        .await;
+    let agent = Agent::new(&source, &target, &[("items", "items")], "");
+    agent.install().await;
+    source
+        .exec("INSERT INTO items (label) VALUES ('short'), ('far too long for the target')")
+        .await;
+    let mut child = agent.command(&["run"]).spawn().expect("spawn");
+    let timeout = std::time::Duration::from_secs(30);
+    harness::eventually("the short label is copied", timeout, || async {
+        target
+            .count("SELECT count(*) FROM items WHERE label = 'short'")
+            .await
+            == 1
+    })
+    .await;
+
+    // WHEN the operator lists the dead letters, THEN the running agent's
+    // list is shown, the refused record in it
+    harness::eventually("the refused record is listed", timeout, || async {
+        let out = agent.output(&["dead-letters", "list"]).await;
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("items source key")
+    })
+    .await;
+    let out = agent.output(&["dead-letters", "list"]).await;
+    assert!(stderr(&out).contains("the service is running"), "{out:?}");
+    // (retrying needs the state itself: refused, with why)
+    let retry = agent.output(&["dead-letters", "retry"]).await;
+    assert!(!retry.status.success());
+    assert!(
+        stderr(&retry).contains("stop it before dead-letters retry"),
+        "{retry:?}"
+    );
+
+    // WHEN a copy is changed behind the agent's back and the operator
+    // reconciles, THEN the difference and the record without a copy are
+    // found, the service still running
+    target
+        .exec("SET @tandem_applying = 1; UPDATE items SET label = 'tampered' WHERE label = 'short'; SET @tandem_applying = NULL")
+        .await;
+    let out = agent.output(&["reconcile"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{listed}\n{}", stderr(&out));
+    assert!(stderr(&out).contains("the service is running"), "{out:?}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("items: source ") && l.ends_with("differ in label")),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("has no copy on the target")),
+        "{listed}"
+    );
+    // AND repairing is left to a stopped service
+    let repair = agent.output(&["reconcile", "--repair"]).await;
+    assert!(!repair.status.success());
+    assert!(
+        stderr(&repair).contains("stop the service first"),
+        "{repair:?}"
+    );
+    harness::terminate(&mut child).await;
+}

@@ -9,31 +9,59 @@ use chrono::Utc;
 use super::load;
 use crate::cli::DeadLetterAction;
 use crate::state::{NewEntry, State, StateBatch};
+use crate::store::StoreError;
+use crate::sync::report::{LetterList, ListedLetter};
+
+/// One line per dead letter; a last line when only some are listed.
+fn print_letters(total: usize, letters: &[ListedLetter]) {
+    if total == 0 {
+        println!("no dead letters");
+    }
+    for letter in letters {
+        println!("{letter}");
+    }
+    if total > letters.len() {
+        println!("... and {} more", total - letters.len());
+    }
+}
 
 pub(super) async fn dead_letters(
     path: &Path,
     action: DeadLetterAction,
 ) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
-    let state = State::open(&config.state_dir)
-        .with_context(|| format!("opening the state in {}", config.state_dir.display()))?;
+    let state = match State::open(&config.state_dir) {
+        Ok(state) => state,
+        // The service holds the state: its own list, as of its last pass.
+        Err(StoreError::Locked(_)) if action == DeadLetterAction::List => {
+            let listed = LetterList::read(&config.state_dir)?;
+            let Some(listed) = listed else {
+                println!("no dead letters (the running agent has not listed any yet)");
+                return Ok(ExitCode::SUCCESS);
+            };
+            eprintln!(
+                "the service is running: its list as of {}",
+                listed.written_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            print_letters(listed.total, &listed.letters);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(StoreError::Locked(dir)) => anyhow::bail!(
+            "the service runs with state directory {dir}: stop it before dead-letters \
+             retry or discard (dead-letters list works beside it)"
+        ),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "opening the state in {}",
+                config.state_dir.display()
+            )))
+        }
+    };
     let letters = state.dead_letters()?;
     match action {
         DeadLetterAction::List => {
-            if letters.is_empty() {
-                println!("no dead letters");
-            }
-            for letter in &letters {
-                println!(
-                    "{} {} key {} ({} change(s), since {}): {}",
-                    letter.pair,
-                    letter.side,
-                    letter.key,
-                    letter.changes,
-                    letter.failed_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                    letter.reason
-                );
-            }
+            let listed: Vec<ListedLetter> = letters.iter().map(ListedLetter::from).collect();
+            print_letters(listed.len(), &listed);
         }
         DeadLetterAction::Retry => {
             // The record is read again where it changed: the stored values

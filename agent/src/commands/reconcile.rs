@@ -2,19 +2,62 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::load;
-use crate::sync::Agent;
+use crate::config::Config;
+use crate::store::StoreError;
+use crate::sync::{Agent, SyncError};
 
 /// Exit status of `reconcile` when the sides differ (like `diff`).
 const EXIT_DIFFERENT: u8 = 1;
 /// Exit status of `reconcile` when it could not compare.
 const EXIT_ERROR: u8 = 2;
 
+/// How long a comparison beside a running service waits before it looks
+/// again at what differed: the time a change takes to travel, several
+/// polls, within bounds.
+fn settle_time(config: &Config) -> Duration {
+    let poll = config
+        .endpoints
+        .iter()
+        .map(|e| e.poll_interval)
+        .max()
+        .unwrap_or_default();
+    (poll * 4).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
 pub(super) async fn reconcile(path: &Path, repair: bool) -> anyhow::Result<ExitCode> {
     let compared = async {
-        let agent = Agent::start(load(path)?).await?;
-        let findings = agent.reconcile().await?;
+        let config = load(path)?;
+        if repair {
+            let agent = Agent::start(config).await.map_err(|e| match e {
+                SyncError::Store(StoreError::Locked(dir)) => anyhow::anyhow!(
+                    "the service runs with state directory {dir}: reconcile --repair writes \
+                     through it; stop the service first (reconcile without --repair works \
+                     beside it)"
+                ),
+                e => e.into(),
+            })?;
+            let findings = agent.reconcile().await?;
+            return anyhow::Ok((agent, findings));
+        }
+        let (agent, observing) = Agent::start_or_observe(config.clone()).await?;
+        let mut findings = agent.reconcile().await?;
+        if observing && !findings.is_empty() {
+            // The service may have been applying some of them: what still
+            // differs a little later, seen with the links of then, is.
+            let wait = settle_time(&config);
+            eprintln!(
+                "the service is running: links read from the mapping tables; differences \
+                 checked again after {}s",
+                wait.as_secs()
+            );
+            tokio::time::sleep(wait).await;
+            let (again, _) = Agent::start_or_observe(config).await?;
+            let confirmed = again.reconcile().await?;
+            findings.retain(|f| confirmed.contains(f));
+        }
         anyhow::Ok((agent, findings))
     }
     .await;

@@ -151,3 +151,91 @@ impl Snapshot {
         }
     }
 }
+
+/// Most dead letters `dead-letters.json` lists (the total is kept too).
+pub const LISTED_LETTERS: usize = 10_000;
+
+/// A dead letter as listed: where it came from, why it failed; not its
+/// values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListedLetter {
+    /// The table pair.
+    pub pair: String,
+    /// Where the change came from.
+    pub side: crate::config::Side,
+    /// The record's key on `side`, as shown.
+    pub key: String,
+    /// Changes of the record held behind the failure.
+    pub changes: u64,
+    /// When it first failed.
+    pub failed_at: DateTime<Utc>,
+    /// Why, one line.
+    pub reason: String,
+}
+
+impl From<&crate::state::DeadLetter> for ListedLetter {
+    fn from(letter: &crate::state::DeadLetter) -> ListedLetter {
+        ListedLetter {
+            pair: letter.pair.clone(),
+            side: letter.side,
+            key: letter.key.to_string(),
+            changes: letter.changes,
+            failed_at: letter.failed_at,
+            reason: letter.reason.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ListedLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} key {} ({} change(s), since {}): {}",
+            self.pair,
+            self.side,
+            self.key,
+            self.changes,
+            self.failed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.reason
+        )
+    }
+}
+
+/// The dead letters as the running agent last listed them, written with
+/// the status snapshot: `dead-letters list` reads it while the service
+/// holds the state directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LetterList {
+    /// When it was written.
+    pub written_at: DateTime<Utc>,
+    /// How many there are.
+    pub total: usize,
+    /// The first [`LISTED_LETTERS`] of them.
+    pub letters: Vec<ListedLetter>,
+}
+
+impl LetterList {
+    /// Where the list lives in a state directory.
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("dead-letters.json")
+    }
+
+    /// Writes the list atomically (write, then rename).
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        let path = LetterList::path(state_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serializable"))?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// Reads the list, `None` when the agent never wrote one.
+    pub fn read(state_dir: &Path) -> std::io::Result<Option<LetterList>> {
+        match std::fs::read(LetterList::path(state_dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -7,11 +7,12 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::plan::PlanProblem;
-use super::report::{PairStatus, Snapshot, Tally};
+use super::report::{LetterList, ListedLetter, PairStatus, Snapshot, Tally, LISTED_LETTERS};
 use super::{Agent, Integration, SyncError, SyncResult};
 use crate::config::{Config, Side};
 use crate::observe;
 use crate::state::State;
+use crate::store::StoreError;
 
 /// Shortest wait after a failed pass.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -49,9 +50,41 @@ impl Agent {
     /// problem it finds, every one named; then opens the state and
     /// recovers links from the mapping tables.
     pub async fn start(config: Config) -> SyncResult<Agent> {
+        let integration = Agent::validated(config).await?;
+        let state = State::open(&integration.config.state_dir)?;
+        let agent = Agent::new(integration, state);
+        agent.resolve_in_flight().await?;
+        agent.adopt_mapping_tables().await?;
+        Ok(agent)
+    }
+
+    /// Like [`Agent::start`], but beside a running service (whose state
+    /// directory is in use) an agent that only looks: its links are read
+    /// from the mapping tables into memory, and it never opens the state
+    /// directory. Returns whether it only looks.
+    pub async fn start_or_observe(config: Config) -> SyncResult<(Agent, bool)> {
+        let integration = Agent::validated(config).await?;
+        match State::open(&integration.config.state_dir) {
+            Ok(state) => {
+                let agent = Agent::new(integration, state);
+                agent.resolve_in_flight().await?;
+                agent.adopt_mapping_tables().await?;
+                Ok((agent, false))
+            }
+            Err(StoreError::Locked(_)) => {
+                let agent = Agent::new(integration, State::in_memory());
+                agent.adopt_mapping_tables().await?;
+                Ok((agent, true))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The integration, connected, when nothing `check` checks stops it:
+    /// otherwise every problem, in the order `check` shows them.
+    async fn validated(config: Config) -> SyncResult<Integration> {
         let integration = Integration::connect(config).await?;
         let preflight = integration.preflight().await?;
-        // In the order `check` shows them.
         let mut problems: Vec<PlanProblem> = preflight
             .database
             .into_iter()
@@ -60,11 +93,7 @@ impl Agent {
         problems.extend(integration.problems.iter().cloned());
         problems.extend(preflight.keys);
         super::refuse(&integration.config, &problems)?;
-        let state = State::open(&integration.config.state_dir)?;
-        let agent = Agent::new(integration, state);
-        agent.resolve_in_flight().await?;
-        agent.adopt_mapping_tables().await?;
-        Ok(agent)
+        Ok(integration)
     }
 
     /// One pass: tail both sides, then apply everything that can be.
@@ -240,7 +269,7 @@ impl Agent {
     /// Leaves the figures for `tandem-agent status`; a failure to write them
     /// is logged, never fatal.
     pub fn write_snapshot(&self, first_sync_done: bool) {
-        let build = || -> SyncResult<Snapshot> {
+        let build = || -> SyncResult<(Snapshot, LetterList)> {
             let counts = self.state.log_counts()?;
             let letters = self.state.dead_letters()?;
             let mut pairs = Vec::new();
@@ -269,17 +298,33 @@ impl Agent {
                     paused: paused.get(&index).cloned(),
                 });
             }
-            Ok(Snapshot {
+            let listed = LetterList {
                 written_at: Utc::now(),
-                first_sync_done,
-                pairs,
-                retrying: self.retrying.lock().expect("retrying lock").clone(),
-            })
+                total: letters.len(),
+                letters: letters
+                    .iter()
+                    .take(LISTED_LETTERS)
+                    .map(ListedLetter::from)
+                    .collect(),
+            };
+            Ok((
+                Snapshot {
+                    written_at: Utc::now(),
+                    first_sync_done,
+                    pairs,
+                    retrying: self.retrying.lock().expect("retrying lock").clone(),
+                },
+                listed,
+            ))
         };
         match build() {
-            Ok(snapshot) => {
-                if let Err(e) = snapshot.write(&self.integration.config.state_dir) {
+            Ok((snapshot, letters)) => {
+                let dir = &self.integration.config.state_dir;
+                if let Err(e) = snapshot.write(dir) {
                     warn!(error = %e, "could not write status.json");
+                }
+                if let Err(e) = letters.write(dir) {
+                    warn!(error = %e, "could not write dead-letters.json");
                 }
             }
             Err(e) => warn!(error = %e, "could not build the status snapshot"),
