@@ -224,3 +224,58 @@ async fn a_busy_metrics_address_is_one_line_and_stops_the_start() {
     assert_eq!(err.trim_end().lines().count(), 1, "not one line:\n{err}");
     assert_eq!(target.count("SELECT count(*) FROM items").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_syncs_progress_lines_count_the_rows_there_are() {
+    // GIVEN a MariaDB table of 3,503 rows, freshly loaded (its statistics
+    // lag behind), to be copied to PostgreSQL
+    let source = Db::create(Engine::Mysql).await;
+    let target = Db::create(Engine::Postgres).await;
+    for db in [&source, &target] {
+        db.exec(&format!(
+            "CREATE TABLE items (id {}, label {})",
+            db.id(),
+            db.text()
+        ))
+        .await;
+    }
+    source
+        .exec("INSERT INTO items (label) SELECT concat('row ', seq) FROM seq_1_to_3503")
+        .await;
+    let agent = harness::Agent::new(&source, &target, &[("items", "items")], "");
+    agent.install().await;
+
+    // WHEN the first sync runs, logging as under systemd (JSON lines)
+    let out = agent
+        .command(&["run", "--once"])
+        .env("RUST_LOG", "info")
+        .env("TANDEM_LOG_FORMAT", "json")
+        .output()
+        .await
+        .expect("run the agent");
+    assert!(out.status.success(), "{out:?}");
+
+    // THEN it announces the rows there are, and never copies more "of" fewer
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let from_source = |line: &&serde_json::Value| line["fields"]["from"] == "source";
+    let copying = lines
+        .iter()
+        .filter(from_source)
+        .find(|l| l["fields"]["message"] == "first sync: copying")
+        .expect("a line announcing the copy");
+    assert_eq!(copying["fields"]["rows"], 3503, "{copying}");
+    let progress: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(from_source)
+        .filter(|l| l["fields"]["message"] == "first sync: progress")
+        .collect();
+    assert!(!progress.is_empty());
+    for line in progress {
+        let copied = line["fields"]["copied"].as_u64().unwrap();
+        let of = line["fields"]["of"].as_u64().unwrap();
+        assert!(copied <= of && of == 3503, "{line}");
+    }
+}

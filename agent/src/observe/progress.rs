@@ -1,5 +1,5 @@
 //! The first sync's progress: a bar per table pair and direction on a
-//! terminal (rows copied of the estimate, rate, time left), plain log lines
+//! terminal (rows copied of the table's rows, rate, time left), plain log lines
 //! elsewhere.
 //!
 //! Log lines and bars share stderr: the log writer ([`StderrAboveBars`])
@@ -60,51 +60,74 @@ pub struct CopyProgress {
     bar: Option<ProgressBar>,
     pair: String,
     origin: Side,
-    estimate: u64,
+    /// The rows expected; grows when the copy passes it.
+    total: std::cell::Cell<u64>,
+    /// Whether `total` was counted (a small table) or is the catalog's
+    /// estimate (which the log says).
+    counted: bool,
 }
 
 impl CopyProgress {
-    /// Starts showing the copy of `pair` from `origin`, about `estimate`
-    /// rows: a bar when stderr is a terminal and info lines are logged.
-    pub fn start(pair: &str, origin: Side, estimate: u64) -> CopyProgress {
+    /// Starts showing the copy of `pair` from `origin` (its `table`), of
+    /// `total` rows,
+    /// counted or estimated (see
+    /// [`tandem_connectors::Connector::estimate_rows`]): a bar when stderr
+    /// is a terminal and info lines are logged.
+    pub fn start(pair: &str, origin: Side, table: &str, total: u64) -> CopyProgress {
+        let counted = total < tandem_connectors::connector::EXACT_COUNT_BELOW;
         let show = std::io::stderr().is_terminal() && tracing::enabled!(Level::INFO);
         let bar = show.then(|| {
-            let bar = bars().add(ProgressBar::new(estimate));
-            let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {human_pos}/~{human_len} rows, {rate} rows/s, ETA {eta}",
-            )
-            .expect("a valid template")
-            .with_key(
-                "rate",
-                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
-                    let _ = write!(out, "{:.0}", state.per_sec());
-                },
-            )
-            .progress_chars("=> ");
+            let bar = bars().add(ProgressBar::new(total));
+            let template = if counted {
+                "{prefix} [{bar:30}] {human_pos}/{human_len} rows, {rate} rows/s, ETA {eta}"
+            } else {
+                "{prefix} [{bar:30}] {human_pos}/~{human_len} rows, {rate} rows/s, ETA {eta}"
+            };
+            let style = ProgressStyle::with_template(template)
+                .expect("a valid template")
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.0}", state.per_sec());
+                    },
+                )
+                .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(format!("first sync {pair} {origin}->{}", origin.other()));
             bar.enable_steady_tick(Duration::from_millis(500));
             bar
         });
+        if counted {
+            info!(pair = %pair, from = %origin, table, rows = total, "first sync: copying");
+        } else {
+            info!(pair = %pair, from = %origin, table, rows_about = total, "first sync: copying (the row count is the catalog's estimate)");
+        }
         CopyProgress {
             bar,
             pair: pair.to_owned(),
             origin,
-            estimate,
+            total: std::cell::Cell::new(total),
+            counted,
         }
     }
 
-    /// `copied` rows so far (the estimate grows when the copy passes it).
+    /// `copied` rows so far (the total grows when the copy passes it:
+    /// rows written since it was counted, or a low estimate).
     pub fn update(&self, copied: u64) {
+        let total = self.total.get().max(copied);
+        self.total.set(total);
         match &self.bar {
             Some(bar) => {
-                if bar.length().is_some_and(|len| copied > len) {
-                    bar.set_length(copied);
+                if bar.length().is_some_and(|len| total > len) {
+                    bar.set_length(total);
                 }
                 bar.set_position(copied);
             }
+            None if self.counted => {
+                info!(pair = %self.pair, from = %self.origin, copied, of = total, "first sync: progress")
+            }
             None => {
-                info!(pair = %self.pair, from = %self.origin, copied, of = self.estimate, "first sync: progress")
+                info!(pair = %self.pair, from = %self.origin, copied, of_about = total, "first sync: progress")
             }
         }
     }

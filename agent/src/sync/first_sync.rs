@@ -255,10 +255,9 @@ impl Agent {
         let table = plan.table(origin);
         let connector = self.integration.endpoint(origin);
         let err = self.integration.error(origin);
-        let estimate = connector.estimate_rows(table).await.map_err(&err)?;
-        info!(pair = %plan.name, from = %origin, table = %table.name, rows = estimate, "first sync: copying");
+        let rows = connector.estimate_rows(table).await.map_err(&err)?;
         self.refresh_lookups().await?;
-        let progress = CopyProgress::start(&plan.name, origin, estimate);
+        let progress = CopyProgress::start(&plan.name, origin, &table.name.to_string(), rows);
         let mut copied = 0u64;
         // Records that exist on both sides already, by natural key: linked
         // instead of copied (source to target only; the target's matched
