@@ -290,6 +290,42 @@ async fn a_renamed_reference_mapped_as_a_column_is_translated_and_reconcile_chec
     assert_eq!(orders_of(&target).await, expected);
     let (code, out) = reconcile(&agent).await;
     assert_eq!(code, 0, "{out}");
+
+    // WHEN, behind the agent's back, an order is moved to a customer the
+    // target has no copy of
+    source
+        .exec(
+            "BEGIN; SET LOCAL tandem.applying = 'on';
+             INSERT INTO customers (name) VALUES ('Dee');
+             UPDATE orders SET customer_ref = (SELECT id FROM customers WHERE name = 'Dee')
+              WHERE note = 'for Cy';
+             COMMIT;",
+        )
+        .await;
+    // THEN reconcile finds the customer without a copy and the order whose
+    // reference cannot be in step
+    let (code, out) = reconcile(&agent).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("customers: source ") && l.ends_with("has no copy on the target")
+        ),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("orders: source ") && l.ends_with("differ in CustomerId")),
+        "{out}"
+    );
+    // AND --repair copies the customer and points the order at the copy
+    let repaired = agent.output(&["reconcile", "--repair"]).await;
+    assert!(repaired.status.success(), "{repaired:?}");
+    let moved = orders_of(&target).await;
+    assert!(
+        moved.contains(&vec![Some("for Cy".to_owned()), Some("Dee".to_owned())]),
+        "{moved:?}"
+    );
+    assert_eq!(orders_of(&source).await, moved);
 }
 
 #[tokio::test(flavor = "multi_thread")]

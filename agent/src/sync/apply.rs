@@ -755,7 +755,7 @@ impl Agent {
         let (row, partial) = match mapped {
             Ok(Mapped::Complete(row)) => (row, false),
             Ok(Mapped::Partial(row)) => (row, true),
-            Ok(Mapped::Waiting(why)) => {
+            Ok(Mapped::Waiting { why, .. }) => {
                 debug!(key = %record.key, %why, "waiting");
                 return Ok(Prepared::Done(Outcome::Waiting));
             }

@@ -153,9 +153,23 @@ impl Agent {
                                     &lookups,
                                 )
                             };
-                            let Ok(Mapped::Complete(expected) | Mapped::Partial(expected)) = mapped
-                            else {
-                                continue;
+                            let expected = match mapped {
+                                Ok(Mapped::Complete(expected) | Mapped::Partial(expected)) => {
+                                    expected
+                                }
+                                // It refers to a record that has no copy:
+                                // whatever the target's reference holds,
+                                // it cannot point at that record's copy.
+                                Ok(Mapped::Waiting { columns, .. }) => {
+                                    findings.push(Finding::Differs {
+                                        pair: pair.name.clone(),
+                                        source_key: link.source_key.clone(),
+                                        target_key: link.target_key.clone(),
+                                        columns,
+                                    });
+                                    continue;
+                                }
+                                _ => continue,
                             };
                             let columns: Vec<String> = expected
                                 .iter()

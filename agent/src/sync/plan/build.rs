@@ -1157,7 +1157,7 @@ mod tests {
         .into();
         assert!(matches!(
             map(&plan, 1, Side::Source, &row, &state),
-            Mapped::Waiting(_)
+            Mapped::Waiting { .. }
         ));
         let mut batch = crate::state::StateBatch::default();
         batch.put_link(

@@ -172,7 +172,12 @@ pub enum Mapped {
     /// yet; must be completed once they are.
     Partial(Row),
     /// Cannot be written before a referenced record is linked.
-    Waiting(String),
+    Waiting {
+        /// Which record it waits for.
+        why: String,
+        /// The columns (written to) of the reference that waits.
+        columns: Vec<String>,
+    },
     /// Does not pass the direction's filter.
     Filtered,
 }
@@ -296,11 +301,14 @@ impl Plan {
                     }
                 }
                 None => {
-                    return Ok(Mapped::Waiting(format!(
-                        "{} {} is not linked yet",
-                        self.pairs[relation.pair].name,
-                        Key(values)
-                    )))
+                    return Ok(Mapped::Waiting {
+                        why: format!(
+                            "{} {} is not linked yet",
+                            self.pairs[relation.pair].name,
+                            Key(values)
+                        ),
+                        columns: relation.to.clone(),
+                    })
                 }
             }
         }
