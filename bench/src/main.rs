@@ -9,6 +9,7 @@ mod capture;
 mod data;
 mod db;
 mod flow;
+mod keys;
 mod latency;
 mod report;
 
@@ -52,6 +53,9 @@ struct Args {
     /// Clients of the capture-cost workload.
     #[arg(long, default_value_t = 4)]
     clients: u64,
+    /// Rows of the link table whose composite key is looked up.
+    #[arg(long, default_value_t = 20_000)]
+    link_rows: u64,
     /// Poll interval of MariaDB endpoints, milliseconds (the agent's default).
     #[arg(long, default_value_t = 250)]
     poll_ms: u64,
@@ -93,6 +97,8 @@ pub struct Settings {
     pub scale: u64,
     /// Capture workload clients.
     pub clients: u64,
+    /// Rows of the composite-key lookup's link table.
+    pub link_rows: u64,
     /// MariaDB poll interval.
     #[serde(serialize_with = "millis")]
     pub poll: Duration,
@@ -192,6 +198,7 @@ async fn main() -> Result<()> {
         capture_rounds: args.capture_rounds.max(1),
         scale: args.scale.max(1),
         clients: args.clients.max(1),
+        link_rows: args.link_rows,
         poll: Duration::from_millis(args.poll_ms),
         agent,
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -218,7 +225,10 @@ async fn main() -> Result<()> {
         capture::postgres(&servers, &settings, &work).await?,
         capture::mariadb(&servers, &settings, &work).await?,
     ];
-    let report = report::build(settings, machine, flows, capture);
+    let keys = keys::run(&servers, &settings)
+        .await
+        .context("the composite-key lookups")?;
+    let report = report::build(settings, machine, flows, capture, keys);
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
     let md = args.out.join("bench.md");

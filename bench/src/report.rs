@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::capture::Capture;
 use crate::flow::Flow;
+use crate::keys::{Keys, KEYS};
 use crate::Settings;
 
 /// A target: the figure must be at least or at most `required`.
@@ -87,6 +88,8 @@ pub struct Report {
     pub capture_cost: Vec<Line>,
     /// Peak resident memory of the agent.
     pub memory: Vec<Line>,
+    /// Records found by a composite key (MariaDB).
+    pub composite_keys: Vec<Line>,
     /// Raw measurements.
     pub raw: Raw,
 }
@@ -98,15 +101,18 @@ pub struct Raw {
     pub flows: Vec<Flow>,
     /// Per engine.
     pub capture: Vec<Capture>,
+    /// The composite-key lookups.
+    pub keys: Keys,
 }
 
 /// The section keys of [`Report`], in order, with their headings.
-pub const SECTIONS: [(&str, &str); 5] = [
+pub const SECTIONS: [(&str, &str); 6] = [
     ("first_sync", "First sync throughput"),
     ("incremental", "Sustained incremental throughput"),
     ("latency", "Commit-to-visible latency"),
     ("capture_cost", "Write cost of capture"),
     ("memory", "Peak resident memory of the agent"),
+    ("composite_keys", "Records found by a composite key"),
 ];
 
 /// Builds the report from the measurements.
@@ -115,6 +121,7 @@ pub fn build(
     machine: Vec<(String, String)>,
     flows: Vec<Flow>,
     capture: Vec<Capture>,
+    keys: Keys,
 ) -> Report {
     let mut first_sync = Vec::new();
     let mut incremental = Vec::new();
@@ -229,6 +236,27 @@ pub fn build(
             )),
         })
         .collect();
+    let composite_keys = keys
+        .lookups
+        .iter()
+        .map(|l| Line {
+            what: format!(
+                "MariaDB: {} {KEYS} records of a {}-row link table by their (a, b) keys",
+                l.operation, keys.rows
+            ),
+            value: l.composite_ms,
+            unit: "ms".into(),
+            limit: Some(Limit {
+                what: "the same by a single-column key".into(),
+                value: l.single_ms,
+            }),
+            target: Some(Verdict::at_most(
+                format!("<= 25 ms per {KEYS} keys"),
+                l.composite_ms,
+                25.0,
+            )),
+        })
+        .collect();
     Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine,
@@ -238,7 +266,12 @@ pub fn build(
         latency,
         capture_cost,
         memory,
-        raw: Raw { flows, capture },
+        composite_keys,
+        raw: Raw {
+            flows,
+            capture,
+            keys,
+        },
     }
 }
 
@@ -269,6 +302,7 @@ impl Report {
             "latency" => &self.latency,
             "capture_cost" => &self.capture_cost,
             "memory" => &self.memory,
+            "composite_keys" => &self.composite_keys,
             _ => &[],
         }
     }

@@ -37,7 +37,7 @@ fn a_tiny_run_writes_every_section_with_a_verdict() {
             "--clients",
             "2",
         ])
-        .args(["--poll-ms", "50", "--out"])
+        .args(["--poll-ms", "50", "--link-rows", "1000", "--out"])
         .arg(&out)
         .arg("--agent")
         .arg(agent_binary())
@@ -56,6 +56,7 @@ fn a_tiny_run_writes_every_section_with_a_verdict() {
         ("latency", "## Commit-to-visible latency", 6),
         ("capture_cost", "## Write cost of capture", 2),
         ("memory", "## Peak resident memory of the agent", 4),
+        ("composite_keys", "## Records found by a composite key", 4),
     ] {
         let section = json[key]
             .as_array()
@@ -71,7 +72,12 @@ fn a_tiny_run_writes_every_section_with_a_verdict() {
         );
     }
     // Every throughput figure stands next to its limit from the same run.
-    for key in ["first_sync", "incremental", "capture_cost"] {
+    for key in [
+        "first_sync",
+        "incremental",
+        "capture_cost",
+        "composite_keys",
+    ] {
         for line in json[key].as_array().expect("section") {
             assert!(
                 line["limit"]["value"].as_f64().is_some_and(|v| v > 0.0),
