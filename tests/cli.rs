@@ -73,9 +73,13 @@ async fn bad_input_is_one_line_and_writes_nothing() {
     assert!(!out.status.success());
     let err = stderr(&out);
     let lines: Vec<&str> = err.trim_end().lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(lines.len(), 3, "{err}");
     assert!(lines[0].contains("missing field `source`"), "{err}");
     assert!(lines[1].contains("missing field `target`"), "{err}");
+    assert!(
+        lines[2].contains("tables: no table pair configured"),
+        "{err}"
+    );
 
     // An unknown table is named.
     let agent = Agent::new(&source, &target, &[("items", "nosuch")], "");

@@ -42,6 +42,12 @@ async fn assert_same_business(source: &Db, target: &Db) {
     }
 }
 
+/// Whether `out` has a line that starts and ends so.
+fn has_line(out: &str, starts: &str, ends: &str) -> bool {
+    out.lines()
+        .any(|l| l.starts_with(starts) && l.ends_with(ends))
+}
+
 async fn reconcile(agent: &Agent) -> (i32, String) {
     let out = agent.output(&["reconcile"]).await;
     (
@@ -280,8 +286,7 @@ async fn a_renamed_reference_mapped_as_a_column_is_translated_and_reconcile_chec
     let (code, out) = reconcile(&agent).await;
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.lines()
-            .any(|l| l.starts_with("orders: source ") && l.ends_with("differ in CustomerId")),
+        has_line(&out, "orders: source ", "differ in CustomerId"),
         "{out}"
     );
     // AND --repair points it back at its customer
@@ -307,14 +312,11 @@ async fn a_renamed_reference_mapped_as_a_column_is_translated_and_reconcile_chec
     let (code, out) = reconcile(&agent).await;
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.lines().any(
-            |l| l.starts_with("customers: source ") && l.ends_with("has no copy on the target")
-        ),
+        has_line(&out, "customers: source ", "has no copy on the target"),
         "{out}"
     );
     assert!(
-        out.lines()
-            .any(|l| l.starts_with("orders: source ") && l.ends_with("differ in CustomerId")),
+        has_line(&out, "orders: source ", "differ in CustomerId"),
         "{out}"
     );
     // AND --repair copies the customer and points the order at the copy

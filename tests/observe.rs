@@ -231,14 +231,7 @@ async fn the_first_syncs_progress_lines_count_the_rows_there_are() {
     // lag behind), to be copied to PostgreSQL
     let source = Db::create(Engine::Mysql).await;
     let target = Db::create(Engine::Postgres).await;
-    for db in [&source, &target] {
-        db.exec(&format!(
-            "CREATE TABLE items (id {}, label {})",
-            db.id(),
-            db.text()
-        ))
-        .await;
-    }
+    harness::items(&[&source, &target]).await;
     source
         .exec("INSERT INTO items (label) SELECT concat('row ', seq) FROM seq_1_to_3503")
         .await;

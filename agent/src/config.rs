@@ -123,19 +123,6 @@ impl fmt::Display for ConflictPolicy {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    state_dir: PathBuf,
-    source: RawEndpoint,
-    target: RawEndpoint,
-    #[serde(default)]
-    tables: Vec<RawTable>,
-    #[serde(default)]
-    sync: RawSync,
-    metrics: Option<RawMetrics>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
@@ -214,10 +201,10 @@ struct RawSync {
     names: Option<NameMatching>,
 }
 
-/// The file's sections as found, each with where it starts: read when the
-/// file as a whole does not deserialize, to find the problems beyond the
-/// first.
+/// The file's sections, each with where it is: each is read on its own, so
+/// that a problem in one does not hide those of the others.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Sections {
     state_dir: Option<toml::Spanned<toml::Value>>,
     source: Option<toml::Spanned<toml::Value>>,
@@ -355,41 +342,78 @@ impl Config {
     /// (`source.url`, `target.password`). Every problem is reported, not
     /// only the first.
     fn parse_with_secrets(path: &Path, text: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::many(path, structural_problems(text, &e)))?;
+        // Only a file that does not split into sections stops here.
+        let sections: Sections =
+            toml::from_str(text).map_err(|e| ConfigError::new(path, located(text, &e, 0, None)))?;
         let mut problems = Problems::default();
+        for (field, present) in [
+            ("state_dir", sections.state_dir.is_some()),
+            ("source", sections.source.is_some()),
+            ("target", sections.target.is_some()),
+        ] {
+            if !present {
+                problems.push(format!("missing field `{field}`"));
+            }
+        }
+        let raw_state_dir: Option<PathBuf> = section(
+            text,
+            "state_dir",
+            sections.state_dir.as_ref(),
+            &mut problems,
+        );
+        let raw_source: Option<RawEndpoint> =
+            section(text, "source", sections.source.as_ref(), &mut problems);
+        let raw_target: Option<RawEndpoint> =
+            section(text, "target", sections.target.as_ref(), &mut problems);
+        let raw_tables: Vec<Option<RawTable>> = sections
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| section(text, &format!("tables[{i}]"), Some(t), &mut problems))
+            .collect();
+        let raw_sync: RawSync =
+            section(text, "sync", sections.sync.as_ref(), &mut problems).unwrap_or_default();
+        let raw_metrics: Option<RawMetrics> =
+            section(text, "metrics", sections.metrics.as_ref(), &mut problems);
+        let names_matching = raw_sync.names.unwrap_or_default();
+
         let base = path.parent().unwrap_or(Path::new("."));
-        let state_dir = if raw.state_dir.is_relative() {
-            base.join(&raw.state_dir)
-        } else {
-            raw.state_dir.clone()
-        };
-        if raw.state_dir.as_os_str().is_empty() {
+        if raw_state_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
             problems.push("state_dir: must not be empty");
         }
+        let raw_state_dir = raw_state_dir.unwrap_or_default();
+        let state_dir = if raw_state_dir.is_relative() {
+            base.join(&raw_state_dir)
+        } else {
+            raw_state_dir.clone()
+        };
         let mut literal_secrets = Vec::new();
-        let mut endpoint_of = |at: &str, raw: RawEndpoint, problems: &mut Problems| {
+        let mut endpoint_of = |at: &str, raw: Option<RawEndpoint>, problems: &mut Problems| {
             problems.take(endpoint(
                 path,
                 base,
                 &state_dir,
                 at,
-                raw,
+                raw?,
                 &mut literal_secrets,
             ))
         };
-        let source = endpoint_of("source", raw.source, &mut problems);
-        let target = endpoint_of("target", raw.target, &mut problems);
-        if raw.tables.is_empty() {
+        let source = endpoint_of("source", raw_source, &mut problems);
+        let target = endpoint_of("target", raw_target, &mut problems);
+        if raw_tables.is_empty() {
             problems.push(
-                "tables: no table pair configured (add a [[tables]] section with source and target)",
+                "tables: no table pair configured (add a [[tables]] section naming a source table)",
             );
         }
         let mut names = HashSet::new();
         let mut sources = HashSet::new();
         let mut targets = HashSet::new();
         let mut tables = Vec::new();
-        for (i, t) in raw.tables.into_iter().enumerate() {
+        for (i, t) in raw_tables.into_iter().enumerate() {
+            let Some(t) = t else { continue };
             let at = format!("tables[{i}]");
             for (field, value) in [("source", Some(&t.source)), ("target", t.target.as_ref())] {
                 if value.is_some_and(|v| v.trim().is_empty()) {
@@ -406,12 +430,21 @@ impl Config {
                     t.source
                 ));
             }
-            if let Some(target) = &t.target {
-                if !targets.insert(target.clone()) {
-                    problems.push(format!(
-                        "{at}.target: table {target:?} is already in another pair"
-                    ));
-                }
+            // (A target not written is the source's name; names that fold
+            // alike are one table.)
+            let target = t.target.clone().unwrap_or_else(|| {
+                t.source
+                    .rsplit_once('.')
+                    .map_or(t.source.clone(), |(_, n)| n.to_owned())
+            });
+            let folded = match names_matching {
+                NameMatching::Fold => crate::mapping::names::fold(&target),
+                NameMatching::Exact => target.clone(),
+            };
+            if !targets.insert(folded) {
+                problems.push(format!(
+                    "{at}.target: table {target:?} is already in another pair"
+                ));
             }
             let mut direction = |section: &str, raw: Option<toml::Value>| match raw {
                 Some(raw) => problems
@@ -452,7 +485,7 @@ impl Config {
                 splits,
             });
         }
-        let batch_size = raw.sync.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        let batch_size = raw_sync.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if batch_size == 0 {
             problems.push("sync.batch_size: must be at least 1");
         }
@@ -464,10 +497,10 @@ impl Config {
             state_dir,
             endpoints: [source, target],
             tables,
-            conflict: raw.sync.conflict.unwrap_or_default(),
+            conflict: raw_sync.conflict.unwrap_or_default(),
             batch_size,
-            names: raw.sync.names.unwrap_or_default(),
-            metrics_listen: raw.metrics.map(|m| m.listen),
+            names: names_matching,
+            metrics_listen: raw_metrics.map(|m| m.listen),
         };
         Ok((config, literal_secrets))
     }
@@ -483,71 +516,52 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The problems of a file that does not deserialize: `first`, the one the
-/// whole file stopped at (with its line), then those of the other sections,
-/// each read on its own (with the line where the section starts).
-fn structural_problems(text: &str, first: &toml::de::Error) -> Vec<String> {
-    let one_line = |message: &str| message.trim().replace('\n', "; ");
-    let first_message = one_line(first.message());
-    let mut problems = vec![match first.span() {
-        Some(span) => format!("line {}: {first_message}", line_of(text, span.start)),
-        None => first_message.clone(),
-    }];
-    // A file that does not even split into sections has no more to say.
-    let Ok(sections) = toml::from_str::<Sections>(text) else {
-        return problems;
+/// A deserialization error as one line: `line N: ` (of `text`, `offset`
+/// bytes into it) and the message, `at` naming where when the error has no
+/// place of its own.
+fn located(text: &str, e: &toml::de::Error, offset: usize, at: Option<(&str, usize)>) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match (e.span(), at) {
+        (Some(span), _) => format!("line {}: {message}", line_of(text, offset + span.start)),
+        (None, Some((at, start))) => format!("line {}: {at}: {message}", line_of(text, start)),
+        (None, None) => message,
+    }
+}
+
+/// Reads one section of the file, or notes its problem (with the line of
+/// the key at fault where it can be found) and gives `None`.
+fn section<T: serde::de::DeserializeOwned>(
+    text: &str,
+    at: &str,
+    spanned: Option<&toml::Spanned<toml::Value>>,
+    problems: &mut Problems,
+) -> Option<T> {
+    let spanned = spanned?;
+    let error = match T::deserialize(spanned.get_ref().clone()) {
+        Ok(value) => return Some(value),
+        Err(e) => e,
     };
-    for (field, present) in [
-        ("state_dir", sections.state_dir.is_some()),
-        ("source", sections.source.is_some()),
-        ("target", sections.target.is_some()),
-    ] {
-        let message = format!("missing field `{field}`");
-        if !present && message != first_message {
-            problems.push(message);
+    // The value has lost its places: the section's own text, read again,
+    // says where (a table's keys follow its header; the text of an array
+    // of tables is one element).
+    let span = spanned.span();
+    let own = &text[span.clone()];
+    let precise = match spanned.get_ref() {
+        toml::Value::Table(_) if own.trim_start().starts_with("[[") => {
+            toml::from_str::<std::collections::HashMap<String, Vec<T>>>(own).err()
         }
-    }
-    let mut check =
-        |at: String,
-         section: &toml::Spanned<toml::Value>,
-         read: &dyn Fn(toml::Value) -> Result<(), toml::de::Error>| {
-            if let Err(e) = read(section.get_ref().clone()) {
-                let message = one_line(e.message());
-                let span = section.span();
-                let reported = message == first_message
-                    && first.span().is_none_or(|f| span.contains(&f.start));
-                if !reported {
-                    problems.push(format!(
-                        "line {}: {at}: {message}",
-                        line_of(text, span.start)
-                    ));
-                }
-            }
-        };
-    use serde::Deserialize as _;
-    for (at, section) in [("source", &sections.source), ("target", &sections.target)] {
-        if let Some(section) = section {
-            check(at.to_owned(), section, &|v| {
-                RawEndpoint::deserialize(v).map(drop)
-            });
+        toml::Value::Table(_) if own.trim_start().starts_with('[') => {
+            toml::from_str::<std::collections::HashMap<String, T>>(own).err()
         }
-    }
-    for (i, section) in sections.tables.iter().enumerate() {
-        check(format!("tables[{i}]"), section, &|v| {
-            RawTable::deserialize(v).map(drop)
-        });
-    }
-    if let Some(section) = &sections.sync {
-        check("sync".to_owned(), section, &|v| {
-            RawSync::deserialize(v).map(drop)
-        });
-    }
-    if let Some(section) = &sections.metrics {
-        check("metrics".to_owned(), section, &|v| {
-            RawMetrics::deserialize(v).map(drop)
-        });
-    }
-    problems
+        _ => None,
+    };
+    // A key that is missing has no line of its own: the section is named.
+    let missing = error.message().starts_with("missing field");
+    problems.push(match precise.filter(|e| e.span().is_some() && !missing) {
+        Some(e) => located(text, &e, span.start, None),
+        None => located(text, &error, 0, Some((at, span.start))),
+    });
+    None
 }
 
 fn endpoint(
@@ -1000,10 +1014,24 @@ target = "clients"
             "{err}"
         );
         assert!(
-            lines[1]
-                .starts_with("/etc/tandem/crm.toml: line 10: tables[0]: unknown field `match_on`"),
+            lines[1].starts_with("/etc/tandem/crm.toml: line 13: unknown field `match_on`"),
             "{err}"
         );
+        // A section missing and a section's key missing are two problems;
+        // a section's value and another's key too.
+        let text = GOOD
+            .replace("[source]\nkind = \"postgres\"\nurl = \"postgres://tandem:secret@127.0.0.1:5432/crm\"\n", "")
+            .replace("source = \"customers\"\n", "")
+            .replace("\"100ms\"", "\"soon\"");
+        let err = parse(&text).unwrap_err().to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert!(lines[0].ends_with(": missing field `source`"), "{err}");
+        assert!(
+            lines[1].contains("line 7: tables[0]: missing field `source`"),
+            "{err}"
+        );
+        assert!(lines[2].contains("target.poll_interval: \"soon\""), "{err}");
         // A pair may name its source table only.
         let config = parse(&GOOD.replace("target = \"clients\"\n", "")).unwrap();
         assert_eq!(config.tables[0].target, None);

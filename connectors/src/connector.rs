@@ -468,6 +468,28 @@ impl CopyOf {
 /// [`Connector::estimate_rows`].
 pub const EXACT_COUNT_BELOW: u64 = 100_000;
 
+/// How many rows a table has, and whether they were counted (or taken
+/// from the catalog's statistics, an estimate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowCount {
+    /// The rows.
+    pub rows: u64,
+    /// Whether they were counted.
+    pub exact: bool,
+}
+
+impl RowCount {
+    /// Rows counted.
+    pub fn counted(rows: u64) -> RowCount {
+        RowCount { rows, exact: true }
+    }
+
+    /// Rows as the statistics say.
+    pub fn estimated(rows: u64) -> RowCount {
+        RowCount { rows, exact: false }
+    }
+}
+
 /// Rows per page of [`Connector::read_id_map`].
 pub const ID_MAP_PAGE: usize = 10_000;
 
@@ -598,8 +620,8 @@ pub trait Connector: Send + Sync {
     /// The number of rows, for progress reports: the catalog's statistics
     /// for a large table, an exact count below [`EXACT_COUNT_BELOW`] (the
     /// statistics of a freshly loaded table can be far off, and counting a
-    /// small one is cheap).
-    async fn estimate_rows(&self, table: &TableSchema) -> Result<u64>;
+    /// small one is cheap); which of the two it is, is said.
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<RowCount>;
 
     /// Up to `limit` rows of this database's mapping table in (pair,
     /// source key) order, starting after the (pair, source key) `after`:

@@ -23,7 +23,7 @@ mod properties;
 
 pub use connector::{
     connect, CapturedChange, ChangeOp, Connector, CopyOf, EndpointConfig, Engine, IdMapRow,
-    Installation, TlsConfig, TlsMode, Transaction,
+    Installation, RowCount, TlsConfig, TlsMode, Transaction,
 };
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use schema::{Capacity, Charset, Column, DataType, ForeignKey, TableName, TableSchema};

@@ -128,14 +128,17 @@ pub enum Charset {
 }
 
 impl Charset {
-    /// Whether every character `other` can store fits here.
+    /// Whether every character `other` can store fits here, as far as can
+    /// be told: Unicode holds everything; the BMP holds all but the
+    /// characters beyond it; two legacy sets are not judged (their names
+    /// do not say whether they are one encoding).
     pub fn holds(&self, other: &Charset) -> bool {
-        match (self, other) {
-            (Charset::Unicode, _) => true,
-            (Charset::Bmp, Charset::Bmp | Charset::Legacy(_)) => true,
-            (Charset::Legacy(a), Charset::Legacy(b)) => a.eq_ignore_ascii_case(b),
-            _ => false,
-        }
+        matches!(
+            (self, other),
+            (Charset::Unicode, _)
+                | (Charset::Bmp, Charset::Bmp | Charset::Legacy(_))
+                | (Charset::Legacy(_), Charset::Legacy(_))
+        )
     }
 }
 

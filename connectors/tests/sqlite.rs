@@ -1008,10 +1008,15 @@ async fn scan_pages_through_a_composite_key_in_order() {
     assert_eq!(scanned_keys(&connector, &pairs, 2).await, expected);
     assert_eq!(scanned_keys(&connector, &clustered, 2).await, expected);
     // AND the estimates are cheap and close, with statistics or without
-    assert_eq!(connector.estimate_rows(&pairs).await.unwrap(), 5);
-    assert_eq!(connector.estimate_rows(&clustered).await.unwrap(), 5);
+    // (a small table is counted)
+    for table in [&pairs, &clustered] {
+        assert_eq!(
+            connector.estimate_rows(table).await.unwrap(),
+            tandem_connectors::RowCount::counted(5)
+        );
+    }
     db.exec("ANALYZE").await;
-    assert_eq!(connector.estimate_rows(&pairs).await.unwrap(), 5);
+    assert_eq!(connector.estimate_rows(&pairs).await.unwrap().rows, 5);
 }
 
 #[tokio::test]

@@ -556,6 +556,18 @@ pub const SCENARIO_PAIRS: [(Engine, Engine); 4] = [
     (Engine::Sqlite, Engine::Mysql),
 ];
 
+/// `items (id auto-generated, label)` in each database.
+pub async fn items(dbs: &[&Db]) {
+    for db in dbs {
+        db.exec(&format!(
+            "CREATE TABLE items (id {}, label {})",
+            db.id(),
+            db.text()
+        ))
+        .await;
+    }
+}
+
 /// Two unrelated tables on each side, `items (id, label, qty)` and
 /// `notes (id, body)`, synced by an agent with capture installed.
 pub async fn two_pairs(source_engine: Engine, target_engine: Engine) -> (Db, Db, Agent) {

@@ -1,13 +1,12 @@
 //! `check`: every problem on one line with what to do about it. It runs
 //! the checks `run` runs before it starts (`Integration::connect`, then
-//! `Integration::preflight`), so that what `check` accepts, `run` starts
+//! `Integration::validate`), so that what `check` accepts, `run` starts
 //! with, and what it refuses, `run` refuses.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::load;
-use crate::sync::plan::PlanProblem;
 use crate::sync::Integration;
 
 pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
@@ -23,25 +22,21 @@ pub(super) async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let preflight = match integration.preflight().await {
-        Ok(preflight) => preflight,
+    let problems = match integration.validate().await {
+        Ok(problems) => problems,
         Err(e) => {
             println!("{e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut lines: Vec<String> = preflight.database.clone();
-    let mapping: Vec<&PlanProblem> = integration.problems.iter().chain(&preflight.keys).collect();
-    // Errors before warnings; each in the order found.
-    for problem in mapping.iter().filter(|p| p.fatal) {
-        lines.push(format!("{file}: {}", problem.message));
-    }
-    for problem in mapping.iter().filter(|p| !p.fatal) {
-        lines.push(format!("warning: {file}: {}", problem.message));
-    }
-    // The same problem can be seen from both directions.
-    let mut seen = std::collections::HashSet::new();
-    lines.retain(|line| seen.insert(line.clone()));
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| match (p.of_database, p.fatal) {
+            (true, _) => p.message.clone(),
+            (false, true) => format!("{file}: {}", p.message),
+            (false, false) => format!("warning: {file}: {}", p.message),
+        })
+        .collect();
     if lines.is_empty() {
         println!("ok: {pairs} table pair(s), both sides reachable, capture installed");
         return Ok(ExitCode::SUCCESS);

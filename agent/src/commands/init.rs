@@ -222,6 +222,14 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         let mut picked = Vec::new();
         let mut unknown = Vec::new();
         for name in wanted.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            // As a config names it (`sales.orders`), else by name.
+            if let Some(table) = described[0]
+                .iter()
+                .find(|t| configured(sides[0].engine, &t.name) == name)
+            {
+                picked.push(table);
+                continue;
+            }
             let bare = name.rsplit_once('.').map_or(name, |(_, n)| n);
             match names::find(bare, names.iter().copied(), NameMatching::Fold) {
                 Ok(found) => picked.extend(described[0].iter().filter(|t| t.name.name == found)),
@@ -250,21 +258,32 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             NameMatching::Fold,
         ) {
             Ok(name) => described[1].iter().find(|t| t.name.name == name),
-            Err(miss) => {
+            Err(names::Miss::Ambiguous(all)) => {
+                notes.push(format!(
+                    "source table {shown}: target tables {} all match its name: pair one by hand",
+                    all.join(" and ")
+                ));
+                None
+            }
+            Err(names::Miss::Unknown(close)) => {
                 notes.push(format!(
                     "source table {shown}: no table of that name in the target{}",
-                    match miss {
-                        names::Miss::Unknown(Some(close)) => format!(" (closest: {close})"),
-                        names::Miss::Ambiguous(all) =>
-                            format!(" ({} all match: pair one by hand)", all.join(", ")),
-                        names::Miss::Unknown(None) => String::new(),
-                    }
+                    close
+                        .map(|c| format!(" (closest: {c})"))
+                        .unwrap_or_default()
                 ));
                 None
             }
         };
         let Some(other) = found else { continue };
-        paired_targets.insert(&other.name);
+        if !paired_targets.insert(&other.name) {
+            // Two source tables of one name, in two schemas.
+            notes.push(format!(
+                "source table {shown}: its match, target table {}, is paired with another source table",
+                configured(sides[1].engine, &other.name)
+            ));
+            continue;
+        }
         let keyless: Vec<String> = [(Side::Source, *table), (Side::Target, other)]
             .iter()
             .filter(|(_, t)| t.primary_key.is_empty())
@@ -337,7 +356,7 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| format!("{}-{}", sides[0].database, sides[1].database));
         PathBuf::from("/var/lib/tandem").join(name)
     });
-    let text = render(&args, &sides, &state_dir, &configs, &problems, &notes);
+    let text = render(&sides, &state_dir, &configs, &problems, &notes);
     match &args.output {
         Some(output) => {
             std::fs::write(output, &text)
@@ -361,7 +380,6 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
 /// The config file's text.
 fn render(
-    args: &InitArgs,
     sides: &[Given; 2],
     state_dir: &Path,
     configs: &[TablePairConfig],
@@ -398,7 +416,6 @@ fn render(
         }
         out.push('\n');
     }
-    let _ = args;
     for config in configs {
         out.push_str(&format!(
             "\n[[tables]]\nsource = {}\ntarget = {}\n",

@@ -117,14 +117,13 @@ async fn describe_side(
     crate::sync::catalog::shared_tables(config, side, &tables, &mut problems);
     crate::sync::refuse(config, &problems)?;
     let mut described: Vec<TableSchema> = tables.into_iter().flatten().collect();
-    for ((_, configured), table) in extra {
-        let split = config.tables.iter().any(|p| {
-            p.splits
-                .iter()
-                .any(|s| s.side == side && s.table == configured)
-        });
-        if split && !described.iter().any(|t| t.name == table.name) {
-            described.push(table);
+    // The tables rows are split into, in config order.
+    for split in config.tables.iter().flat_map(|p| &p.splits) {
+        let Some(table) = extra.get(&(side, split.table.clone())) else {
+            continue;
+        };
+        if split.side == side && !described.iter().any(|t| t.name == table.name) {
+            described.push(table.clone());
         }
     }
     Ok((connector, described))

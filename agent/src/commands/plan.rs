@@ -16,8 +16,7 @@ use crate::sync::Integration;
 pub(super) async fn plan(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     let integration = Integration::connect(config).await?;
-    let mut problems: Vec<PlanProblem> = integration.problems.clone();
-    problems.extend(integration.key_problems());
+    let problems = integration.mapping_problems();
     let report = describe(&integration, &problems);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -58,10 +58,9 @@ pub(super) async fn status(path: &Path, as_json: bool) -> anyhow::Result<ExitCod
         };
         rows.push(json!({
             "pair": pair.name,
-            "source": pair.source,
-            // As configured; when not written, the table found for it.
-            "target": pair.target.clone().or_else(|| known.map(|k| k.target.clone()))
-                .unwrap_or_else(|| pair.table(Side::Target).to_owned()),
+            // As configured (a target not written: the name looked for).
+            "source": pair.table(Side::Source),
+            "target": pair.table(Side::Target),
             "captured_not_tailed": { "source": waiting(Side::Source), "target": waiting(Side::Target) },
             "logged_not_applied": known.map(|k| k.logged_not_applied),
             "applied": known.map(|k| json!({

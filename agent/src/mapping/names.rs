@@ -104,7 +104,7 @@ pub fn likeness(a: &str, b: &str) -> f64 {
         (&b, &a)
     };
     let mut letters = long.chars();
-    let abbreviates = short.len() >= 2
+    let abbreviates = short.chars().count() >= 3
         && short.chars().next() == long.chars().next()
         && short.chars().all(|c| letters.any(|l| l == c));
     edits

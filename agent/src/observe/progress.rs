@@ -12,6 +12,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use tracing::{info, Level};
 
+use tandem_connectors::RowCount;
+
 use crate::config::Side;
 
 static BARS: OnceLock<MultiProgress> = OnceLock::new();
@@ -73,8 +75,8 @@ impl CopyProgress {
     /// counted or estimated (see
     /// [`tandem_connectors::Connector::estimate_rows`]): a bar when stderr
     /// is a terminal and info lines are logged.
-    pub fn start(pair: &str, origin: Side, table: &str, total: u64) -> CopyProgress {
-        let counted = total < tandem_connectors::connector::EXACT_COUNT_BELOW;
+    pub fn start(pair: &str, origin: Side, table: &str, count: RowCount) -> CopyProgress {
+        let (total, counted) = (count.rows, count.exact);
         let show = std::io::stderr().is_terminal() && tracing::enabled!(Level::INFO);
         let bar = show.then(|| {
             let bar = bars().add(ProgressBar::new(total));

@@ -14,7 +14,7 @@ use crate::mapping::names::{self, Miss, NameMatching};
 use crate::mapping::RuleConfig;
 
 /// The table of `listed` that `wanted` names: the same name, else (when
-/// folding) the only one in the same schema whose name folds alike.
+/// folding) the only one whose schema and name fold alike.
 pub fn resolve(
     wanted: &TableName,
     listed: &[TableName],
@@ -25,17 +25,21 @@ pub fn resolve(
     }
     let same_schema: Vec<&TableName> = listed
         .iter()
-        .filter(|t| t.schema == wanted.schema)
+        .filter(|t| match (&t.schema, &wanted.schema) {
+            (Some(a), Some(b)) => matching.same(a, b),
+            (a, b) => a == b,
+        })
         .collect();
     match names::find(
         &wanted.name,
         same_schema.iter().map(|t| t.name.as_str()),
         matching,
     ) {
-        Ok(name) => Ok(TableName {
-            schema: wanted.schema.clone(),
-            name: name.to_owned(),
-        }),
+        Ok(name) => Ok(same_schema
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| (*t).clone())
+            .expect("found among them")),
         Err(Miss::Unknown(None)) => {
             // Perhaps it is in another schema.
             let closest = names::closest(&wanted.name, listed.iter().map(|t| t.name.as_str()));
@@ -66,6 +70,13 @@ async fn find(
     let name = match resolve(&wanted, listed, matching) {
         Ok(name) => name,
         Err(miss) => {
+            // The engine may know it by rules of its own (names that
+            // compare without case on SQLite, or by a collation).
+            if matches!(miss, Miss::Unknown(_)) {
+                if let Ok(schema) = connector.describe(&wanted).await {
+                    return Ok(Some(schema));
+                }
+            }
             problems.push(PlanProblem::error(format!(
                 "{what} {wanted} does not exist{}",
                 miss.hint()
@@ -206,6 +217,11 @@ mod tests {
         assert_eq!(
             resolve(&table(None, "Customers"), &[table(None, "Customer")], fold),
             Err(Miss::Unknown(Some("Customer".into())))
+        );
+        assert_eq!(
+            resolve(&table(Some("Sales"), "Invoice"), &listed, fold),
+            Ok(table(Some("sales"), "invoice")),
+            "schemas fold too"
         );
     }
 }

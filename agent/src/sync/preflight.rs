@@ -7,26 +7,9 @@
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::{DataType, TableSchema};
 
-use super::plan::{KeyMode, Plan, PlanProblem};
+use super::plan::{in_order, KeyMode, Plan, PlanProblem};
 use super::{Integration, SyncResult};
 use crate::config::Side;
-
-/// What the databases lack.
-#[derive(Debug, Default)]
-pub struct Preflight {
-    /// Problems of one database, each line starting with its side
-    /// (`source: ...`).
-    pub database: Vec<String>,
-    /// Problems of pairs whose copies could not get a key (config scope).
-    pub keys: Vec<PlanProblem>,
-}
-
-impl Preflight {
-    /// Whether nothing stops the sync.
-    pub fn is_clear(&self) -> bool {
-        self.database.is_empty() && self.keys.iter().all(|p| !p.fatal)
-    }
-}
 
 impl Integration {
     /// The synced tables of `side` as described: the pairs' and the extra
@@ -40,10 +23,26 @@ impl Integration {
             .collect()
     }
 
-    /// Checks the databases: installed objects, triggers, privileges, and
-    /// the keys of new copies. Only a failure to reach a side is an error.
-    pub async fn preflight(&self) -> SyncResult<Preflight> {
-        let mut found = Preflight::default();
+    /// Every problem `check` shows and `run` refuses to start on (see
+    /// [`in_order`]): the mapping's, the keys of new copies, and what the
+    /// databases lack. Only a failure to reach a side is an error.
+    pub async fn validate(&self) -> SyncResult<Vec<PlanProblem>> {
+        let mut problems = self.mapping_problems();
+        problems.extend(self.database_problems().await?);
+        Ok(in_order(problems))
+    }
+
+    /// The problems of the mapping, keys included: no database is asked
+    /// anything (`plan` shows them beside a running service).
+    pub fn mapping_problems(&self) -> Vec<PlanProblem> {
+        let mut problems = self.problems.clone();
+        problems.extend(self.key_problems());
+        in_order(problems)
+    }
+
+    /// What the databases lack: installed objects, triggers, privileges.
+    async fn database_problems(&self) -> SyncResult<Vec<PlanProblem>> {
+        let mut found = Vec::new();
         let fix = format!(
             "run `tandem-agent install-triggers --config {}`",
             self.config.path.display()
@@ -53,26 +52,25 @@ impl Integration {
             let tables = self.schemas(side);
             let err = self.error(side);
             for line in connector.missing_privileges(&tables).await.map_err(&err)? {
-                found.database.push(format!("{side}: {line}"));
+                found.push(PlanProblem::database(format!("{side}: {line}")));
             }
             let installed = connector.installation(&tables).await.map_err(&err)?;
             match installed.version {
-                None => found.database.push(format!(
+                None => found.push(PlanProblem::database(format!(
                     "{side}: Tandem change table is not installed: {fix}"
-                )),
-                Some(v) if v != SCHEMA_VERSION => found.database.push(format!(
+                ))),
+                Some(v) if v != SCHEMA_VERSION => found.push(PlanProblem::database(format!(
                     "{side}: installed Tandem objects are version {v}, this agent needs {SCHEMA_VERSION}: {fix}"
-                )),
+                ))),
                 Some(_) => {
                     for table in installed.missing_triggers {
-                        found
-                            .database
-                            .push(format!("{side}: table {table} has no capture trigger: {fix}"));
+                        found.push(PlanProblem::database(format!(
+                            "{side}: table {table} has no capture trigger: {fix}"
+                        )));
                     }
                 }
             }
         }
-        found.keys = self.key_problems();
         Ok(found)
     }
 

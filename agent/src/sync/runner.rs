@@ -6,7 +6,6 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::plan::PlanProblem;
 use super::report::{LetterList, ListedLetter, PairStatus, Snapshot, Tally, LISTED_LETTERS};
 use super::{Agent, Integration, SyncError, SyncResult};
 use crate::config::{Config, Side};
@@ -84,14 +83,7 @@ impl Agent {
     /// otherwise every problem, in the order `check` shows them.
     async fn validated(config: Config) -> SyncResult<Integration> {
         let integration = Integration::connect(config).await?;
-        let preflight = integration.preflight().await?;
-        let mut problems: Vec<PlanProblem> = preflight
-            .database
-            .into_iter()
-            .map(PlanProblem::error)
-            .collect();
-        problems.extend(integration.problems.iter().cloned());
-        problems.extend(preflight.keys);
+        let problems = integration.validate().await?;
         super::refuse(&integration.config, &problems)?;
         Ok(integration)
     }

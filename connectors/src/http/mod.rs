@@ -35,7 +35,7 @@ pub use config::{HttpOptions, ObjectSpec, RawHttp};
 use self::client::{Client, Repeat};
 use self::journal::Journal;
 use crate::connector::{
-    CapturedChange, ChangeOp, Connector, EndpointConfig, Engine, IdMapRow, Installation,
+    CapturedChange, ChangeOp, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
     Transaction, SCHEMA_VERSION,
 };
 use crate::error::{ConnectorError, ErrorKind, Result};
@@ -413,9 +413,9 @@ impl Connector for HttpConnector {
             .collect())
     }
 
-    async fn estimate_rows(&self, _table: &TableSchema) -> Result<u64> {
+    async fn estimate_rows(&self, _table: &TableSchema) -> Result<RowCount> {
         // Counting would mean reading everything; progress shows no total.
-        Ok(0)
+        Ok(RowCount::estimated(0))
     }
 
     async fn read_id_map_page(

@@ -69,7 +69,8 @@ use self::apply::{key_columns, scan_sql, select_by_keys_sql, MssqlTransaction};
 use self::client::{qualified, Client, Param, DEFAULT_SCHEMA};
 use self::types::{key_params, read_row};
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
+    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
+    Transaction,
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
@@ -265,7 +266,7 @@ impl Connector for MssqlConnector {
         found.into_iter().map(|row| read_row(table, row)).collect()
     }
 
-    async fn estimate_rows(&self, table: &TableSchema) -> Result<u64> {
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<RowCount> {
         let rows = self
             .client
             .rows(
@@ -287,7 +288,24 @@ impl Connector for MssqlConnector {
             )));
         }
         let count: Option<i64> = row.and_then(|r| r.get(1));
-        Ok(u64::try_from(count.unwrap_or(0)).unwrap_or(0))
+        let estimate = u64::try_from(count.unwrap_or(0)).unwrap_or(0);
+        if estimate >= crate::connector::EXACT_COUNT_BELOW {
+            return Ok(RowCount::estimated(estimate));
+        }
+        // sys.partitions is documented as approximate: a small table is
+        // counted.
+        let counted = self
+            .client
+            .rows(
+                &format!("SELECT COUNT_BIG(*) FROM {}", qualified(&table.name)),
+                Vec::new(),
+            )
+            .await
+            .map_err(|e| e.context(format!("cannot count the rows of table {}", table.name)))?;
+        let rows: Option<i64> = counted.first().and_then(|r| r.get(0));
+        Ok(RowCount::counted(
+            u64::try_from(rows.unwrap_or(0)).unwrap_or(0),
+        ))
     }
 
     async fn read_id_map_page(

@@ -147,7 +147,9 @@ impl CatalogColumn {
         if matches!(self.base.as_str(), "decimal" | "numeric") {
             capacity.digits = Some((u32::from(self.precision), u32::from(self.scale)));
         }
-        let limited = self.max_length > 0;
+        // `text` and `ntext` report the size of a pointer, `max` -1: only
+        // the (n)char and (n)varchar lengths are limits.
+        let limited = self.max_length > 0 && !matches!(self.base.as_str(), "text" | "ntext");
         match self.base.as_str() {
             "nvarchar" | "nchar" | "ntext" => {
                 capacity.charset = Some(Charset::Unicode);
@@ -160,7 +162,9 @@ impl CatalogColumn {
                 } else {
                     Charset::Legacy(self.collation.clone())
                 });
-                capacity.max_chars = limited.then_some(self.max_length as u32);
+                // With a UTF-8 collation the length counts bytes, not
+                // characters: no limit in characters is known.
+                capacity.max_chars = (limited && !utf8).then_some(self.max_length as u32);
             }
             _ => {}
         }
@@ -362,6 +366,15 @@ mod tests {
         .column();
         assert_eq!(utf8.capacity.charset, Some(Charset::Unicode));
         assert_eq!(utf8.capacity.max_chars, None);
+        let notes = CatalogColumn {
+            max_length: 16,
+            ..facts("ntext")
+        }
+        .column();
+        assert_eq!(
+            notes.capacity.max_chars, None,
+            "a pointer's size is no limit"
+        );
         assert_eq!(facts("tinyint").column().capacity.int_range, Some((0, 255)));
         let money = CatalogColumn {
             precision: 12,

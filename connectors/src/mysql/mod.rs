@@ -30,8 +30,8 @@ use self::apply::{key_params, row_of, scan_sql, select_by_keys_sql, MysqlTransac
 pub use self::client::Flavour;
 use self::client::{int_of, text_of, Client};
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
-    EXACT_COUNT_BELOW,
+    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
+    Transaction, EXACT_COUNT_BELOW,
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
@@ -286,7 +286,7 @@ impl Connector for MysqlConnector {
             .collect()
     }
 
-    async fn estimate_rows(&self, table: &TableSchema) -> Result<u64> {
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<RowCount> {
         let rows = self
             .client
             .rows(
@@ -303,7 +303,7 @@ impl Connector for MysqlConnector {
             .unwrap_or(0)
             .max(0) as u64;
         if estimate >= EXACT_COUNT_BELOW {
-            return Ok(estimate);
+            return Ok(RowCount::estimated(estimate));
         }
         let counted = self
             .client
@@ -316,11 +316,13 @@ impl Connector for MysqlConnector {
             )
             .await
             .map_err(|e| e.context(format!("count the rows of table {}", table.name)))?;
-        Ok(counted
-            .first()
-            .and_then(|r| int_of(&r[0]))
-            .unwrap_or(0)
-            .max(0) as u64)
+        Ok(RowCount::counted(
+            counted
+                .first()
+                .and_then(|r| int_of(&r[0]))
+                .unwrap_or(0)
+                .max(0) as u64,
+        ))
     }
 
     async fn read_id_map_page(

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
-    EXACT_COUNT_BELOW,
+    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
+    Transaction, EXACT_COUNT_BELOW,
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, TableName, TableSchema};
@@ -354,7 +354,7 @@ impl Connector for PostgresConnector {
             .collect()
     }
 
-    async fn estimate_rows(&self, table: &TableSchema) -> Result<u64> {
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<RowCount> {
         let context = || format!("cannot estimate the rows of table {}", table.name);
         let client = self.client().await?;
         let relation = qualified(&table.name);
@@ -387,14 +387,14 @@ impl Connector for PostgresConnector {
                 .max(0.0) as u64
         };
         if estimate >= EXACT_COUNT_BELOW {
-            return Ok(estimate);
+            return Ok(RowCount::estimated(estimate));
         }
         let counted: i64 = client
             .query_one(&format!("select count(*) from {relation}"), &[])
             .await
             .map_err(|e| pg_error(e, context()))?
             .get(0);
-        Ok(counted.max(0) as u64)
+        Ok(RowCount::counted(counted.max(0) as u64))
     }
 
     async fn read_id_map_page(

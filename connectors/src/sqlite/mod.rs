@@ -35,8 +35,8 @@ use rusqlite::TransactionBehavior;
 use self::apply::{row_of, scan_sql, select_by_keys, stored_key, SqliteTransaction};
 use self::client::{classify, int_of, query, quote_ident, text_of, Client};
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, Transaction,
-    EXACT_COUNT_BELOW,
+    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
+    Transaction, EXACT_COUNT_BELOW,
 };
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
@@ -229,7 +229,7 @@ impl Connector for SqliteConnector {
             .collect()
     }
 
-    async fn estimate_rows(&self, table: &TableSchema) -> Result<u64> {
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<RowCount> {
         let name = table.name.name.clone();
         self.client
             .run(move |conn| estimate(conn, &name))
@@ -287,7 +287,7 @@ impl Connector for SqliteConnector {
 /// The row count for progress reports: `ANALYZE`'s statistics when there
 /// are some, else the span of rowids (two index probes); a count when
 /// either says the table is small, or for a `WITHOUT ROWID` table.
-fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
+fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<RowCount> {
     let name = || vec![SqlValue::Text(table.to_owned())];
     let number = |sql: &str| -> Result<u64> {
         Ok(query(conn, sql, &[])?
@@ -297,7 +297,7 @@ fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
             .max(0) as u64)
     };
     let quoted = quote_ident(table);
-    let count = || number(&format!("SELECT count(*) FROM {quoted}"));
+    let count = || number(&format!("SELECT count(*) FROM {quoted}")).map(RowCount::counted);
     if install::has_table(conn, "sqlite_stat1")? {
         let stats = query(
             conn,
@@ -312,7 +312,7 @@ fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
         });
         if let Some(rows) = first {
             return if rows >= EXACT_COUNT_BELOW {
-                Ok(rows)
+                Ok(RowCount::estimated(rows))
             } else {
                 count()
             };
@@ -334,7 +334,7 @@ fn estimate(conn: &rusqlite::Connection, table: &str) -> Result<u64> {
         "SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM {quoted}"
     ))?;
     if span >= EXACT_COUNT_BELOW {
-        Ok(span)
+        Ok(RowCount::estimated(span))
     } else {
         count()
     }

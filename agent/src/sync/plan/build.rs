@@ -143,6 +143,16 @@ fn find_column<'t>(
     Ok(table.column(name).expect("found among its columns"))
 }
 
+/// " (did you mean `x`?)" for the column of `table` closest to `unknown`,
+/// when one is close.
+fn closest_column(table: &TableSchema, unknown: &str) -> String {
+    Miss::Unknown(names::closest(
+        unknown,
+        table.columns.iter().map(|c| c.name.as_str()),
+    ))
+    .hint()
+}
+
 /// Where a written column's value comes from, while a direction is planned.
 #[derive(Clone)]
 enum Source {
@@ -159,6 +169,20 @@ enum Source {
 struct Written {
     to: String,
     source: Source,
+    /// Matched by name (not configured): mapped only when the types are
+    /// compatible, unless it is a reference.
+    by_name: bool,
+}
+
+/// What a direction's references are (see `Context::relations`).
+#[derive(Default)]
+struct References {
+    relations: Vec<Relation>,
+    /// Columns written that copy a reference untranslated, with the pair.
+    untranslated: BTreeMap<String, String>,
+    /// Columns of either side in a foreign key to a synced table, with
+    /// that table's pair.
+    referencing: BTreeMap<(Side, String), String>,
 }
 
 /// Everything one pair's planning looks at.
@@ -204,17 +228,20 @@ impl Context<'_> {
             let main = &self.schemas[split.side.index()];
             let from = &self.schemas[other.index()];
             let at = format!("pair {}: split {}", config.name, split.table);
-            let mut fail =
-                |message: String| out.push(PlanProblem::error(format!("{at}: {message}")));
+            macro_rules! fail {
+                ($message:expr) => {
+                    out.push(PlanProblem::error(format!("{at}: {}", $message)))
+                };
+            }
             let Some(table) = self.lookups.get(&(split.side, split.table.clone())) else {
-                fail(format!(
+                fail!(format!(
                     "{} table {} was not described",
                     split.side, split.table
                 ));
                 continue;
             };
             if !table.key_is_generated() {
-                fail(format!(
+                fail!(format!(
                     "{} table {} needs a single auto-generated primary key",
                     split.side, table.name
                 ));
@@ -223,7 +250,7 @@ impl Context<'_> {
             let reference = match find_column(main, &split.reference, self.names) {
                 Ok(c) => c.name.clone(),
                 Err(miss) => {
-                    fail(format!(
+                    fail!(format!(
                         "reference: no column {} in {} table {}{}",
                         split.reference,
                         split.side,
@@ -238,7 +265,7 @@ impl Context<'_> {
                 let dest = match find_column(table, column, self.names) {
                     Ok(dest) => dest,
                     Err(miss) => {
-                        fail(format!(
+                        fail!(format!(
                             "column {column}: no such column in {} table {}{}",
                             split.side,
                             table.name,
@@ -250,9 +277,18 @@ impl Context<'_> {
                 let source = match rule {
                     RuleConfig::Column { from: name, .. } => {
                         match find_column(from, name, self.names) {
-                            Ok(c) => ValueSource::Column(c.name.clone()),
+                            Ok(c) => {
+                                if let Some(pair) = self.reference_of(other, from, &c.name) {
+                                    out.push(PlanProblem::warning(format!(
+                                        "{at}: column {column} copies {}, a reference to pair {pair}'s table, \
+                                         untranslated (a split table's values are copied as they are)",
+                                        c.name
+                                    )));
+                                }
+                                ValueSource::Column(c.name.clone())
+                            }
                             Err(miss) => {
-                                fail(format!(
+                                fail!(format!(
                                     "column {column}: no column {name} in {other} table {}{}",
                                     from.name,
                                     miss.hint()
@@ -266,14 +302,14 @@ impl Context<'_> {
                             ValueSource::Expression(Arc::new(e))
                         }
                         Ok(_) => {
-                            fail(format!(
+                            fail!(format!(
                                 "column {column}: expression {text:?} uses a column {other} table {} lacks",
                                 from.name
                             ));
                             continue;
                         }
                         Err(e) => {
-                            fail(format!("column {column}: {e}"));
+                            fail!(format!("column {column}: {e}"));
                             continue;
                         }
                     },
@@ -291,7 +327,7 @@ impl Context<'_> {
             for wanted in &split.key {
                 match names::find(wanted, columns.iter().map(|c| c.to.as_str()), self.names) {
                     Ok(found) => key.push(found.to_owned()),
-                    Err(_) => fail(format!(
+                    Err(_) => fail!(format!(
                         "key column {wanted} gets no value: map it under columns"
                     )),
                 }
@@ -350,9 +386,12 @@ impl Context<'_> {
             }
         }
 
-        // The columns the config maps.
+        // The columns the config maps (by the column they name, with the
+        // key that names it).
         let mut written: Vec<Written> = Vec::new();
-        for (column, rule) in &rules.columns {
+        let mut configured: BTreeMap<String, &str> = BTreeMap::new();
+        for (key, rule) in &rules.columns {
+            let column = key;
             let dest = match find_column(to, column, self.names) {
                 Ok(dest) => dest,
                 Err(miss) => {
@@ -365,6 +404,12 @@ impl Context<'_> {
                 }
             };
             let column = &dest.name;
+            if let Some(first) = configured.insert(column.clone(), key) {
+                fail!(format!(
+                    "columns {first} and {key} both name {dest_side} column {column}: keep one"
+                ));
+                continue;
+            }
             if dest.always_generated || generated_key(column) {
                 fail!(format!(
                     "column {column}: the engine generates it; it cannot be mapped"
@@ -442,11 +487,7 @@ impl Context<'_> {
                             .iter()
                             .find(|v| from.column(v).is_none())
                         {
-                            let hint = Miss::Unknown(names::closest(
-                                unknown,
-                                from.columns.iter().map(|c| c.name.as_str()),
-                            ))
-                            .hint();
+                            let hint = closest_column(from, unknown);
                             fail!(format!(
                                 "column {column}: expression {text:?} uses {unknown}, which is not a column of {origin} table {}{hint}",
                                 from.name
@@ -526,6 +567,7 @@ impl Context<'_> {
             written.push(Written {
                 to: column.clone(),
                 source,
+                by_name: false,
             });
         }
         let explicit: BTreeSet<String> = written.iter().map(|w| w.to.clone()).collect();
@@ -544,6 +586,7 @@ impl Context<'_> {
                     written.push(Written {
                         to: dest.name.clone(),
                         source: Source::Value(ValueSource::Column(split.joined(&column.to))),
+                        by_name: false,
                     });
                 }
             }
@@ -600,26 +643,21 @@ impl Context<'_> {
                     continue;
                 }
             }
-            if !compatible(source.data_type, dest.data_type) {
-                problems.push(PlanProblem::warning(format!(
-                    "{at}: column {name} is {} on the {origin} and {} on the {dest_side}; it is not mapped \
-                     (map it with an expression, or exclude it)",
-                    source.native_type, dest.native_type
-                )));
-                explained.insert((dest_side, name.to_owned()));
-                explained.insert((origin, source.name.clone()));
-                continue;
-            }
             written.push(Written {
                 to: name.to_owned(),
                 source: Source::Column {
                     from: source.name.clone(),
                     translate: true,
                 },
+                by_name: true,
             });
         }
 
-        let (relations, untranslated) = self.relations(origin, &written, &at, &mut problems);
+        let References {
+            relations,
+            untranslated,
+            referencing,
+        } = self.relations(origin, &written, &at, &mut problems);
         let related: BTreeSet<&str> = relations
             .iter()
             .flat_map(|r| r.to.iter().map(String::as_str))
@@ -643,6 +681,18 @@ impl Context<'_> {
             let source = match &w.source {
                 Source::Column { from: name, .. } => {
                     let read = from.column(name).expect("read columns exist");
+                    // Matched by name, of types that do not convert: not
+                    // mapped (a reference converts through its links).
+                    if w.by_name && !compatible(read.data_type, dest.data_type) {
+                        problems.push(PlanProblem::warning(format!(
+                            "{at}: column {} is {} on the {origin} and {} on the {dest_side}; it is not mapped \
+                             (map it with an expression, or exclude it)",
+                            dest.name, read.native_type, dest.native_type
+                        )));
+                        explained.insert((dest_side, dest.name.clone()));
+                        explained.insert((origin, read.name.clone()));
+                        continue;
+                    }
                     for phrase in will_not_fit(read, dest, &to.name) {
                         problems.push(PlanProblem::warning(format!(
                             "{at}: column {}: {origin} column {phrase}",
@@ -652,7 +702,31 @@ impl Context<'_> {
                     ValueSource::Column(name.clone())
                 }
                 Source::Relation { .. } => continue,
-                Source::Value(source) => source.clone(),
+                Source::Value(source) => {
+                    // A reference computed, not copied: it is not
+                    // translated, and worth a word.
+                    if let ValueSource::Expression(e) = source {
+                        let read = e
+                            .variables()
+                            .iter()
+                            .find_map(|v| referencing.get(&(origin, v.clone())).map(|p| (v, p)));
+                        if let Some(pair) = referencing.get(&(dest_side, dest.name.clone())) {
+                            problems.push(PlanProblem::warning(format!(
+                                "{at}: column {}: a reference to pair {pair}'s table gets an expression: \
+                                 its value is written as computed, not translated",
+                                dest.name
+                            )));
+                        } else if let Some((column, pair)) = read {
+                            problems.push(PlanProblem::warning(format!(
+                                "{at}: column {}: the expression reads {column}, a reference to pair {pair}'s \
+                                 table: it sees the {origin}'s key, not translated (map the reference as a \
+                                 column to have it translated)",
+                                dest.name
+                            )));
+                        }
+                    }
+                    source.clone()
+                }
             };
             columns.push(ColumnMap {
                 to: w.to.clone(),
@@ -682,8 +756,8 @@ impl Context<'_> {
             .collect();
         if filled.is_empty() && !writable.is_empty() {
             fail!(format!(
-                "no column of {dest_side} table {} gets a value: their names match none of {origin} table {} \
-                 (map them under [tables.{}.columns])",
+                "no column of {dest_side} table {} gets a value: none matches a column of {origin} table {} \
+                 by name and type (map them under [tables.{}.columns])",
                 to.name,
                 from.name,
                 if origin == Side::Source { "to_target" } else { "to_source" }
@@ -707,11 +781,7 @@ impl Context<'_> {
         let filter = rules.filter.as_ref().and_then(|text| match Expression::compile(text) {
             Ok(expression) => match expression.variables().iter().find(|v| !origin_has(v)) {
                 Some(unknown) => {
-                    let hint = Miss::Unknown(names::closest(
-                        unknown,
-                        from.columns.iter().map(|c| c.name.as_str()),
-                    ))
-                    .hint();
+                    let hint = closest_column(from, unknown);
                     fail!(format!(
                         "filter {text:?} uses {unknown}, which is not a column of {origin} table {}{hint}",
                         from.name
@@ -754,14 +824,16 @@ impl Context<'_> {
     /// The relations of a direction: the configured ones, then every
     /// foreign key to a synced table (declared on either side) whose
     /// columns are copied. Also: the columns that copy a reference
-    /// untranslated (`translate = false`), with the pair it refers to.
+    /// untranslated (`translate = false`), with the pair it refers to; and
+    /// every column that belongs to a foreign key to a synced table, by
+    /// side, with that pair.
     fn relations(
         &self,
         origin: Side,
         written: &[Written],
         at: &str,
         problems: &mut Vec<PlanProblem>,
-    ) -> (Vec<Relation>, BTreeMap<String, String>) {
+    ) -> References {
         let dest_side = origin.other();
         let from = &self.schemas[origin.index()];
         let to = &self.schemas[dest_side.index()];
@@ -771,10 +843,10 @@ impl Context<'_> {
                 .all(|c| to.column(c).is_some_and(|col| col.nullable))
                 && !columns.iter().any(|c| to.primary_key.contains(c))
         };
-        let mut relations: Vec<Relation> = Vec::new();
+        let mut found = References::default();
         for w in written {
             if let Source::Relation { pair, from } = &w.source {
-                relations.push(Relation {
+                found.relations.push(Relation {
                     from: vec![from.clone()],
                     to: vec![w.to.clone()],
                     pair: *pair,
@@ -792,23 +864,35 @@ impl Context<'_> {
                 _ => None,
             })
             .collect();
-        let mut untranslated: BTreeMap<String, String> = BTreeMap::new();
-        let mut quoted_untranslated: BTreeSet<&str> = BTreeSet::new();
+        let mut warned: BTreeSet<&str> = BTreeSet::new();
         for (side, table) in [(origin, from), (dest_side, to)] {
+            // The copies that read (origin) or write (destination) `column`.
+            let copies_of = |column: &str| -> Vec<&(&str, &str, bool)> {
+                copies
+                    .iter()
+                    .filter(|(to, from, _)| {
+                        if side == origin {
+                            *from == column
+                        } else {
+                            *to == column
+                        }
+                    })
+                    .collect()
+            };
             for fk in &table.foreign_keys {
                 let Some(&pair) = self.index[side.index()].get(&fk.referenced_table) else {
                     continue;
                 };
-                let pair_name = &self.all_names(pair);
+                let pair_name = self.pair_name(pair);
+                for column in &fk.columns {
+                    found
+                        .referencing
+                        .insert((side, column.clone()), pair_name.to_owned());
+                }
                 // Each column of the key, in key order, on this side.
                 let Some(own) = key_order(fk, &self.all[pair][side.index()]) else {
                     let referenced = &self.all[pair][side.index()];
-                    let copied = fk.columns.iter().any(|c| {
-                        copies
-                            .iter()
-                            .any(|(to, from, _)| if side == origin { from == c } else { to == c })
-                    });
-                    if copied {
+                    if fk.columns.iter().any(|c| !copies_of(c).is_empty()) {
                         problems.push(PlanProblem::warning(format!(
                             "{at}: foreign key ({}) of {side} table {} references ({}), not the primary key of {}; \
                              its values are copied as they are, not translated",
@@ -820,25 +904,12 @@ impl Context<'_> {
                     }
                     continue;
                 };
-                // The copies of these columns: (written, read, translated).
-                let pairs: Vec<Option<&(&str, &str, bool)>> = own
-                    .iter()
-                    .map(|c| {
-                        copies.iter().find(
-                            |(to, from, _)| {
-                                if side == origin {
-                                    from == c
-                                } else {
-                                    to == c
-                                }
-                            },
-                        )
-                    })
-                    .collect();
-                if pairs.iter().all(Option::is_none) {
+                let per_column: Vec<Vec<&(&str, &str, bool)>> =
+                    own.iter().map(|c| copies_of(c)).collect();
+                if per_column.iter().all(Vec::is_empty) {
                     continue;
                 }
-                if pairs.iter().any(Option::is_none) {
+                if per_column.iter().any(Vec::is_empty) {
                     problems.push(PlanProblem::error(format!(
                         "{at}: foreign key ({}) of {side} table {} is only partly mapped; map all of its columns, or none",
                         fk.columns.join(", "),
@@ -846,64 +917,114 @@ impl Context<'_> {
                     )));
                     continue;
                 }
-                let pairs: Vec<&(&str, &str, bool)> = pairs.into_iter().flatten().collect();
-                if pairs.iter().any(|(_, _, translate)| !translate) {
-                    for (to, from, _) in &pairs {
-                        untranslated.insert((*to).to_owned(), pair_name.clone());
-                        if quoted_untranslated.insert(to) {
-                            problems.push(PlanProblem::warning(format!(
-                                "{at}: column {to} copies {from} untranslated (translate = false): it holds \
-                                 the {origin}'s keys of pair {pair_name}, which are not the {dest_side}'s keys \
-                                 once the two sides' ids differ"
+                // A one-column reference copied into several columns is a
+                // reference in each; a key of several columns is copied
+                // once.
+                let sets: Vec<Vec<&(&str, &str, bool)>> = if own.len() == 1 {
+                    per_column[0].iter().map(|copy| vec![*copy]).collect()
+                } else if per_column.iter().any(|c| c.len() > 1) {
+                    problems.push(PlanProblem::error(format!(
+                        "{at}: foreign key ({}) of {side} table {} is copied into several columns; map each of its columns once",
+                        fk.columns.join(", "),
+                        table.name
+                    )));
+                    continue;
+                } else {
+                    vec![per_column.iter().map(|c| c[0]).collect()]
+                };
+                for set in sets {
+                    let said: Vec<&str> = set
+                        .iter()
+                        .filter(|(_, _, translate)| !translate)
+                        .map(|(to, _, _)| *to)
+                        .collect();
+                    if said.len() == set.len() {
+                        for (to, from, _) in &set {
+                            found
+                                .untranslated
+                                .insert((*to).to_owned(), pair_name.to_owned());
+                            if warned.insert(to) {
+                                problems.push(PlanProblem::warning(format!(
+                                    "{at}: column {to} copies {from} untranslated (translate = false): it holds \
+                                     the {origin}'s keys of pair {pair_name}, which are not the {dest_side}'s keys \
+                                     once the two sides' ids differ"
+                                )));
+                            }
+                        }
+                        continue;
+                    }
+                    if !said.is_empty() {
+                        problems.push(PlanProblem::error(format!(
+                            "{at}: column {} says translate = false, the other columns of foreign key ({}) of \
+                             {side} table {} do not: say it for all of them, or none",
+                            said.join(", "),
+                            fk.columns.join(", "),
+                            table.name
+                        )));
+                        continue;
+                    }
+                    let to_columns: Vec<String> =
+                        set.iter().map(|(t, _, _)| (*t).to_owned()).collect();
+                    let from_columns: Vec<String> =
+                        set.iter().map(|(_, f, _)| (*f).to_owned()).collect();
+                    if let Some(existing) = found.relations.iter().find(|r| r.to == to_columns) {
+                        if existing.pair != pair {
+                            problems.push(PlanProblem::error(format!(
+                                "{at}: column(s) {} refer to pair {} on one side and to pair {pair_name} on the other",
+                                to_columns.join(", "),
+                                self.pair_name(existing.pair),
                             )));
                         }
+                        continue;
                     }
-                    continue;
-                }
-                let to_columns: Vec<String> =
-                    pairs.iter().map(|(t, _, _)| (*t).to_owned()).collect();
-                let from_columns: Vec<String> =
-                    pairs.iter().map(|(_, f, _)| (*f).to_owned()).collect();
-                if let Some(existing) = relations.iter().find(|r| r.to == to_columns) {
-                    if existing.pair != pair {
-                        problems.push(PlanProblem::error(format!(
-                            "{at}: column(s) {} refer to pair {} on one side and to pair {} on the other",
-                            to_columns.join(", "),
-                            self.all_names(existing.pair),
-                            pair_name
-                        )));
+                    if found
+                        .relations
+                        .iter()
+                        .any(|r| r.to.iter().any(|c| to_columns.contains(c)))
+                    {
+                        continue;
                     }
-                    continue;
+                    found.relations.push(Relation {
+                        deferrable: deferrable(&to_columns),
+                        from: from_columns,
+                        to: to_columns,
+                        pair,
+                    });
                 }
-                if relations
-                    .iter()
-                    .any(|r| r.to.iter().any(|c| to_columns.contains(c)))
-                {
-                    continue;
-                }
-                relations.push(Relation {
-                    deferrable: deferrable(&to_columns),
-                    from: from_columns,
-                    to: to_columns,
-                    pair,
-                });
             }
         }
         // A `translate = false` that changes nothing is worth a word.
         for (to, from, translate) in &copies {
-            if !translate && !untranslated.contains_key(*to) {
+            let reference = found
+                .referencing
+                .contains_key(&(origin, (*from).to_owned()))
+                || found
+                    .referencing
+                    .contains_key(&(dest_side, (*to).to_owned()));
+            if !translate && !reference {
                 problems.push(PlanProblem::warning(format!(
                     "{at}: column {to}: translate = false has no effect: neither {from} nor {to} is a \
                      foreign key to a synced table"
                 )));
             }
         }
-        (relations, untranslated)
+        found
+    }
+
+    /// The pair whose table `column` of `table` (on `side`) refers to,
+    /// when it belongs to a foreign key to a synced table.
+    fn reference_of(&self, side: Side, table: &TableSchema, column: &str) -> Option<&str> {
+        table
+            .foreign_keys
+            .iter()
+            .filter(|fk| fk.columns.iter().any(|c| c == column))
+            .find_map(|fk| self.index[side.index()].get(&fk.referenced_table))
+            .map(|pair| self.pair_name(*pair))
     }
 
     /// The name of the planned pair at `index`.
-    fn all_names(&self, index: usize) -> String {
-        self.names_by_index[index].to_owned()
+    fn pair_name(&self, index: usize) -> &str {
+        self.names_by_index[index]
     }
 
     /// One line naming the columns of either side that travel in neither
@@ -958,16 +1079,27 @@ impl Context<'_> {
                     }
                 }
             }
-            let excluded = &self.config.directions[side.other().index()].exclude;
+            let excluded: BTreeSet<&str> = self.config.directions[side.other().index()]
+                .exclude
+                .iter()
+                .filter_map(|e| find_column(table, e, self.names).ok())
+                .map(|c| c.name.as_str())
+                .collect();
+            // The database fills these: they travel in no direction.
+            let generated = |c: &Column| {
+                c.always_generated
+                    || (table.key_is_generated() && table.primary_key.contains(&c.name))
+            };
             let missing: Vec<&str> = table
                 .columns
                 .iter()
+                .filter(|c| !generated(c))
                 .map(|c| c.name.as_str())
                 .filter(|c| {
                     !travels.contains(c)
                         && !explained.contains(&(side, (*c).to_owned()))
                         && !table.primary_key.iter().any(|k| k == c)
-                        && !excluded.iter().any(|e| self.names.same(e, c))
+                        && !excluded.contains(c)
                 })
                 .collect();
             if !missing.is_empty() {
@@ -1529,5 +1661,139 @@ mod tests {
                  Label 50: longer values are dead-lettered; widen Label to 100"
             )]
         );
+    }
+
+    #[test]
+    fn a_reference_copied_into_two_columns_is_translated_in_both() {
+        let (mut configs, mut tables) = renamed_reference();
+        tables[1][1]
+            .columns
+            .push(column("LegacyCustomer", false, true));
+        configs[1].directions[0]
+            .columns
+            .push(rule("LegacyCustomer", "customer_id", true));
+        let (plan, problems) = build(&configs, tables);
+        let to_target = &plan.pairs[1].directions[0];
+        let mut related: Vec<&str> = to_target
+            .relations
+            .iter()
+            .map(|r| r.to[0].as_str())
+            .collect();
+        related.sort();
+        assert_eq!(related, ["CustomerRef", "LegacyCustomer"], "{problems:?}");
+        assert_eq!(written(to_target), ["OrderDate"]);
+    }
+
+    #[test]
+    fn a_reference_between_keys_of_other_types_is_still_a_reference() {
+        // The target's customers are keyed by UUIDs: the reference is
+        // translated through the links, whatever the types.
+        let (configs, mut tables) = renamed_reference();
+        for (i, name) in [(0, "Id"), (1, "CustomerRef")] {
+            let column = tables[i][1]
+                .columns
+                .iter_mut()
+                .find(|c| c.name == name)
+                .unwrap();
+            column.data_type = DataType::Uuid;
+            column.native_type = "uuid".into();
+        }
+        let mut configs = configs;
+        configs[1].directions = Default::default();
+        tables[1][1]
+            .foreign_keys
+            .push(tandem_connectors::ForeignKey {
+                columns: vec!["CustomerRef".into()],
+                referenced_table: TableName::new(None, "Customer"),
+                referenced_columns: vec!["Id".into()],
+            });
+        // Named alike on both sides this time.
+        tables[1][0].columns[1].name = "customer_ref".into();
+        tables[1][0].foreign_keys[0].columns = vec!["customer_ref".into()];
+        let (plan, problems) = build(&configs, tables);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(plan.pairs[1].directions[0].relations[0].to, ["CustomerRef"]);
+        assert_eq!(
+            plan.pairs[1].directions[1].relations[0].to,
+            ["customer_ref"]
+        );
+    }
+
+    #[test]
+    fn a_reference_computed_by_an_expression_is_named() {
+        let (mut configs, tables) = renamed_reference();
+        configs[1].directions[0].columns = vec![(
+            "CustomerRef".into(),
+            RuleConfig::Expression("customer_id + 0".into()),
+        )];
+        let (plan, problems) = build(&configs, tables);
+        assert!(plan.pairs[1].directions[0].relations.is_empty());
+        assert!(
+            problems.iter().any(|p| !p.fatal
+                && p.message.contains(
+                    "the expression reads customer_id, a reference to pair customers's table"
+                )),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn two_rules_for_one_column_and_half_a_translated_key_are_errors() {
+        let (mut configs, tables) = renamed_reference();
+        configs[1].directions[0].columns = vec![
+            rule("CustomerRef", "customer_id", true),
+            rule("customer_ref", "customer_id", true),
+        ];
+        let (_, problems) = build(&configs, tables);
+        assert!(
+            problems.iter().any(|p| p.fatal
+                && p.message.contains(
+                    "columns CustomerRef and customer_ref both name target column CustomerRef"
+                )),
+            "{problems:?}"
+        );
+
+        let parent = table(
+            "parent",
+            vec![column("a", false, false), column("b", false, false)],
+            &["a", "b"],
+            vec![],
+        );
+        let mut child = keyed("child", "id", &["pa", "pb"], vec![]);
+        child.foreign_keys.push(tandem_connectors::ForeignKey {
+            columns: vec!["pa".into(), "pb".into()],
+            referenced_table: TableName::new(None, "parent"),
+            referenced_columns: vec!["a".into(), "b".into()],
+        });
+        let mut config = pair("child");
+        config.directions[0].columns = vec![rule("pa", "pa", false)];
+        let (_, problems) = build(
+            &[pair("parent"), config],
+            vec![[parent.clone(), parent], [child.clone(), child]],
+        );
+        assert!(
+            problems.iter().any(|p| p.fatal
+                && p.message.contains(
+                    "column pa says translate = false, the other columns of foreign key (pa, pb)"
+                )),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn columns_the_database_fills_are_not_called_unsynced() {
+        let mut source = keyed("items", "id", &["qty"], vec![]);
+        let mut target = keyed("Items", "Id", &["Qty"], vec![]);
+        let mut total = column("total", true, true);
+        total.always_generated = true;
+        source.columns.push(total);
+        let mut other = column("Total2", true, true);
+        other.always_generated = true;
+        target.columns.push(other);
+        let (_, problems) = build(
+            &[pair_of("items", "items", "Items")],
+            vec![[source, target]],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

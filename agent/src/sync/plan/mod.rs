@@ -194,31 +194,63 @@ pub enum MapError {
     Row(String),
 }
 
-/// A problem found while planning; one line naming pair, side and column.
+/// A problem found before syncing; one line naming pair, side and column
+/// (or the database and what it lacks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanProblem {
     /// The message.
     pub message: String,
     /// Whether sync can still run (a warning) or not.
     pub fatal: bool,
+    /// Whether it is a database's (the message names its side) rather
+    /// than the config file's.
+    pub of_database: bool,
 }
 
 impl PlanProblem {
-    /// A problem that stops the sync.
+    /// A problem of the config that stops the sync.
     pub fn error(message: impl Into<String>) -> PlanProblem {
         PlanProblem {
             message: message.into(),
             fatal: true,
+            of_database: false,
         }
     }
 
-    /// A problem worth reading that does not stop the sync.
+    /// A problem of the config worth reading that does not stop the sync.
     pub fn warning(message: impl Into<String>) -> PlanProblem {
         PlanProblem {
-            message: message.into(),
             fatal: false,
+            ..PlanProblem::error(message)
         }
     }
+
+    /// What a database lacks (the message starts with its side); it stops
+    /// the sync.
+    pub fn database(message: impl Into<String>) -> PlanProblem {
+        PlanProblem {
+            of_database: true,
+            ..PlanProblem::error(message)
+        }
+    }
+}
+
+/// `problems` in the order they are shown: the databases' first, then the
+/// config's errors, then its warnings, each in the order found and once.
+pub fn in_order(problems: Vec<PlanProblem>) -> Vec<PlanProblem> {
+    let rank = |p: &PlanProblem| match (p.of_database, p.fatal) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    };
+    let mut ordered: Vec<PlanProblem> = Vec::with_capacity(problems.len());
+    for problem in problems {
+        if !ordered.contains(&problem) {
+            ordered.push(problem);
+        }
+    }
+    ordered.sort_by_key(rank);
+    ordered
 }
 
 /// Described tables beyond the pairs' own (lookup and split tables), by side
