@@ -106,7 +106,12 @@ async fn bad_input_is_one_line_and_writes_nothing() {
         .unwrap()
         .replace(":3306/", ":1/");
     std::fs::write(&agent.config, config).unwrap();
-    fails_with(&agent, &["run", "--once"], "127.0.0.1:1").await;
+    let err = fails_with(&agent, &["run", "--once"], "127.0.0.1:1").await;
+    assert_eq!(
+        err.matches("connection refused").count(),
+        1,
+        "said once: {err}"
+    );
 
     // Running before install-triggers says what to do, for each side.
     let agent = Agent::new(&source, &target, &[("items", "items")], "");

@@ -590,7 +590,7 @@ fn endpoint(
     let raw_http = raw.take_http();
     let http = if engine == Engine::Http {
         let mut options = raw_http
-            .validate(at)
+            .validate(at, base)
             .map_err(|e| ConfigError::new(path, e))?;
         // The endpoint's journal (its position and mapping table) lives
         // with the rest of the state.

@@ -556,6 +556,26 @@ pub trait Connector: Send + Sync {
         None
     }
 
+    /// What keeps the agent from syncing `tables` that only a request can
+    /// tell, one line each with the fix: an API that refuses the
+    /// credentials, a wrong URL, path or field name. The default finds
+    /// none (databases say it through [`Connector::describe`] and
+    /// [`Connector::missing_privileges`]).
+    async fn probe(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        let _ = tables;
+        Ok(Vec::new())
+    }
+
+    /// Lets go of the creates in flight of `pair`'s records with these
+    /// keys ([`Key::encode`]) on the side they come from, which held their
+    /// records because their outcome is unknown (an operator's
+    /// `dead-letters retry`); returns how many. Databases have none: a
+    /// create commits with its key pair.
+    async fn release_creates(&self, pair: &str, keys: &[String]) -> Result<usize> {
+        let _ = (pair, keys);
+        Ok(0)
+    }
+
     /// Privileges the agent's user lacks to sync `tables`, one line each with
     /// the statement that grants it. The default finds none (engines without
     /// a check yet).

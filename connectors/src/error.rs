@@ -51,14 +51,16 @@ impl fmt::Display for ErrorKind {
 }
 
 /// An error from a connector: its kind, a one-line message naming the thing
-/// at fault, and the underlying error when there is one.
+/// at fault, and the underlying error when there is one. The message says
+/// what the cause says that matters: the cause is kept for `Debug`, not
+/// reported as the error's source, so that a chain of errors printed in
+/// one line says each thing once.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ConnectorError {
     kind: ErrorKind,
     message: String,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl ConnectorError {
@@ -67,14 +69,20 @@ impl ConnectorError {
         Self {
             kind,
             message: message.into(),
-            source: None,
+            cause: None,
         }
     }
 
-    /// Keeps `source` as the cause of this error.
+    /// Keeps `source` as the cause of this error (its message must say
+    /// what of it matters).
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.cause = Some(Box::new(source));
         self
+    }
+
+    /// The underlying error, when there is one.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
     }
 
     /// What kind of error this is.

@@ -86,6 +86,13 @@ pub(super) async fn dead_letters(
                         );
                         continue;
                     };
+                    // A create whose outcome was unknown held it: let go,
+                    // as the operator asks.
+                    integration
+                        .endpoint(side.other())
+                        .release_creates(&letter.pair, &[letter.key.encode()])
+                        .await
+                        .with_context(|| format!("{}: letting go of its create", letter.pair))?;
                     let connector = integration.endpoint(side);
                     let table = pair.table(side);
                     let mut rows = connector

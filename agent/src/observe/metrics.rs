@@ -142,7 +142,7 @@ pub fn direction(origin: Side) -> &'static str {
 /// state directory, `setup` for a configuration that cannot run.
 pub fn error_kind(error: &SyncError) -> String {
     match error {
-        SyncError::Endpoint { source, .. } => source.kind().to_string(),
+        SyncError::Endpoint { error, .. } => error.kind().to_string(),
         SyncError::Store(_) => "state".to_owned(),
         SyncError::Setup(_) => "setup".to_owned(),
         SyncError::Unreachable { .. } => "connection".to_owned(),
@@ -280,7 +280,7 @@ mod tests {
         let refused = SyncError::Endpoint {
             side: Side::Target,
             engine: Engine::Mysql,
-            source: ConnectorError::new(ErrorKind::Connection, "refused"),
+            error: ConnectorError::new(ErrorKind::Connection, "refused"),
         };
         assert_eq!(error_kind(&refused), "connection");
         assert_eq!(error_kind(&SyncError::Setup("no".into())), "setup");

@@ -1770,5 +1770,5 @@ impl Agent {
 }
 
 fn e_is_data(e: &SyncError) -> bool {
-    matches!(e, SyncError::Endpoint { source, .. } if source.kind() == ErrorKind::Data)
+    matches!(e, SyncError::Endpoint { error, .. } if error.kind() == ErrorKind::Data)
 }

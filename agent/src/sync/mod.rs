@@ -28,16 +28,16 @@ use plan::{Plan, PlanProblem};
 /// Why a sync step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// One endpoint failed.
-    #[error("{side} ({engine}): {source}")]
+    /// One endpoint failed. (The connector's error is in the message, and
+    /// so not reported again as the source.)
+    #[error("{side} ({engine}): {error}")]
     Endpoint {
         /// Which side.
         side: Side,
         /// Its engine, for the message.
         engine: tandem_connectors::Engine,
         /// The connector's error.
-        #[source]
-        source: ConnectorError,
+        error: ConnectorError,
     },
     /// The state directory failed.
     #[error(transparent)]
@@ -59,7 +59,7 @@ impl SyncError {
     /// Whether retrying later may succeed without an operator.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SyncError::Endpoint { source, .. } => source.is_retryable(),
+            SyncError::Endpoint { error, .. } => error.is_retryable(),
             // A write or flush that failed (disk full, I/O error) may work
             // once space returns; a corrupt or locked store will not.
             SyncError::Store(StoreError::Backend(_)) => true,
@@ -116,7 +116,7 @@ impl Integration {
                 .map_err(|e| SyncError::Endpoint {
                     side,
                     engine: connector.engine(),
-                    source: e.context(config.path.display().to_string()),
+                    error: e.context(config.path.display().to_string()),
                 })?;
             catalog::shared_tables(&config, side, &tables, &mut problems);
             described[side.index()] = tables;
@@ -157,10 +157,10 @@ impl Integration {
     /// Wraps a connector error of `side`.
     pub fn error(&self, side: Side) -> impl Fn(ConnectorError) -> SyncError + '_ {
         let engine = self.endpoint(side).engine();
-        move |source| SyncError::Endpoint {
+        move |error| SyncError::Endpoint {
             side,
             engine,
-            source,
+            error,
         }
     }
 
@@ -249,10 +249,10 @@ async fn connect_side(config: &Config, side: Side) -> SyncResult<Arc<dyn Connect
     let endpoint = config.endpoint(side);
     tandem_connectors::connect(endpoint)
         .await
-        .map_err(|source| SyncError::Endpoint {
+        .map_err(|error| SyncError::Endpoint {
             side,
             engine: endpoint.engine,
-            source,
+            error,
         })
 }
 

@@ -40,7 +40,8 @@ impl Integration {
         in_order(problems)
     }
 
-    /// What the databases lack: installed objects, triggers, privileges.
+    /// What the databases lack: installed objects, triggers, privileges;
+    /// what an API's answers show (credentials, paths, fields).
     async fn database_problems(&self) -> SyncResult<Vec<PlanProblem>> {
         let mut found = Vec::new();
         let fix = format!(
@@ -52,6 +53,9 @@ impl Integration {
             let tables = self.schemas(side);
             let err = self.error(side);
             for line in connector.missing_privileges(&tables).await.map_err(&err)? {
+                found.push(PlanProblem::database(format!("{side}: {line}")));
+            }
+            for line in connector.probe(&tables).await.map_err(&err)? {
                 found.push(PlanProblem::database(format!("{side}: {line}")));
             }
             let installed = connector.installation(&tables).await.map_err(&err)?;

@@ -93,6 +93,13 @@ impl Agent {
     /// A pair whose tables changed under the agent, or was truncated, is
     /// paused for the pass (see [`super::drift`]).
     pub async fn pass(&self, tally: &mut Tally) -> SyncResult<usize> {
+        Ok(self.pass_on(tally, [true, true]).await?.iter().sum())
+    }
+
+    /// One pass that tails the sides `tail` names (source, target) and
+    /// applies everything that can be; returns the change rows captured on
+    /// each side.
+    pub async fn pass_on(&self, tally: &mut Tally, tail: [bool; 2]) -> SyncResult<[usize; 2]> {
         // Under load passes follow each other at once; the tables are
         // described at most once a DRIFT_CHECK_INTERVAL (an error reading
         // rows in between has the tables compared at once, see `run`).
@@ -108,8 +115,12 @@ impl Agent {
         } else {
             self.paused.lock().expect("pauses lock").clone()
         };
-        let captured = self.tail(Side::Source, &mut paused).await?
-            + self.tail(Side::Target, &mut paused).await?;
+        let mut captured = [0; 2];
+        for side in Side::BOTH {
+            if tail[side.index()] {
+                captured[side.index()] = self.tail(side, &mut paused).await?;
+            }
+        }
         crate::crash::point("tailed");
         self.report_pauses(paused);
         self.drain(tally).await?;
@@ -156,7 +167,17 @@ impl Agent {
         });
         observe::health().started(first_sync_done);
         info!("running");
+        // Each side is tailed at its own pace: when it woke the agent
+        // (NOTIFY, or its poll interval passed), or when its last tail
+        // found changes; an API is not polled at a database's interval.
+        let poll = Side::BOTH.map(|side| self.integration.config.endpoint(side).poll_interval);
+        let mut tailed_at: [Option<Instant>; 2] = [None, None];
+        let mut woken = [true; 2];
         while !*shutdown.borrow() {
+            let due = Side::BOTH.map(|side| {
+                let i = side.index();
+                woken[i] || tailed_at[i].is_none_or(|at| at.elapsed() >= poll[i])
+            });
             let result = async {
                 if recover {
                     self.resolve_in_flight().await?;
@@ -168,19 +189,31 @@ impl Agent {
                         .first_sync(&mut tally, &move || *stopping.borrow())
                         .await?
                     {
-                        return Ok(0);
+                        return Ok([0; 2]);
                     }
                     first_sync_done = true;
                     self.write_snapshot(true);
                     info!("first sync complete");
                 }
-                self.pass(&mut tally).await
+                self.pass_on(&mut tally, due).await
             }
             .await;
             // A pass that found changes is followed by another at once:
             // under load, a change waits for the pass in flight, not for a
             // poll interval on top of it.
-            let busy = matches!(result, Ok(captured) if captured > 0);
+            let captured = match &result {
+                Ok(captured) => *captured,
+                Err(_) => [0; 2],
+            };
+            for side in Side::BOTH {
+                let i = side.index();
+                if due[i] && result.is_ok() {
+                    tailed_at[i] = Some(Instant::now());
+                }
+                woken[i] = captured[i] > 0;
+            }
+            let busy = captured.iter().any(|c| *c > 0);
+            let result = result.map(|captured| captured.iter().sum::<usize>());
             match result {
                 Ok(_) => {
                     self.heartbeat.beat();
@@ -245,9 +278,15 @@ impl Agent {
             }
             let source = self.integration.endpoint(Side::Source).clone();
             let target = self.integration.endpoint(Side::Target).clone();
+            // Until each side is due again (or wakes us).
+            let until_due = Side::BOTH.map(|side| {
+                let i = side.index();
+                let waited = tailed_at[i].map_or(poll[i], |at| at.elapsed());
+                poll[i].saturating_sub(waited).min(IDLE_WAIT)
+            });
             tokio::select! {
-                _ = source.wait_for_changes(IDLE_WAIT) => {}
-                _ = target.wait_for_changes(IDLE_WAIT) => {}
+                _ = source.wait_for_changes(until_due[0]) => woken[0] = true,
+                _ = target.wait_for_changes(until_due[1]) => woken[1] = true,
                 _ = shutdown.changed() => {}
             }
         }

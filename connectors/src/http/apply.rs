@@ -6,16 +6,27 @@
 //! journalled as soon as the API answers (durably, before the agent goes
 //! on), and the modification time the API stamped on each write is
 //! remembered so that polling does not send the write back.
+//!
+//! A create is never sent twice blindly. Before it goes out it is
+//! journalled as an intent; one whose outcome is unclear (the answer was
+//! lost, or holds no id that can be read) stays so, and is looked for
+//! before anything is sent again: by its token (`create_token`) or by a
+//! query on its own values (`find_created`). An intent that cannot be
+//! looked for holds its record as a dead letter naming it, until an
+//! operator lets it go (`dead-letters retry`).
+//!
+//! A write whose answer holds the record as written (every field) is not
+//! read back: one request a write where the API allows it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use tracing::{info, warn};
 
 use super::client::Repeat;
-use super::journal::{Entry, IdMapRowData, Intent};
+use super::journal::{Entry, IdMapRowData, Intent, Outcome};
 use super::{fill, key_id, record_path, types, Endpoint, ObjectSpec};
 use crate::connector::{CopyOf, IdMapRow, Transaction};
 use crate::error::{ConnectorError, ErrorKind, Result};
@@ -28,6 +39,13 @@ pub struct HttpTransaction {
     /// Records read or written here, as last seen: an update sends only
     /// the fields that differ from these.
     current: HashMap<(String, String), Row>,
+}
+
+/// The id of a record a create made, and the record when its answer held
+/// it whole.
+struct Created {
+    id: String,
+    record: Option<serde_json::Value>,
 }
 
 impl HttpTransaction {
@@ -43,19 +61,28 @@ impl HttpTransaction {
         self.endpoint.object(&table.name).cloned()
     }
 
-    /// Reads back a record just written, remembers the time the API gave
-    /// the write (echo suppression) and keeps the row for
-    /// `fetch_for_update`.
-    async fn written(&mut self, object: &ObjectSpec, id: &str) -> Result<Row> {
-        let row = self.endpoint.get_record(object, id).await?.ok_or_else(|| {
-            ConnectorError::new(
-                ErrorKind::Transient,
-                format!(
-                    "{} {id} was written but cannot be read back yet",
-                    object.name
-                ),
-            )
-        })?;
+    /// Takes a record as written: remembers the time the API gave the
+    /// write (echo suppression) and keeps the row for `fetch_for_update`.
+    /// `answered` is the write's answer when it held the record whole;
+    /// otherwise the record is read back.
+    async fn written(
+        &mut self,
+        object: &ObjectSpec,
+        id: &str,
+        answered: Option<&serde_json::Value>,
+    ) -> Result<Row> {
+        let row = match answered {
+            Some(record) => types::record_to_row(object, record)?,
+            None => self.endpoint.get_record(object, id).await?.ok_or_else(|| {
+                ConnectorError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "{} {id} was written but cannot be read back yet",
+                        object.name
+                    ),
+                )
+            })?,
+        };
         let at = match row.get(&object.modified) {
             Some(Value::TimestampTz(at)) => Some(*at),
             _ => None,
@@ -77,70 +104,280 @@ impl HttpTransaction {
         Ok(row)
     }
 
-    /// Sends a create; returns the new id. With a token, a create whose
-    /// answer was lost is looked for before the error is returned.
+    /// Sends a create with `token` written into it (when the object has a
+    /// `create_token` field). `Ok(None)`: the API created the record but
+    /// its answer holds no id that can be read.
+    async fn send_create(
+        &self,
+        object: &ObjectSpec,
+        row: &Row,
+        token: &str,
+    ) -> Result<Option<Created>> {
+        let mut body = types::row_to_body(object, row, true)?;
+        if let Some(field) = &object.create_token {
+            let mut path = object.request_record.clone();
+            path.push(field.clone());
+            types::set(
+                &mut body,
+                &path,
+                serde_json::Value::String(token.to_owned()),
+            );
+        }
+        let answer = self
+            .endpoint
+            .client
+            .send(
+                Method::POST,
+                &object.path,
+                &[],
+                Some(&body),
+                Repeat::Unsafe,
+                &[],
+            )
+            .await?;
+        let Some(record) = types::get(&answer.body, &object.record) else {
+            return Ok(None);
+        };
+        Ok(types::id_of(record, &object.id_path).map(|id| Created {
+            id,
+            record: types::is_whole(object, record).then(|| record.clone()),
+        }))
+    }
+
+    /// Creates the record `row` as the copy `copy` names (or, without one,
+    /// a record of its own), never twice: see the module docs.
     async fn create(
         &mut self,
         object: &ObjectSpec,
         row: &Row,
-        token: Option<&str>,
-    ) -> Result<String> {
-        let mut body = types::row_to_body(object, row, true)?;
-        if let (Some(field), Some(token)) = (&object.create_token, token) {
-            types::set(
-                &mut body,
-                std::slice::from_ref(field),
-                serde_json::Value::String(token.to_owned()),
-            );
-        }
-        let sent = self
-            .endpoint
-            .client
-            .send(Method::POST, &object.path, &[], Some(&body), Repeat::Unsafe)
-            .await;
-        let answer = match sent {
-            Ok(answer) => answer,
-            Err(e) if e.is_retryable() => {
-                if let Some(token) = token {
-                    if let Some(id) = find_by_token(&self.endpoint, object, token).await? {
-                        info!(object = %object.name, "a create whose answer was lost was found by its token");
-                        return Ok(id);
-                    }
+        copy: Option<&CopyOf>,
+    ) -> Result<Key> {
+        let link = IdMapRowData::from(&match copy {
+            Some(copy) => copy.link(""),
+            // A record of its own (a split's extra table): named by its
+            // values, as it has no other.
+            None => IdMapRow {
+                pair: String::new(),
+                source_key: serde_json::to_string(row).unwrap_or_default(),
+                target_key: String::new(),
+            },
+        });
+        let intent = match unsettled(&self.endpoint, object, &link)? {
+            Some(intent) => {
+                // Sent before without a clear outcome: looked for first.
+                if let Some(id) = find_created(&self.endpoint, object, &intent).await? {
+                    info!(object = %object.name, "a create sent before was found; it is not sent again");
+                    return self
+                        .created(object, &intent, Created { id, record: None })
+                        .await;
                 }
-                return Err(e.context(format!(
-                    "creating a {} record (it was not created, or cannot be told apart without create_token)",
-                    object.name
-                )));
+                match intent.outcome {
+                    Outcome::Lost | Outcome::Sending if object.can_find_creates() => {
+                        // Looked for and not there: it did not happen.
+                        intent
+                    }
+                    outcome => return Err(held(object, &intent, outcome)),
+                }
             }
-            Err(e) => return Err(e),
+            None => {
+                let intent = Intent {
+                    token: uuid::Uuid::new_v4().to_string(),
+                    object: object.name.clone(),
+                    link,
+                    new_is_target: copy.is_none_or(|c| c.copy_is_target),
+                    outcome: Outcome::Sending,
+                    finder: finder(object, row),
+                };
+                self.endpoint.with_journal(|journal| {
+                    journal.append(vec![Entry::Intent(intent.clone())], true)
+                })?;
+                intent
+            }
         };
-        types::id_of(&answer.body, &object.id).ok_or_else(|| {
-            ConnectorError::new(
-                ErrorKind::Internal,
-                format!(
-                    "{}: the create answer holds no id in field {:?}",
-                    object.name, object.id
-                ),
-            )
-        })
+        match self.send_create(object, row, &intent.token).await {
+            Ok(Some(created)) => self.created(object, &intent, created).await,
+            Ok(None) => {
+                let intent = remember(&self.endpoint, intent, Outcome::IdUnknown)?;
+                if let Some(id) = find_created(&self.endpoint, object, &intent).await? {
+                    return self
+                        .created(object, &intent, Created { id, record: None })
+                        .await;
+                }
+                Err(held(object, &intent, Outcome::IdUnknown))
+            }
+            // Refused: the API did nothing.
+            Err(e) if !e.is_retryable() => {
+                settle(&self.endpoint, &intent.token)?;
+                Err(e)
+            }
+            Err(e) => {
+                let intent = remember(&self.endpoint, intent, Outcome::Lost)?;
+                if let Some(id) = find_created(&self.endpoint, object, &intent).await? {
+                    info!(object = %object.name, "a create whose answer was lost was found");
+                    return self
+                        .created(object, &intent, Created { id, record: None })
+                        .await;
+                }
+                if object.can_find_creates() {
+                    // Not there: it may be sent again, after the error is
+                    // retried, with the same token.
+                    return Err(e.context(format!("creating a {} record", object.name)));
+                }
+                Err(held(object, &intent, Outcome::Lost))
+            }
+        }
+    }
+
+    /// Journals what a create made (durably, before anything else) and
+    /// takes the record as written.
+    async fn created(
+        &mut self,
+        object: &ObjectSpec,
+        intent: &Intent,
+        created: Created,
+    ) -> Result<Key> {
+        let key = Key(vec![Value::Text(created.id.clone())]);
+        let mut entries = Vec::new();
+        if !intent.link.pair.is_empty() {
+            let mut link = intent.link.clone();
+            if intent.new_is_target {
+                link.target_key = key.encode();
+            } else {
+                link.source_key = key.encode();
+            }
+            entries.push(Entry::Link(link));
+        }
+        entries.push(Entry::Known {
+            object: object.name.clone(),
+            ids: vec![created.id.clone()],
+            present: true,
+        });
+        entries.push(Entry::IntentDone {
+            token: intent.token.clone(),
+        });
+        self.endpoint
+            .with_journal(|journal| journal.append(entries, true))?;
+        self.written(object, &created.id, created.record.as_ref())
+            .await?;
+        Ok(key)
     }
 }
 
-/// The record carrying `token`, when there is one.
-async fn find_by_token(
+/// The intent of an earlier create of the same record, still unsettled.
+fn unsettled(
     endpoint: &Endpoint,
     object: &ObjectSpec,
-    token: &str,
+    link: &IdMapRowData,
+) -> Result<Option<Intent>> {
+    endpoint.with_journal(|journal| {
+        Ok(journal
+            .state
+            .intents
+            .values()
+            .find(|i| i.object == object.name && i.link == *link)
+            .cloned())
+    })
+}
+
+/// The `find_created` query for `row`: its values in place of `{field}`;
+/// empty when the object has none or a value is missing.
+fn finder(object: &ObjectSpec, row: &Row) -> BTreeMap<String, String> {
+    let mut query = BTreeMap::new();
+    for (key, template) in &object.find_created {
+        let mut filled = template.clone();
+        for name in super::config::placeholders(template) {
+            let text = match row.get(name) {
+                None | Some(Value::Null) => return BTreeMap::new(),
+                Some(Value::Text(text)) => text.clone(),
+                Some(other) => other.to_string(),
+            };
+            // JSON-escaped, as for the other templates.
+            let escaped = serde_json::to_string(&text).expect("strings serialize");
+            filled = filled.replace(&format!("{{{name}}}"), &escaped[1..escaped.len() - 1]);
+        }
+        query.insert(key.clone(), filled);
+    }
+    query
+}
+
+/// Journals a new outcome of `intent`.
+fn remember(endpoint: &Endpoint, mut intent: Intent, outcome: Outcome) -> Result<Intent> {
+    intent.outcome = outcome;
+    endpoint.with_journal(|journal| journal.append(vec![Entry::Intent(intent.clone())], true))?;
+    Ok(intent)
+}
+
+/// Journals that `token`'s create is settled.
+fn settle(endpoint: &Endpoint, token: &str) -> Result<()> {
+    endpoint.with_journal(|journal| {
+        journal.append(
+            vec![Entry::IntentDone {
+                token: token.to_owned(),
+            }],
+            true,
+        )
+    })
+}
+
+/// The error that holds a record whose create cannot be settled: a dead
+/// letter that names it and says what to do.
+fn held(object: &ObjectSpec, intent: &Intent, outcome: Outcome) -> ConnectorError {
+    let record = if intent.new_is_target {
+        &intent.link.source_key
+    } else {
+        &intent.link.target_key
+    };
+    let what = match outcome {
+        Outcome::IdUnknown => format!(
+            "the API created a {} record for {record} but its answer holds no id at {:?} (check record and id in the config)",
+            object.name,
+            [object.record.join("."), object.id_path.join(".")]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(".")
+        ),
+        Outcome::Lost | Outcome::Sending => format!(
+            "a create of a {} record for {record} may have reached the API (its answer was lost)",
+            object.name
+        ),
+    };
+    ConnectorError::data(format!(
+        "{what}; it is not sent again blindly: set create_token or find_created so that it can be found, or look for it in the API (delete it if it is there) and run `tandem-agent dead-letters retry`"
+    ))
+}
+
+/// The record a create in flight made, looked for by its token or its
+/// values; `None` when the object can look for neither or none is found.
+async fn find_created(
+    endpoint: &Endpoint,
+    object: &ObjectSpec,
+    intent: &Intent,
 ) -> Result<Option<String>> {
-    let records = endpoint
-        .list(object, fill(&object.find_token, "token", token))
-        .await?;
-    Ok(records.first().and_then(|r| types::id_of(r, &object.id)))
+    let query = if object.create_token.is_some() {
+        fill(&object.find_token, "token", &intent.token)
+    } else if !intent.finder.is_empty() {
+        intent.finder.clone().into_iter().collect()
+    } else {
+        return Ok(None);
+    };
+    let records = endpoint.list(object, query).await?;
+    let mut ids = records
+        .iter()
+        .filter_map(|r| types::id_of(r, &object.id_path));
+    let found = ids.next();
+    if ids.next().is_some() {
+        warn!(object = %object.name, "find_created matches several records; the first is taken");
+    }
+    Ok(found)
 }
 
 /// Settles the creates in flight when the agent last stopped: one the API
-/// has (found by its token) gets its key pair journalled; one it has not
-/// is forgotten (its change is still in the change log).
+/// has (found) gets its key pair journalled; one it has not, where it
+/// could have been found, is forgotten (its change is still in the change
+/// log); the others stay, and hold their records until they are found or
+/// an operator lets them go.
 pub async fn settle_intents(endpoint: &Endpoint) -> Result<()> {
     let intents: Vec<Intent> =
         endpoint.with_journal(|j| Ok(j.state.intents.values().cloned().collect()))?;
@@ -149,26 +386,29 @@ pub async fn settle_intents(endpoint: &Endpoint) -> Result<()> {
             continue;
         };
         let mut entries = Vec::new();
-        match find_by_token(endpoint, object, &intent.token).await? {
+        match find_created(endpoint, object, &intent).await? {
             Some(id) => {
-                let key = Key(vec![Value::Text(id.clone())]).encode();
-                let mut link = intent.link.clone();
-                if intent.new_is_target {
-                    link.target_key = key;
-                } else {
-                    link.source_key = key;
+                if !intent.link.pair.is_empty() {
+                    let key = Key(vec![Value::Text(id.clone())]).encode();
+                    let mut link = intent.link.clone();
+                    if intent.new_is_target {
+                        link.target_key = key;
+                    } else {
+                        link.source_key = key;
+                    }
+                    entries.push(Entry::Link(link));
                 }
-                info!(object = %object.name, "a create in flight at the last stop was found by its token");
+                info!(object = %object.name, "a create in flight at the last stop was found");
                 entries.push(Entry::Known {
                     object: object.name.clone(),
                     ids: vec![id],
                     present: true,
                 });
-                entries.push(Entry::Link(link));
             }
-            None => {
+            None if object.can_find_creates() && intent.outcome != Outcome::IdUnknown => {
                 warn!(object = %object.name, "a create in flight at the last stop did not happen; it is sent again")
             }
+            None => continue,
         }
         entries.push(Entry::IntentDone {
             token: intent.token,
@@ -176,6 +416,37 @@ pub async fn settle_intents(endpoint: &Endpoint) -> Result<()> {
         endpoint.with_journal(|j| j.append(entries, true))?;
     }
     Ok(())
+}
+
+/// Lets go the unsettled creates of `pair`'s records with these keys on
+/// the side they come from (an operator's `dead-letters retry`): they are
+/// sent again.
+pub fn release_creates(endpoint: &Endpoint, pair: &str, keys: &[String]) -> Result<usize> {
+    endpoint.with_journal(|journal| {
+        let tokens: Vec<String> = journal
+            .state
+            .intents
+            .values()
+            .filter(|i| {
+                let origin = if i.new_is_target {
+                    &i.link.source_key
+                } else {
+                    &i.link.target_key
+                };
+                i.link.pair == pair && keys.contains(origin)
+            })
+            .map(|i| i.token.clone())
+            .collect();
+        let released = tokens.len();
+        journal.append(
+            tokens
+                .into_iter()
+                .map(|token| Entry::IntentDone { token })
+                .collect(),
+            true,
+        )?;
+        Ok(released)
+    })
 }
 
 #[async_trait]
@@ -198,62 +469,12 @@ impl Transaction for HttpTransaction {
 
     async fn insert(&mut self, table: &TableSchema, row: &Row) -> Result<Key> {
         let object = self.object(table)?;
-        let id = self.create(&object, row, None).await?;
-        self.written(&object, &id).await?;
-        Ok(Key(vec![Value::Text(id)]))
+        self.create(&object, row, None).await
     }
 
     async fn insert_copy(&mut self, table: &TableSchema, row: &Row, copy: &CopyOf) -> Result<Key> {
         let object = self.object(table)?;
-        let token = match &object.create_token {
-            Some(_) => {
-                let token = uuid::Uuid::new_v4().to_string();
-                let empty = IdMapRowData::from(&copy.link(""));
-                self.endpoint.with_journal(|journal| {
-                    journal.append(
-                        vec![Entry::Intent(Intent {
-                            token: token.clone(),
-                            object: object.name.clone(),
-                            link: empty,
-                            new_is_target: copy.copy_is_target,
-                        })],
-                        true,
-                    )
-                })?;
-                Some(token)
-            }
-            None => None,
-        };
-        let created = self.create(&object, row, token.as_deref()).await;
-        let id = match created {
-            Ok(id) => id,
-            Err(e) => {
-                if let Some(token) = token {
-                    // Looked for and not found: it did not happen.
-                    self.endpoint.with_journal(|journal| {
-                        journal.append(vec![Entry::IntentDone { token }], true)
-                    })?;
-                }
-                return Err(e);
-            }
-        };
-        let key = Key(vec![Value::Text(id.clone())]);
-        let mut entries = vec![
-            Entry::Link(IdMapRowData::from(&copy.link(&key.encode()))),
-            Entry::Known {
-                object: object.name.clone(),
-                ids: vec![id.clone()],
-                present: true,
-            },
-        ];
-        if let Some(token) = token {
-            entries.push(Entry::IntentDone { token });
-        }
-        // Durable before anything else happens: the record exists now.
-        self.endpoint
-            .with_journal(|journal| journal.append(entries, true))?;
-        self.written(&object, &id).await?;
-        Ok(key)
+        self.create(&object, row, Some(copy)).await
     }
 
     async fn update(&mut self, table: &TableSchema, key: &Key, row: &Row) -> Result<bool> {
@@ -283,12 +504,16 @@ impl Transaction for HttpTransaction {
                 &[],
                 Some(&body),
                 Repeat::Safe,
+                &object.not_found,
             )
             .await?;
-        if answer.status == StatusCode::NOT_FOUND {
+        if object.is_not_found(answer.status) {
             return Ok(false);
         }
-        self.written(&object, &id).await?;
+        let whole = types::get(&answer.body, &object.record)
+            .filter(|record| types::is_whole(&object, record))
+            .cloned();
+        self.written(&object, &id, whole.as_ref()).await?;
         Ok(true)
     }
 
@@ -304,6 +529,7 @@ impl Transaction for HttpTransaction {
                 &[],
                 None,
                 Repeat::Safe,
+                &object.not_found,
             )
             .await?;
         self.current.remove(&(object.name.clone(), id.clone()));
@@ -317,7 +543,7 @@ impl Transaction for HttpTransaction {
                 false,
             )
         })?;
-        Ok(answer.status != StatusCode::NOT_FOUND)
+        Ok(!object.is_not_found(answer.status))
     }
 
     async fn record_link(&mut self, link: &IdMapRow) -> Result<()> {

@@ -12,13 +12,17 @@
 //!
 //! Deletes come from the deleted-records request where the object has one,
 //! otherwise from comparing the id set with the ids known to exist, every
-//! `reconcile_interval`.
+//! `reconcile_interval`. A known id missing from the listing is taken for
+//! deleted only once a GET of it answers one of the object's `not_found`
+//! statuses; a listing that cannot be complete (fewer records than the
+//! API's total, or a known record missing from it that still exists) makes
+//! the comparison conclude nothing, with a warning naming what to set.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::journal::Entry;
 use super::types;
@@ -76,7 +80,7 @@ fn pending_count(endpoint: &Endpoint) -> usize {
 }
 
 /// The query for one page of records modified at or after `since`.
-fn page_query(
+pub(super) fn page_query(
     object: &ObjectSpec,
     since: DateTime<Utc>,
     page: usize,
@@ -85,7 +89,7 @@ fn page_query(
     let mut query = fill(
         &object.since,
         "since",
-        &types::format_since(since, object.time_format),
+        &types::format_since(since, &object.time_format),
     );
     query.extend(object.order.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Some(limit) = &object.limit_param {
@@ -96,7 +100,21 @@ fn page_query(
             query.push((param.clone(), offset.to_string()));
         }
     }
+    if let Some(param) = &object.page_param {
+        // Pages of a constant size: the offset is a whole number of them.
+        query.push((param.clone(), (offset / page + 1).to_string()));
+    }
     query
+}
+
+/// What a walk through a listing saw.
+#[derive(Debug, Default)]
+struct Walked {
+    /// Whether `each` stopped it.
+    stopped: bool,
+    /// How many records the first page said the query matches, where the
+    /// API says.
+    total: Option<u64>,
 }
 
 /// Reads the records modified at or after `since`, oldest first, calling
@@ -107,24 +125,30 @@ async fn walk(
     object: &ObjectSpec,
     mut since: DateTime<Utc>,
     mut each: impl FnMut(&serde_json::Value, String, DateTime<Utc>) -> Result<bool>,
-) -> Result<()> {
+) -> Result<Walked> {
     let mut page = object.page_size;
     let mut offset = 0;
+    let mut walked = Walked::default();
     // Records of the last page at its newest time: the next page starts
     // there and shows them again.
     let mut at_edge: BTreeSet<(String, DateTime<Utc>)> = BTreeSet::new();
     loop {
-        let records = endpoint
-            .list(object, page_query(object, since, page, offset))
+        let answer = endpoint
+            .list_page(object, page_query(object, since, page, offset))
             .await?;
+        let records = answer.records;
+        if walked.total.is_none() && offset == 0 {
+            walked.total = answer.total;
+        }
         let full = object.limit_param.is_some() && records.len() >= page;
         let mut newest = since;
         let mut edge = BTreeSet::new();
         for record in &records {
-            let id = types::id_of(record, &object.id).ok_or_else(|| {
+            let id = types::id_of(record, &object.id_path).ok_or_else(|| {
                 ConnectorError::data(format!(
-                    "{}: a listed record has no id in field {:?}",
-                    object.name, object.id
+                    "{}: a listed record has no id at {:?}",
+                    object.name,
+                    object.id_path.join(".")
                 ))
             })?;
             let modified = types::modified_of(object, record).ok_or_else(|| {
@@ -138,15 +162,16 @@ async fn walk(
                 edge.clear();
             }
             edge.insert((id.clone(), modified));
-            if at_edge.contains(&(id.clone(), modified)) {
+            if at_edge.contains(&(id.clone(), modified)) || types::is_tombstone(object, record) {
                 continue;
             }
             if !each(record, id, modified)? {
-                return Ok(());
+                walked.stopped = true;
+                return Ok(walked);
             }
         }
         if !full {
-            return Ok(());
+            return Ok(walked);
         }
         if newest > since {
             since = newest;
@@ -157,13 +182,13 @@ async fn walk(
         }
         // A whole page at one time: look further into it.
         at_edge.extend(edge);
-        if object.offset_param.is_some() {
+        if object.offset_param.is_some() || object.page_param.is_some() {
             offset += records.len();
         } else if page < MAX_PAGE {
             page = (page * 2).min(MAX_PAGE);
         } else {
             return Err(ConnectorError::data(format!(
-                "{}: more than {MAX_PAGE} records share the modification time {} and the object has no offset_param to page through them",
+                "{}: more than {MAX_PAGE} records share the modification time {} and the object has no offset_param or page_param to page through them",
                 object.name,
                 types::format_time(since)
             )));
@@ -268,71 +293,31 @@ pub async fn read_all(endpoint: &Endpoint, object: &ObjectSpec) -> Result<Vec<(S
 /// the id set when the interval has passed.
 async fn find_deletes(endpoint: &Endpoint, object: &ObjectSpec) -> Result<()> {
     let now = Utc::now();
-    let mut deleted: Vec<(String, DateTime<Utc>, bool)> = Vec::new();
-    if let Some(spec) = &object.deleted {
-        let since = endpoint
-            .with_journal(|j| Ok(j.state.object(&object.name).deleted_watermark))?
-            .map(|w| w - object.overlap)
-            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let query = fill(
-            &spec.since,
-            "since",
-            &types::format_since(since, object.time_format),
-        );
-        let answer = endpoint
-            .client
-            .send(
-                reqwest::Method::GET,
-                &spec.path,
-                &query,
-                None,
-                super::client::Repeat::Safe,
-            )
-            .await?;
-        for record in records_in(&answer.body, &spec.records, &object.name)? {
-            let (Some(id), Some(at)) = (
-                types::id_of(&record, &spec.id),
-                record
-                    .get(spec.deleted_at.as_str())
-                    .and_then(types::parse_time),
-            ) else {
-                continue;
-            };
-            deleted.push((id, at, true));
+    let deleted = match &object.deleted {
+        Some(spec) => deleted_list(endpoint, object, spec).await?,
+        None => {
+            let due = endpoint.with_journal(|journal| {
+                let state = journal.state.object(&object.name);
+                Ok(state.reconciled_at.is_none_or(|at| {
+                    (now - at).to_std().unwrap_or_default() >= endpoint.options.reconcile_interval
+                }))
+            })?;
+            if !due {
+                return Ok(());
+            }
+            let gone = compare_ids(endpoint, object).await?;
+            endpoint.with_journal(|journal| {
+                journal.append(
+                    vec![Entry::Reconciled {
+                        object: object.name.clone(),
+                        at: now,
+                    }],
+                    true,
+                )
+            })?;
+            gone.into_iter().map(|id| (id, now, false)).collect()
         }
-    } else {
-        let (known, due) = endpoint.with_journal(|journal| {
-            let state = journal.state.object(&object.name);
-            let due = state.reconciled_at.is_none_or(|at| {
-                (now - at).to_std().unwrap_or_default() >= endpoint.options.reconcile_interval
-            });
-            Ok((state.known.clone(), due))
-        })?;
-        if !due {
-            return Ok(());
-        }
-        // Ids known before the listing starts; one created meanwhile is
-        // not yet known and cannot be taken for deleted.
-        let mut missing = known;
-        walk(endpoint, object, DateTime::<Utc>::UNIX_EPOCH, |_, id, _| {
-            missing.remove(&id);
-            Ok(true)
-        })
-        .await?;
-        if !missing.is_empty() {
-            info!(object = %object.name, deleted = missing.len(), "records gone from the API since the last comparison");
-        }
-        deleted.extend(missing.into_iter().map(|id| (id, now, false)));
-        endpoint.with_journal(|journal| {
-            journal.append(
-                vec![Entry::Reconciled {
-                    object: object.name.clone(),
-                    at: now,
-                }],
-                true,
-            )
-        })?;
-    }
+    };
     let known = endpoint.with_journal(|j| Ok(j.state.object(&object.name).known.clone()))?;
     let mut pending = endpoint.pending.lock().expect("pending lock");
     for (id, at, from_deleted_list) in deleted {
@@ -360,6 +345,99 @@ async fn find_deletes(endpoint: &Endpoint, object: &ObjectSpec) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The records the deleted-records request names since its watermark:
+/// (id, when, from the list).
+async fn deleted_list(
+    endpoint: &Endpoint,
+    object: &ObjectSpec,
+    spec: &super::config::DeletedSpec,
+) -> Result<Vec<(String, DateTime<Utc>, bool)>> {
+    let since = endpoint
+        .with_journal(|j| Ok(j.state.object(&object.name).deleted_watermark))?
+        .map(|w| w - object.overlap)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let query = fill(
+        &spec.since,
+        "since",
+        &types::format_since(since, &object.time_format),
+    );
+    let answer = endpoint
+        .client
+        .send(
+            reqwest::Method::GET,
+            &spec.path,
+            &query,
+            None,
+            super::client::Repeat::Safe,
+            &[],
+        )
+        .await?;
+    let mut deleted = Vec::new();
+    for record in records_in(&answer.body, &spec.records, &object.name)? {
+        if spec.flag.is_some() && !types::is_tombstone(object, &record) {
+            continue;
+        }
+        let (Some(id), Some(at)) = (
+            types::id_of(&record, &spec.id),
+            types::get(&record, &spec.deleted_at).and_then(types::parse_time),
+        ) else {
+            continue;
+        };
+        deleted.push((id, at, true));
+    }
+    Ok(deleted)
+}
+
+/// The known ids gone from the API: those missing from a listing of every
+/// record, each confirmed by a GET that answers `not_found`. A listing
+/// that cannot be complete concludes nothing (and says what to set).
+async fn compare_ids(endpoint: &Endpoint, object: &ObjectSpec) -> Result<Vec<String>> {
+    // Ids known before the listing starts; one created meanwhile is not
+    // yet known and cannot be taken for deleted.
+    let known = endpoint.with_journal(|j| Ok(j.state.object(&object.name).known.clone()))?;
+    let mut listed: BTreeSet<String> = BTreeSet::new();
+    let walked = walk(endpoint, object, DateTime::<Utc>::UNIX_EPOCH, |_, id, _| {
+        listed.insert(id);
+        Ok(true)
+    })
+    .await?;
+    let advice = if object.limit_param.is_none() {
+        "set limit_param (the API's page-size parameter) and offset_param or page_param"
+    } else if object.offset_param.is_none() && object.page_param.is_none() {
+        "set offset_param or page_param, and check limit_param"
+    } else {
+        "check limit_param, offset_param or page_param, and records"
+    };
+    if let Some(total) = walked.total {
+        if (listed.len() as u64) < total {
+            warn!(
+                object = %object.name,
+                listed = listed.len(),
+                total,
+                "the listing is incomplete (the API says there are more records): no record is taken for deleted; {advice}"
+            );
+            return Ok(Vec::new());
+        }
+    }
+    let mut gone = Vec::new();
+    for id in known.iter().filter(|id| !listed.contains(*id)) {
+        if endpoint.get_record(object, id).await?.is_some() {
+            warn!(
+                object = %object.name,
+                listed = listed.len(),
+                id = %id,
+                "a record missing from the listing still exists: the listing is incomplete, and no record is taken for deleted; {advice}"
+            );
+            return Ok(Vec::new());
+        }
+        gone.push(id.clone());
+    }
+    if !gone.is_empty() {
+        info!(object = %object.name, deleted = gone.len(), "records gone from the API since the last comparison");
+    }
+    Ok(gone)
 }
 
 /// The tail has the changes `seqs` in its log: they are consumed, and the

@@ -2,10 +2,14 @@
 //!
 //! Every request waits for its turn under the configured rate and
 //! concurrency. A 429 is always retried after its `Retry-After` (the server
-//! did nothing). A 5xx, a timeout or a broken connection is retried with
-//! exponential backoff and jitter only when the request is safe to repeat
-//! (GET, PUT, DELETE, and a PATCH of absolute values); a create is never
-//! sent twice here, its caller decides what an unknown outcome means.
+//! did nothing); so is a 401 once, with a renewed token, under OAuth2. A
+//! 5xx, a timeout or a broken connection is retried with exponential
+//! backoff and jitter only when the request is safe to repeat (GET, PUT,
+//! DELETE, and a PATCH of absolute values); a create is never sent twice
+//! here, its caller decides what an unknown outcome means. Other 4xx
+//! answers are errors: 401 and 403 of permission (an operator's matter),
+//! 408 transient, the rest the record's fault (dead-lettered); except the
+//! statuses a caller accepts as answers (a record's `not_found`).
 
 use std::time::{Duration, Instant};
 
@@ -13,9 +17,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_A
 use reqwest::{Method, StatusCode};
 use serde_json::Value as Json;
 use tokio::sync::{Mutex, Semaphore};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::config::{Auth, HttpOptions};
+use super::oauth::Tokens;
 use crate::connector::{redact_url, TlsConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
 
@@ -38,6 +43,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     headers: HeaderMap,
+    /// OAuth2 tokens, for `Authorization`.
+    tokens: Option<Tokens>,
     permits: Semaphore,
     /// When the next request may start (the rate limit).
     next_slot: Mutex<Instant>,
@@ -101,8 +108,10 @@ impl Client {
             value.set_sensitive(true);
             Ok::<_, ConnectorError>(value)
         };
+        let mut oauth = None;
         match &options.auth {
             Auth::None => {}
+            Auth::OAuth2(spec) => oauth = Some(spec.clone()),
             Auth::Bearer => {
                 headers.insert(
                     AUTHORIZATION,
@@ -153,10 +162,19 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| config(format!("cannot set up the HTTP client: {e}")))?;
+        let tokens = oauth.map(|spec| {
+            Tokens::new(
+                spec,
+                secret.map(str::to_owned),
+                options.state_dir.clone(),
+                http.clone(),
+            )
+        });
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
             headers,
+            tokens,
             permits: Semaphore::new(options.concurrency),
             next_slot: Mutex::new(Instant::now()),
             interval: Duration::from_secs_f64(1.0 / options.requests_per_second),
@@ -183,8 +201,9 @@ impl Client {
         }
     }
 
-    /// Sends a request and returns its answer. Statuses below 400 and 404
-    /// are answers; the rest are errors (see the module docs for retries).
+    /// Sends a request and returns its answer. Statuses below 400 and
+    /// those in `accept` are answers; the rest are errors (see the module
+    /// docs for retries).
     pub async fn send(
         &self,
         method: Method,
@@ -192,11 +211,18 @@ impl Client {
         query: &[(String, String)],
         body: Option<&Json>,
         repeat: Repeat,
+        accept: &[u16],
     ) -> Result<Answer> {
         let what = format!("{method} {path}");
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             attempt += 1;
+            let bearer = match &self.tokens {
+                Some(tokens) => Some(tokens.header().await?),
+                None => None,
+            };
+            let started = Instant::now();
             let result = {
                 let _permit = self.permits.acquire().await.expect("never closed");
                 self.pace().await;
@@ -205,11 +231,20 @@ impl Client {
                     .request(method.clone(), self.url(path))
                     .headers(self.headers.clone())
                     .query(query);
+                if let Some(bearer) = &bearer {
+                    request = request.header(AUTHORIZATION, bearer.clone());
+                }
                 if let Some(body) = body {
                     request = request.json(body);
                 }
                 request.send().await
             };
+            debug!(
+                request = %what,
+                status = result.as_ref().map_or(0, |r| r.status().as_u16()),
+                ms = started.elapsed().as_millis() as u64,
+                "API request"
+            );
             let last = attempt >= self.attempts;
             let response = match result {
                 Ok(response) => response,
@@ -229,6 +264,15 @@ impl Client {
                 }
             };
             let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !renewed {
+                if let (Some(tokens), Some(stale)) = (&self.tokens, &bearer) {
+                    // Refused before doing anything: once more, with a new
+                    // token.
+                    renewed = true;
+                    tokens.renew(stale).await?;
+                    continue;
+                }
+            }
             if status == StatusCode::TOO_MANY_REQUESTS {
                 // Refused before doing anything: always safe to repeat.
                 let wait = retry_after(response.headers()).unwrap_or_else(|| backoff(attempt));
@@ -266,7 +310,7 @@ impl Client {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            if status.is_success() || status.is_redirection() || status == StatusCode::NOT_FOUND {
+            if status.is_success() || status.is_redirection() || accept.contains(&status.as_u16()) {
                 return Ok(Answer {
                     status,
                     body: body_json,
@@ -398,7 +442,7 @@ mod tests {
             "auth = {auth}\n[[objects]]\nname = \"O\"\npath = \"/o\"\nmodified = \"m\"\nsince = {{ s = \"{{since}}\" }}\n"
         ))
         .unwrap();
-        let options = raw.validate("target").unwrap();
+        let options = raw.validate("target", std::path::Path::new(".")).unwrap();
         Client::new(
             "https://api.example.com/v1",
             secret,
@@ -433,7 +477,7 @@ mod tests {
             "[[objects]]\nname = \"O\"\npath = \"/o\"\nmodified = \"m\"\nsince = { s = \"{since}\" }\n",
         )
         .unwrap();
-        let options = raw.validate("target").unwrap();
+        let options = raw.validate("target", std::path::Path::new(".")).unwrap();
         let url = "http://api.example.com/v1";
         let tls = TlsConfig::default_for(crate::Engine::Http, url).unwrap();
         let err = Client::new(url, None, &options, &tls)

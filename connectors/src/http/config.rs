@@ -6,7 +6,7 @@
 //! module reads and checks that description; nothing here talks to a server.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -57,35 +57,70 @@ pub struct RawHttp {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
-    /// `bearer`, `header` or `basic`.
+    /// `bearer`, `header`, `basic`, `oauth2` or `none`.
     pub scheme: String,
     /// The header that carries the key (`header` only).
     pub header: Option<String>,
     /// The user name (`basic` only).
     pub user: Option<String>,
+    /// The token endpoint (`oauth2` only).
+    pub token_url: Option<String>,
+    /// The client id (`oauth2` only; the endpoint's password is the
+    /// client secret).
+    pub client_id: Option<String>,
+    /// `client_credentials` (default) or `refresh_token` (`oauth2` only).
+    pub grant: Option<String>,
+    /// The scopes asked for, space-separated (`oauth2` only).
+    pub scope: Option<String>,
+    /// Other form parameters of the token request, such as `audience` or
+    /// `resource` (`oauth2` only).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// How the client authenticates to the token endpoint: `basic`
+    /// (default) or `post` (`oauth2` only).
+    pub client_auth: Option<String>,
+    /// The environment variable holding the refresh token (`refresh_token`
+    /// grant).
+    pub refresh_token_env: Option<String>,
+    /// The file holding the refresh token (`refresh_token` grant; relative
+    /// to the config file).
+    pub refresh_token_file: Option<PathBuf>,
 }
 
-/// One `[[<side>.objects]]` section.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[<side>.objects]]` section. Every key but `name` may come from a
+/// preset (`preset = "parse"`); a key written here wins over the preset's.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawObject {
     /// The name `[[tables]]` uses for it.
     pub name: String,
+    /// A shipped description of a known API (`parse`, `pocketbase`), or a
+    /// TOML file of one's own (a path, relative to the config file), that
+    /// fills the keys this section does not set.
+    pub preset: Option<String>,
     /// Path of the collection under the base URL; list and create go
     /// there, get, update and delete to `<path>/<id>`.
-    pub path: String,
+    pub path: Option<String>,
     /// Where a list response holds the records (dotted path; empty: the
     /// body is the array).
     pub records: Option<String>,
-    /// The id field.
+    /// Where a single-record answer (create, read, update) holds the
+    /// record (dotted path; empty: the body is the record).
+    pub record: Option<String>,
+    /// Where a request body (create, update) holds the record (dotted
+    /// path; empty, the default: the body is the record).
+    pub request_record: Option<String>,
+    /// The id field (a dotted path; the column is its last part).
     pub id: Option<String>,
     /// The modification-time field (required: without it nothing can be
-    /// synced incrementally).
+    /// synced incrementally; a dotted path).
     pub modified: Option<String>,
-    /// The creation-time field.
+    /// The creation-time field (a dotted path).
     pub created: Option<String>,
     /// `PUT` or `PATCH`.
     pub update_method: Option<String>,
+    /// The statuses that mean "no such record" (default `[404]`).
+    pub not_found: Option<Vec<u16>>,
     /// Query parameters asking for records modified at or after `{since}`.
     #[serde(default)]
     pub since: BTreeMap<String, String>,
@@ -97,9 +132,16 @@ pub struct RawObject {
     /// The query parameter that skips records (offset paging), used when
     /// more records than a page share one modification time.
     pub offset_param: Option<String>,
+    /// The query parameter that names a page by its number, counted from
+    /// 1 (page paging), where the API has no offset.
+    pub page_param: Option<String>,
+    /// Where a list response says how many records the query matches in
+    /// all (dotted path), for telling a complete listing from a cut one.
+    pub total: Option<String>,
     /// Records per page.
     pub page_size: Option<usize>,
-    /// How `{since}` is written: `rfc3339` (default), `unix` or `unix_ms`.
+    /// How `{since}` is written: `rfc3339` (default), `unix`, `unix_ms`,
+    /// or a `chrono` format of the time in UTC (`%Y-%m-%d %H:%M:%S%.3fZ`).
     pub time_format: Option<String>,
     /// How far back each poll looks (`"2s"`).
     pub overlap: Option<String>,
@@ -111,11 +153,81 @@ pub struct RawObject {
     /// Query parameters finding the record whose token is `{token}`.
     #[serde(default)]
     pub find_token: BTreeMap<String, String>,
+    /// Query parameters finding a record by its own values, for a create
+    /// whose answer was lost or unreadable: `{field}` stands for a field's
+    /// value (`{ filter = "email='{email}'" }`).
+    #[serde(default)]
+    pub find_created: BTreeMap<String, String>,
+    /// Wrapping templates by field type (`timestamptz`, `reference`, ...),
+    /// for fields without a `wrap` of their own; `{object}` in a
+    /// reference's template stands for the object it references.
+    #[serde(default)]
+    pub wraps: BTreeMap<String, String>,
     /// A deleted-records request, where the API has one.
     pub deleted: Option<RawDeleted>,
+    /// Whether an empty string is read as NULL, for APIs that have no
+    /// NULL and answer `""` for a field never set (text, dates,
+    /// references).
+    pub empty_is_null: Option<bool>,
     /// The synced fields and how each is written.
     #[serde(default)]
     pub fields: BTreeMap<String, RawField>,
+}
+
+impl RawObject {
+    /// This section over `preset`: what it sets wins, maps are merged
+    /// (its entries win).
+    fn over(self, preset: RawObject) -> RawObject {
+        fn merged(
+            preset: BTreeMap<String, String>,
+            own: BTreeMap<String, String>,
+        ) -> BTreeMap<String, String> {
+            let mut out = preset;
+            out.extend(own);
+            out
+        }
+        // A query written here replaces the preset's whole: it is one
+        // filter, not a set of options.
+        let query = |own: BTreeMap<String, String>, preset: BTreeMap<String, String>| {
+            if own.is_empty() {
+                preset
+            } else {
+                own
+            }
+        };
+        let mut fields = preset.fields;
+        fields.extend(self.fields);
+        RawObject {
+            name: self.name,
+            preset: self.preset,
+            path: self.path.or(preset.path),
+            records: self.records.or(preset.records),
+            record: self.record.or(preset.record),
+            request_record: self.request_record.or(preset.request_record),
+            id: self.id.or(preset.id),
+            modified: self.modified.or(preset.modified),
+            created: self.created.or(preset.created),
+            update_method: self.update_method.or(preset.update_method),
+            not_found: self.not_found.or(preset.not_found),
+            since: query(self.since, preset.since),
+            order: query(self.order, preset.order),
+            limit_param: self.limit_param.or(preset.limit_param),
+            offset_param: self.offset_param.or(preset.offset_param),
+            page_param: self.page_param.or(preset.page_param),
+            total: self.total.or(preset.total),
+            page_size: self.page_size.or(preset.page_size),
+            time_format: self.time_format.or(preset.time_format),
+            overlap: self.overlap.or(preset.overlap),
+            clear: self.clear.or(preset.clear),
+            create_token: self.create_token.or(preset.create_token),
+            find_token: query(self.find_token, preset.find_token),
+            find_created: query(self.find_created, preset.find_created),
+            wraps: merged(preset.wraps, self.wraps),
+            deleted: self.deleted.or(preset.deleted),
+            empty_is_null: self.empty_is_null.or(preset.empty_is_null),
+            fields,
+        }
+    }
 }
 
 /// `deleted = { path = "...", since = {...}, records = "...", id = "..." }`.
@@ -133,6 +245,10 @@ pub struct RawDeleted {
     pub id: Option<String>,
     /// The deletion-time field of a deleted record.
     pub deleted_at: String,
+    /// A field that is `true` on a deleted record, where the answer also
+    /// lists live ones (tombstones in a changes feed): only records with
+    /// it count as deleted, and the object's own listing skips them.
+    pub flag: Option<String>,
 }
 
 /// A field: its type alone (`"text"`) or a table.
@@ -172,10 +288,60 @@ pub enum Auth {
     Header(String),
     /// `Authorization: Basic` with this user and the secret.
     Basic(String),
+    /// `Authorization: Bearer <token>`, the token from an OAuth2 token
+    /// endpoint (the secret is the client secret).
+    OAuth2(OAuth2),
+}
+
+/// Which OAuth2 grant gets the tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// The client's own credentials.
+    ClientCredentials,
+    /// A refresh token, read from where `RefreshToken` says.
+    RefreshToken(RefreshTokenFrom),
+}
+
+/// Where the first refresh token is read (a newer one, when the provider
+/// rotates them, is kept in the endpoint's state).
+#[derive(Clone, PartialEq, Eq)]
+pub enum RefreshTokenFrom {
+    /// An environment variable.
+    Env(String),
+    /// A file.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for RefreshTokenFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Where, never what.
+        match self {
+            RefreshTokenFrom::Env(var) => write!(f, "env {var}"),
+            RefreshTokenFrom::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// An OAuth2 client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2 {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// The grant.
+    pub grant: Grant,
+    /// Scopes asked for.
+    pub scope: Option<String>,
+    /// Other form parameters of the token request.
+    pub params: BTreeMap<String, String>,
+    /// Whether the client secret goes in the form (`post`) rather than in
+    /// HTTP Basic.
+    pub secret_in_form: bool,
 }
 
 /// How `{since}` is written into a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimeFormat {
     /// `2024-05-01T13:45:00.123Z`.
     Rfc3339,
@@ -183,6 +349,8 @@ pub enum TimeFormat {
     Unix,
     /// Milliseconds since 1970.
     UnixMs,
+    /// A `chrono` format of the time in UTC (`%Y-%m-%d %H:%M:%S%.3fZ`).
+    Pattern(String),
 }
 
 /// A validated `http` endpoint description.
@@ -239,14 +407,26 @@ pub struct ObjectSpec {
     pub path: String,
     /// Where list responses hold the records.
     pub records: Vec<String>,
-    /// The id field.
+    /// Where single-record answers hold the record.
+    pub record: Vec<String>,
+    /// Where request bodies hold the record.
+    pub request_record: Vec<String>,
+    /// The id column (the last part of its path).
     pub id: String,
-    /// The modification-time field.
+    /// Where a record holds its id.
+    pub id_path: Vec<String>,
+    /// The modification-time column.
     pub modified: String,
-    /// The creation-time field.
+    /// Where a record holds its modification time.
+    pub modified_path: Vec<String>,
+    /// The creation-time column.
     pub created: Option<String>,
+    /// Where a record holds its creation time.
+    pub created_path: Vec<String>,
     /// `PUT` or `PATCH`.
     pub update_method: reqwest::Method,
+    /// The statuses that mean "no such record".
+    pub not_found: Vec<u16>,
     /// Query asking for "modified at or after `{since}`".
     pub since: BTreeMap<String, String>,
     /// Query ordering by modification time.
@@ -255,6 +435,10 @@ pub struct ObjectSpec {
     pub limit_param: Option<String>,
     /// Offset parameter.
     pub offset_param: Option<String>,
+    /// Page-number parameter.
+    pub page_param: Option<String>,
+    /// Where a list response holds the number of records matched.
+    pub total: Option<Vec<String>>,
     /// Records per page.
     pub page_size: usize,
     /// How `{since}` is written.
@@ -267,10 +451,26 @@ pub struct ObjectSpec {
     pub create_token: Option<String>,
     /// Query finding a record by its token.
     pub find_token: BTreeMap<String, String>,
+    /// Query finding a record by its own values.
+    pub find_created: BTreeMap<String, String>,
     /// The deleted-records request.
     pub deleted: Option<DeletedSpec>,
+    /// Whether `""` reads as NULL.
+    pub empty_is_null: bool,
     /// The synced fields, in name order.
     pub fields: Vec<FieldSpec>,
+}
+
+impl ObjectSpec {
+    /// Whether an answer with `status` says there is no such record.
+    pub fn is_not_found(&self, status: reqwest::StatusCode) -> bool {
+        self.not_found.contains(&status.as_u16())
+    }
+
+    /// Whether a create whose outcome is unknown can be looked for.
+    pub fn can_find_creates(&self) -> bool {
+        self.create_token.is_some() || !self.find_created.is_empty()
+    }
 }
 
 /// A validated deleted-records request.
@@ -282,10 +482,13 @@ pub struct DeletedSpec {
     pub since: BTreeMap<String, String>,
     /// Where the response holds the records.
     pub records: Vec<String>,
-    /// The id field.
-    pub id: String,
-    /// The deletion-time field.
-    pub deleted_at: String,
+    /// Where a deleted record holds its id.
+    pub id: Vec<String>,
+    /// Where a deleted record holds its deletion time.
+    pub deleted_at: Vec<String>,
+    /// Where a record says it is deleted, when the answer mixes live and
+    /// deleted records.
+    pub flag: Option<Vec<String>>,
 }
 
 /// One field of an object.
@@ -343,8 +546,9 @@ impl RawHttp {
     }
 
     /// Checks the description; errors start with the key at fault, under
-    /// `at` (`target.objects[0].modified: ...`).
-    pub fn validate(self, at: &str) -> Result<HttpOptions, String> {
+    /// `at` (`target.objects[0].modified: ...`). A preset file's path is
+    /// relative to `base` (the config file's directory).
+    pub fn validate(self, at: &str, base: &Path) -> Result<HttpOptions, String> {
         let auth = match &self.auth {
             None => Auth::None,
             Some(raw) => {
@@ -357,7 +561,27 @@ impl RawHttp {
                         Ok(())
                     }
                 };
+                let oauth_keys = [
+                    ("token_url", raw.token_url.is_some()),
+                    ("client_id", raw.client_id.is_some()),
+                    ("grant", raw.grant.is_some()),
+                    ("scope", raw.scope.is_some()),
+                    ("params", !raw.params.is_empty()),
+                    ("client_auth", raw.client_auth.is_some()),
+                    ("refresh_token_env", raw.refresh_token_env.is_some()),
+                    ("refresh_token_file", raw.refresh_token_file.is_some()),
+                ];
+                if raw.scheme != "oauth2" {
+                    for (key, set) in oauth_keys {
+                        only(key, set, &raw.scheme)?;
+                    }
+                }
                 match raw.scheme.as_str() {
+                    "oauth2" => {
+                        only("header", raw.header.is_some(), "oauth2")?;
+                        only("user", raw.user.is_some(), "oauth2")?;
+                        Auth::OAuth2(oauth2(&format!("{at}.auth"), raw, base)?)
+                    }
                     "none" => {
                         only("header", raw.header.is_some(), "none")?;
                         only("user", raw.user.is_some(), "none")?;
@@ -385,7 +609,7 @@ impl RawHttp {
                     }
                     other => {
                         return Err(format!(
-                            "{at}.auth.scheme: unknown scheme {other:?} (expected \"bearer\", \"header\", \"basic\" or \"none\")"
+                            "{at}.auth.scheme: unknown scheme {other:?} (expected \"bearer\", \"header\", \"basic\", \"oauth2\" or \"none\")"
                         ))
                     }
                 }
@@ -429,7 +653,7 @@ impl RawHttp {
         }
         let mut objects: Vec<ObjectSpec> = Vec::new();
         for (i, raw) in self.objects.into_iter().enumerate() {
-            let object = raw.validate(&format!("{at}.objects[{i}]"))?;
+            let object = raw.validate(&format!("{at}.objects[{i}]"), base)?;
             if objects.iter().any(|o| o.name == object.name) {
                 return Err(format!(
                     "{at}.objects[{i}].name: object {:?} is described twice",
@@ -464,26 +688,178 @@ impl RawHttp {
     }
 }
 
+/// The `{name}` placeholders of a query template (names of letters,
+/// digits and `_`; JSON's own braces are not placeholders).
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let len = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if len > 0 && after[len..].starts_with('}') {
+            found.push(&after[..len]);
+        }
+        rest = after;
+    }
+    found
+}
+
+/// Reads `auth = { scheme = "oauth2", ... }`.
+fn oauth2(at: &str, raw: &RawAuth, base: &Path) -> Result<OAuth2, String> {
+    let token_url = raw
+        .token_url
+        .clone()
+        .ok_or_else(|| format!("{at}.token_url: the OAuth2 token endpoint is missing"))?;
+    url::Url::parse(&token_url)
+        .map_err(|e| format!("{at}.token_url: {token_url:?} is not a URL: {e}"))?;
+    let client_id = raw
+        .client_id
+        .clone()
+        .ok_or_else(|| format!("{at}.client_id: the OAuth2 client id is missing"))?;
+    let grant = match raw.grant.as_deref().unwrap_or("client_credentials") {
+        "client_credentials" => {
+            if raw.refresh_token_env.is_some() || raw.refresh_token_file.is_some() {
+                return Err(format!(
+                    "{at}.grant: a refresh token goes with grant = \"refresh_token\""
+                ));
+            }
+            Grant::ClientCredentials
+        }
+        "refresh_token" => Grant::RefreshToken(
+            match (&raw.refresh_token_env, &raw.refresh_token_file) {
+                (Some(var), None) => RefreshTokenFrom::Env(var.clone()),
+                (None, Some(file)) => RefreshTokenFrom::File(if file.is_relative() {
+                    base.join(file)
+                } else {
+                    file.clone()
+                }),
+                _ => {
+                    return Err(format!(
+                        "{at}.refresh_token_env: grant = \"refresh_token\" reads the refresh token from refresh_token_env or refresh_token_file (one of them)"
+                    ))
+                }
+            },
+        ),
+        other => {
+            return Err(format!(
+                "{at}.grant: {other:?} (expected \"client_credentials\" or \"refresh_token\")"
+            ))
+        }
+    };
+    let secret_in_form = match raw.client_auth.as_deref().unwrap_or("basic") {
+        "basic" => false,
+        "post" => true,
+        other => {
+            return Err(format!(
+                "{at}.client_auth: {other:?} (expected \"basic\" or \"post\")"
+            ))
+        }
+    };
+    Ok(OAuth2 {
+        token_url,
+        client_id,
+        grant,
+        scope: raw.scope.clone(),
+        params: raw.params.clone(),
+        secret_in_form,
+    })
+}
+
+/// A dotted path and the column it names: its last part.
+fn column_path(text: &str) -> (String, Vec<String>) {
+    let path = split_path(text);
+    let column = path.last().cloned().unwrap_or_default();
+    (column, path)
+}
+
+/// The shipped presets: (name, TOML).
+const PRESETS: [(&str, &str); 2] = [
+    ("parse", include_str!("presets/parse.toml")),
+    ("pocketbase", include_str!("presets/pocketbase.toml")),
+];
+
+/// The preset `name` (shipped) or file `name` (a path, relative to
+/// `base`) for object `object`: its text with `{name}` standing for the
+/// object's name.
+fn preset(at: &str, name: &str, object: &str, base: &Path) -> Result<RawObject, String> {
+    let text = match PRESETS.iter().find(|(shipped, _)| *shipped == name) {
+        Some((_, text)) => (*text).to_owned(),
+        None if name.ends_with(".toml") || name.contains('/') => {
+            let file = base.join(name);
+            std::fs::read_to_string(&file)
+                .map_err(|e| format!("{at}.preset: cannot read {}: {e}", file.display()))?
+        }
+        None => {
+            let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "{at}.preset: no preset {name:?} (shipped: {}; or a .toml file of one's own)",
+                known.join(", ")
+            ));
+        }
+    };
+    let mut value: toml::Value = toml::from_str(&text)
+        .map_err(|e| format!("{at}.preset: {name}: {}", e.message().trim()))?;
+    substitute(&mut value, object);
+    if let toml::Value::Table(table) = &mut value {
+        table.insert("name".to_owned(), toml::Value::String(object.to_owned()));
+    }
+    value
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("{at}.preset: {name}: {}", e.message().trim()))
+}
+
+/// `{name}` replaced by `object` in every string of `value`.
+fn substitute(value: &mut toml::Value, object: &str) {
+    match value {
+        toml::Value::String(s) => *s = s.replace("{name}", object),
+        toml::Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, object)),
+        toml::Value::Table(table) => {
+            for (_, v) in table.iter_mut() {
+                substitute(v, object);
+            }
+        }
+        _ => {}
+    }
+}
+
 impl RawObject {
-    fn validate(self, at: &str) -> Result<ObjectSpec, String> {
+    fn validate(self, at: &str, base: &Path) -> Result<ObjectSpec, String> {
         let name = self.name.trim().to_owned();
         if name.is_empty() {
             return Err(format!("{at}.name: must name the object"));
         }
         let at = format!("{at} ({name})");
-        let Some(modified) = self.modified.filter(|m| !m.trim().is_empty()) else {
+        let raw = match self.preset.clone() {
+            Some(preset_name) => self.over(preset(&at, &preset_name, &name, base)?),
+            None => self,
+        };
+        let Some(modified) = raw.modified.clone().filter(|m| !m.trim().is_empty()) else {
             return Err(format!(
                 "{at}.modified: no modification-time field: an object without one cannot be synced incrementally, so it is refused (name the field that holds the time of the last change, e.g. modified = \"updatedAt\")"
             ));
         };
-        if !self.path.starts_with('/') {
+        let Some(path) = raw.path.clone() else {
             return Err(format!(
-                "{at}.path: {:?} must start with / (it is appended to the endpoint's URL)",
-                self.path
+                "{at}.path: the collection's path is missing (e.g. path = \"/items\", or a preset)"
+            ));
+        };
+        if !path.starts_with('/') {
+            return Err(format!(
+                "{at}.path: {path:?} must start with / (it is appended to the endpoint's URL)"
             ));
         }
-        let id = self.id.unwrap_or_else(|| "id".to_owned());
-        let update_method = match self.update_method.as_deref().unwrap_or("PATCH") {
+        let (id, id_path) = column_path(raw.id.as_deref().unwrap_or("id"));
+        let (modified, modified_path) = column_path(&modified);
+        let (created, created_path) = match raw.created.as_deref() {
+            Some(text) => {
+                let (column, path) = column_path(text);
+                (Some(column), path)
+            }
+            None => (None, Vec::new()),
+        };
+        let update_method = match raw.update_method.as_deref().unwrap_or("PATCH") {
             m if m.eq_ignore_ascii_case("put") => reqwest::Method::PUT,
             m if m.eq_ignore_ascii_case("patch") => reqwest::Method::PATCH,
             other => {
@@ -492,75 +868,107 @@ impl RawObject {
                 ))
             }
         };
-        if self.since.is_empty() || !self.since.values().any(|v| v.contains("{since}")) {
+        let not_found = raw.not_found.clone().unwrap_or_else(|| vec![404]);
+        if let Some(bad) = not_found.iter().find(|s| !(400..500).contains(*s)) {
+            return Err(format!(
+                "{at}.not_found: {bad} is not a 4xx status (a missing record is the client's question, not the server's fault)"
+            ));
+        }
+        if raw.since.is_empty() || !raw.since.values().any(|v| v.contains("{since}")) {
             return Err(format!(
                 "{at}.since: the query asking for records modified since a time must hold {{since}} (e.g. since = {{ modified_after = \"{{since}}\" }})"
             ));
         }
-        let time_format = match self.time_format.as_deref().unwrap_or("rfc3339") {
+        let time_format = match raw.time_format.as_deref().unwrap_or("rfc3339") {
             "rfc3339" => TimeFormat::Rfc3339,
             "unix" => TimeFormat::Unix,
             "unix_ms" => TimeFormat::UnixMs,
+            pattern if pattern.contains('%') => {
+                use std::fmt::Write as _;
+                // A pattern chrono cannot write fails here, not mid-sync.
+                let mut probe = String::new();
+                if write!(
+                    probe,
+                    "{}",
+                    chrono::DateTime::<chrono::Utc>::UNIX_EPOCH.format(pattern)
+                )
+                .is_err()
+                {
+                    return Err(format!(
+                        "{at}.time_format: {pattern:?} is not a chrono time format"
+                    ));
+                }
+                TimeFormat::Pattern(pattern.to_owned())
+            }
             other => {
                 return Err(format!(
-                    "{at}.time_format: {other:?} (expected \"rfc3339\", \"unix\" or \"unix_ms\")"
+                    "{at}.time_format: {other:?} (expected \"rfc3339\", \"unix\", \"unix_ms\" or a chrono format such as \"%Y-%m-%d %H:%M:%S%.3fZ\")"
                 ))
             }
         };
-        let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if raw.offset_param.is_some() && raw.page_param.is_some() {
+            return Err(format!(
+                "{at}.page_param: an API pages by offset or by page number: set offset_param or page_param"
+            ));
+        }
+        let page_size = raw.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         if page_size == 0 {
             return Err(format!("{at}.page_size: must be at least 1"));
         }
         let overlap = duration(
             &format!("{at}.overlap"),
-            self.overlap.as_deref(),
+            raw.overlap.as_deref(),
             DEFAULT_OVERLAP,
         )?;
-        let clear = match &self.clear {
+        let clear = match &raw.clear {
             None => serde_json::Value::Null,
             Some(text) => serde_json::from_str(text)
                 .map_err(|e| format!("{at}.clear: {text:?} is not JSON: {e}"))?,
         };
-        if self.create_token.is_some() == self.find_token.is_empty() {
+        if raw.create_token.is_some() == raw.find_token.is_empty() {
             return Err(format!(
                 "{at}.find_token: create_token and find_token go together (the field to fill, and the query that finds a record by it)"
             ));
         }
-        if !self.find_token.is_empty() && !self.find_token.values().any(|v| v.contains("{token}")) {
+        if !raw.find_token.is_empty() && !raw.find_token.values().any(|v| v.contains("{token}")) {
             return Err(format!("{at}.find_token: the query must hold {{token}}"));
         }
-        let deleted = match self.deleted {
+        let deleted = match raw.deleted {
             None => None,
-            Some(raw) => {
-                if !raw.path.starts_with('/') {
+            Some(spec) => {
+                if !spec.path.starts_with('/') {
                     return Err(format!("{at}.deleted.path: must start with /"));
                 }
-                if !raw.since.values().any(|v| v.contains("{since}")) {
+                if !spec.since.values().any(|v| v.contains("{since}")) {
                     return Err(format!("{at}.deleted.since: the query must hold {{since}}"));
                 }
                 Some(DeletedSpec {
-                    path: raw.path.trim_end_matches('/').to_owned(),
-                    since: raw.since,
-                    records: split_path(raw.records.as_deref().unwrap_or("")),
-                    id: raw.id.unwrap_or_else(|| id.clone()),
-                    deleted_at: raw.deleted_at,
+                    path: spec.path.trim_end_matches('/').to_owned(),
+                    since: spec.since,
+                    records: split_path(spec.records.as_deref().unwrap_or("")),
+                    id: spec
+                        .id
+                        .as_deref()
+                        .map_or_else(|| id_path.clone(), split_path),
+                    deleted_at: split_path(&spec.deleted_at),
+                    flag: spec.flag.as_deref().map(split_path),
                 })
             }
         };
         let mut fields = Vec::new();
-        for (field, raw) in self.fields {
+        for (field, spec) in raw.fields {
             let fat = format!("{at}.fields.{field}");
-            if [&id, &modified].contains(&&field) || self.created.as_ref() == Some(&field) {
+            if [&id, &modified].contains(&&field) || created.as_ref() == Some(&field) {
                 return Err(format!(
                     "{fat}: the id and time fields are always read; do not list them under fields"
                 ));
             }
-            if self.create_token.as_ref() == Some(&field) {
+            if raw.create_token.as_ref() == Some(&field) {
                 return Err(format!(
                     "{fat}: this is the create_token field, which the agent fills itself"
                 ));
             }
-            let spec = match raw {
+            let spec = match spec {
                 RawField::Type(kind) => RawFieldSpec {
                     kind,
                     path: None,
@@ -590,7 +998,14 @@ impl RawObject {
                     (data_type, None)
                 }
             };
-            let wrap = match &spec.wrap {
+            // The field's own template, else the one for its type.
+            let template = spec.wrap.clone().or_else(|| {
+                raw.wraps.get(&spec.kind).map(|t| match &references {
+                    Some(object) => t.replace("{object}", object),
+                    None => t.clone(),
+                })
+            });
+            let wrap = match &template {
                 None => None,
                 Some(text) => {
                     let template: serde_json::Value = serde_json::from_str(text)
@@ -612,25 +1027,44 @@ impl RawObject {
                 references,
             });
         }
+        for (key, template) in &raw.find_created {
+            for placeholder in placeholders(template) {
+                if !fields.iter().any(|f| f.name == placeholder) {
+                    return Err(format!(
+                        "{at}.find_created.{key}: {{{placeholder}}} is not a field of the object"
+                    ));
+                }
+            }
+        }
         Ok(ObjectSpec {
             name,
-            path: self.path.trim_end_matches('/').to_owned(),
-            records: split_path(self.records.as_deref().unwrap_or("")),
+            path: path.trim_end_matches('/').to_owned(),
+            records: split_path(raw.records.as_deref().unwrap_or("")),
+            record: split_path(raw.record.as_deref().unwrap_or("")),
+            request_record: split_path(raw.request_record.as_deref().unwrap_or("")),
             id,
+            id_path,
             modified,
-            created: self.created,
+            modified_path,
+            created,
+            created_path,
             update_method,
-            since: self.since,
-            order: self.order,
-            limit_param: self.limit_param,
-            offset_param: self.offset_param,
+            not_found,
+            since: raw.since,
+            order: raw.order,
+            limit_param: raw.limit_param,
+            offset_param: raw.offset_param,
+            page_param: raw.page_param,
+            total: raw.total.as_deref().map(split_path),
             page_size,
             time_format,
             overlap,
             clear,
-            create_token: self.create_token,
-            find_token: self.find_token,
+            create_token: raw.create_token,
+            find_token: raw.find_token,
+            find_created: raw.find_created,
             deleted,
+            empty_is_null: raw.empty_is_null.unwrap_or(false),
             fields,
         })
     }
@@ -675,7 +1109,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<HttpOptions, String> {
         let raw: RawHttp = toml::from_str(text).map_err(|e| e.to_string())?;
-        raw.validate("target")
+        raw.validate("target", std::path::Path::new("."))
     }
 
     const PARSE: &str = r#"

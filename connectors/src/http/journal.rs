@@ -46,7 +46,8 @@ pub struct ObjectState {
 /// A create sent (or about to be) whose key pair is not recorded yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
-    /// The token written into the new record.
+    /// Names the intent; written into the new record when the object has
+    /// a `create_token` field.
     pub token: String,
     /// The object created.
     pub object: String,
@@ -54,6 +55,27 @@ pub struct Intent {
     pub link: IdMapRowData,
     /// Whether the new record is on the target side.
     pub new_is_target: bool,
+    /// What is known of the create's outcome.
+    #[serde(default)]
+    pub outcome: Outcome,
+    /// The `find_created` query, filled with the record's values.
+    #[serde(default)]
+    pub finder: BTreeMap<String, String>,
+}
+
+/// What is known of a create in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Being sent: it may or may not have reached the API.
+    #[default]
+    Sending,
+    /// Its answer was lost (a timeout, a broken connection, a 5xx after
+    /// the request went out): it may have been created.
+    Lost,
+    /// The API created the record, but its id could not be read from the
+    /// answer.
+    IdUnknown,
 }
 
 /// An [`IdMapRow`] in the journal's own form.
@@ -119,7 +141,8 @@ pub enum Entry {
     Unlink(IdMapRowData),
     /// A create about to be sent.
     Intent(Intent),
-    /// A create settled (linked, or known not to have happened).
+    /// A create settled (linked, known not to have happened, or let go by
+    /// an operator).
     IntentDone { token: String },
 }
 

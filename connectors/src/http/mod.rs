@@ -19,6 +19,8 @@ mod capture;
 mod client;
 pub mod config;
 mod journal;
+mod oauth;
+mod probe;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
@@ -165,7 +167,8 @@ impl Endpoint {
         f(guard.as_mut().expect("opened above"))
     }
 
-    /// The current record with `id`; `None` when the API says 404.
+    /// The current record with `id`; `None` when the API answers one of
+    /// the object's `not_found` statuses.
     async fn get_record(&self, object: &ObjectSpec, id: &str) -> Result<Option<Row>> {
         let answer = self
             .client
@@ -175,21 +178,24 @@ impl Endpoint {
                 &[],
                 None,
                 Repeat::Safe,
+                &object.not_found,
             )
             .await?;
-        if answer.status == reqwest::StatusCode::NOT_FOUND {
+        if object.is_not_found(answer.status) {
             return Ok(None);
         }
-        types::record_to_row(object, &answer.body).map(Some)
+        let record = types::get(&answer.body, &object.record).ok_or_else(|| {
+            ConnectorError::data(format!(
+                "{} {id}: the answer holds no record at {:?} (check record = ...)",
+                object.name,
+                object.record.join(".")
+            ))
+        })?;
+        types::record_to_row(object, record).map(Some)
     }
 
-    /// Records of one list request, with the query's `{since}` and
-    /// `{token}` filled.
-    async fn list(
-        &self,
-        object: &ObjectSpec,
-        query: Vec<(String, String)>,
-    ) -> Result<Vec<serde_json::Value>> {
+    /// One list request, with the query's `{since}` and `{token}` filled.
+    async fn list_page(&self, object: &ObjectSpec, query: Vec<(String, String)>) -> Result<Page> {
         let answer = self
             .client
             .send(
@@ -198,6 +204,7 @@ impl Endpoint {
                 &query,
                 None,
                 Repeat::Safe,
+                &[404],
             )
             .await?;
         if answer.status == reqwest::StatusCode::NOT_FOUND {
@@ -206,8 +213,30 @@ impl Endpoint {
                 object.name, object.path
             )));
         }
-        records_in(&answer.body, &object.records, &object.name)
+        let records = records_in(&answer.body, &object.records, &object.name)?;
+        let total = object
+            .total
+            .as_ref()
+            .and_then(|path| types::get(&answer.body, path))
+            .and_then(serde_json::Value::as_u64);
+        Ok(Page { records, total })
     }
+
+    /// The records of one list request.
+    async fn list(
+        &self,
+        object: &ObjectSpec,
+        query: Vec<(String, String)>,
+    ) -> Result<Vec<serde_json::Value>> {
+        Ok(self.list_page(object, query).await?.records)
+    }
+}
+
+/// One page of a list answer.
+struct Page {
+    records: Vec<serde_json::Value>,
+    /// How many records the query matches in all, where the API says.
+    total: Option<u64>,
 }
 
 /// The path of one record.
@@ -433,6 +462,14 @@ impl Connector for HttpConnector {
                 .take(limit)
                 .collect())
         })
+    }
+
+    async fn probe(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+        probe::probe(self, tables).await
+    }
+
+    async fn release_creates(&self, pair: &str, keys: &[String]) -> Result<usize> {
+        apply::release_creates(self, pair, keys)
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {

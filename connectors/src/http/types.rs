@@ -50,11 +50,12 @@ pub fn format_time(at: DateTime<Utc>) -> String {
 }
 
 /// A time for a `{since}` query.
-pub fn format_since(at: DateTime<Utc>, format: TimeFormat) -> String {
+pub fn format_since(at: DateTime<Utc>, format: &TimeFormat) -> String {
     match format {
         TimeFormat::Rfc3339 => format_time(at),
         TimeFormat::Unix => at.timestamp().to_string(),
         TimeFormat::UnixMs => at.timestamp_millis().to_string(),
+        TimeFormat::Pattern(pattern) => at.format(pattern).to_string(),
     }
 }
 
@@ -76,26 +77,51 @@ pub fn parse_time(json: &Json) -> Option<DateTime<Utc>> {
     }
 }
 
-/// The id of a record: a string (a number is taken as its text).
-pub fn id_of(record: &Json, field: &str) -> Option<String> {
-    match record.get(field)? {
+/// The id of a record, at `path`: a string (a number is taken as its
+/// text).
+pub fn id_of(record: &Json, path: &[String]) -> Option<String> {
+    match get(record, path)? {
         Json::String(s) if !s.is_empty() => Some(s.clone()),
         Json::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
+/// The record in a single-record answer (at the object's `record`
+/// path), when it holds one with an id.
+pub fn answered_record<'a>(object: &ObjectSpec, body: &'a Json) -> Option<&'a Json> {
+    get(body, &object.record).filter(|r| id_of(r, &object.id_path).is_some())
+}
+
+/// Whether `record` holds everything a row of `object` is made of (the
+/// id, the time fields and every field, NULLs included): a write's answer
+/// that does is the record as written, and need not be read back.
+pub fn is_whole(object: &ObjectSpec, record: &Json) -> bool {
+    id_of(record, &object.id_path).is_some()
+        && get(record, &object.modified_path).is_some_and(|m| parse_time(m).is_some())
+        && (object.created_path.is_empty() || get(record, &object.created_path).is_some())
+        && object.fields.iter().all(|f| get(record, &f.path).is_some())
+}
+
 /// A record of `object` as a row: the id, the time fields and every
 /// configured field (missing ones are NULL).
 pub fn record_to_row(object: &ObjectSpec, record: &Json) -> Result<Row> {
     let at = |what: &str| format!("{} record: {what}", object.name);
-    let id = id_of(record, &object.id)
-        .ok_or_else(|| ConnectorError::data(at(&format!("no id in field {:?}", object.id))))?;
+    let id = id_of(record, &object.id_path).ok_or_else(|| {
+        ConnectorError::data(at(&format!("no id at {:?}", object.id_path.join("."))))
+    })?;
     let mut row = Row::new();
     row.insert(object.id.clone(), Value::Text(id.clone()));
-    for field in std::iter::once(&object.modified).chain(&object.created) {
-        let value = match record.get(field.as_str()) {
+    let times = std::iter::once((&object.modified, &object.modified_path)).chain(
+        object
+            .created
+            .as_ref()
+            .map(|column| (column, &object.created_path)),
+    );
+    for (field, path) in times {
+        let value = match get(record, path) {
             None | Some(Json::Null) => Value::Null,
+            Some(Json::String(s)) if s.is_empty() && object.empty_is_null => Value::Null,
             Some(json) => Value::TimestampTz(parse_time(json).ok_or_else(|| {
                 ConnectorError::data(at(&format!("{id}: field {field} holds {json}, not a time")))
             })?),
@@ -105,6 +131,7 @@ pub fn record_to_row(object: &ObjectSpec, record: &Json) -> Result<Row> {
     for field in &object.fields {
         let value = match get(record, &field.path) {
             None => Value::Null,
+            Some(Json::String(s)) if s.is_empty() && object.empty_is_null => Value::Null,
             Some(json) => read_field(field, json)
                 .map_err(|e| e.context(format!("{} {id}, field {}", object.name, field.name)))?,
         };
@@ -113,9 +140,18 @@ pub fn record_to_row(object: &ObjectSpec, record: &Json) -> Result<Row> {
     Ok(row)
 }
 
+/// Whether a listed record is a deleted one (its `deleted.flag` is true).
+pub fn is_tombstone(object: &ObjectSpec, record: &Json) -> bool {
+    object
+        .deleted
+        .as_ref()
+        .and_then(|d| d.flag.as_ref())
+        .is_some_and(|flag| get(record, flag) == Some(&Json::Bool(true)))
+}
+
 /// The modification time of a record.
 pub fn modified_of(object: &ObjectSpec, record: &Json) -> Option<DateTime<Utc>> {
-    record.get(object.modified.as_str()).and_then(parse_time)
+    get(record, &object.modified_path).and_then(parse_time)
 }
 
 /// Reads one field's JSON, unwrapping it when the field is wrapped.
@@ -227,9 +263,21 @@ fn wrapped(wrap: &Wrap, json: Json) -> Json {
     out
 }
 
-/// The request body writing `row`'s configured fields; NULLs become the
-/// object's `clear` value on update and are left out on create.
+/// The request body writing `row`'s configured fields (at the object's
+/// `request_record` path); NULLs become the object's `clear` value on
+/// update and are left out on create.
 pub fn row_to_body(object: &ObjectSpec, row: &Row, create: bool) -> Result<Json> {
+    let record = record_body(object, row, create)?;
+    if object.request_record.is_empty() {
+        return Ok(record);
+    }
+    let mut body = Json::Object(Map::new());
+    set(&mut body, &object.request_record, record);
+    Ok(body)
+}
+
+/// The record part of a request body.
+fn record_body(object: &ObjectSpec, row: &Row, create: bool) -> Result<Json> {
     let mut body = Json::Object(Map::new());
     for field in &object.fields {
         let Some(value) = row.get(&field.name) else {
@@ -275,7 +323,10 @@ fields = { title = "text", amount = "decimal", count = "integer", closes = { typ
 "#,
         )
         .unwrap();
-        raw.validate("source").unwrap().objects.remove(0)
+        raw.validate("source", std::path::Path::new("."))
+            .unwrap()
+            .objects
+            .remove(0)
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! OAuth2 access tokens for an endpoint (`auth = { scheme = "oauth2" }`):
+//! asked of the token endpoint with the client's grant (client credentials,
+//! or a refresh token), kept until shortly before they expire, and renewed
+//! then, or at once when the API answers 401.
+//!
+//! A provider may rotate refresh tokens (each refresh answers with a new
+//! one and the old one stops working): the latest is kept in the
+//! endpoint's state directory (mode 0600), tied to the refresh token the
+//! config gives, so that a restart, or another command of the same
+//! integration, goes on with it. Tokens and secrets never reach a log or
+//! an error message.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+
+use super::config::{Grant, OAuth2, RefreshTokenFrom};
+use crate::error::{ConnectorError, ErrorKind, Result};
+
+/// How long before its expiry a token is renewed (at most; a token that
+/// lives shorter is renewed at four fifths of its life).
+const RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// An access token and when it must be renewed.
+struct Token {
+    header: HeaderValue,
+    renew_at: Option<Instant>,
+}
+
+/// The refresh token kept in the state directory, with the fingerprint
+/// of the configured one it descends from.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    from: String,
+    token: String,
+}
+
+/// The tokens of one endpoint.
+pub struct Tokens {
+    spec: OAuth2,
+    client_secret: Option<String>,
+    /// Where the latest refresh token is kept, when there is a state
+    /// directory.
+    kept_at: Option<PathBuf>,
+    current: tokio::sync::Mutex<Option<Token>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("token_url", &self.spec.token_url)
+            .field("client_id", &self.spec.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer of a token endpoint.
+#[derive(Deserialize)]
+struct Answer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<f64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+fn refused(message: String) -> ConnectorError {
+    ConnectorError::new(ErrorKind::Permission, message)
+}
+
+impl Tokens {
+    /// Tokens for `spec`, `client_secret` being the endpoint's password;
+    /// `state_dir` keeps rotated refresh tokens.
+    pub fn new(
+        spec: OAuth2,
+        client_secret: Option<String>,
+        state_dir: Option<PathBuf>,
+        http: reqwest::Client,
+    ) -> Tokens {
+        Tokens {
+            spec,
+            client_secret,
+            kept_at: state_dir.map(|d| d.join("oauth-refresh-token")),
+            current: tokio::sync::Mutex::new(None),
+            http,
+        }
+    }
+
+    /// The `Authorization` header: the current token, renewed first when
+    /// it is about to expire.
+    pub async fn header(&self) -> Result<HeaderValue> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref() {
+            if token.renew_at.is_none_or(|at| Instant::now() < at) {
+                return Ok(token.header.clone());
+            }
+        }
+        let token = self.fetch().await?;
+        let header = token.header.clone();
+        *current = Some(token);
+        Ok(header)
+    }
+
+    /// A new token after the API refused `stale` (401): renewed, unless
+    /// another request renewed it meanwhile.
+    pub async fn renew(&self, stale: &HeaderValue) -> Result<HeaderValue> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref() {
+            if token.header != *stale {
+                return Ok(token.header.clone());
+            }
+        }
+        info!(token_url = %self.spec.token_url, "the API refused the access token (401); renewing it");
+        let token = self.fetch().await?;
+        let header = token.header.clone();
+        *current = Some(token);
+        Ok(header)
+    }
+
+    /// The refresh token to use: the configured one, or a later one it was
+    /// rotated into.
+    fn refresh_token(&self, from: &RefreshTokenFrom) -> Result<(String, String)> {
+        let configured = match from {
+            RefreshTokenFrom::Env(var) => std::env::var(var).map_err(|_| {
+                ConnectorError::config(format!(
+                    "auth.refresh_token_env: environment variable {var} is not set"
+                ))
+            })?,
+            RefreshTokenFrom::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConnectorError::config(format!(
+                        "auth.refresh_token_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_owned(),
+        };
+        let origin = blake3::hash(configured.as_bytes()).to_hex().to_string();
+        let kept = self
+            .kept_at
+            .as_ref()
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| serde_json::from_slice::<Kept>(&bytes).ok())
+            .filter(|kept| kept.from == origin);
+        Ok((kept.map_or(configured, |k| k.token), origin))
+    }
+
+    /// Keeps the rotated refresh token `token` (descending from `origin`).
+    fn keep(&self, origin: &str, token: &str) -> Result<()> {
+        let Some(path) = &self.kept_at else {
+            return Ok(());
+        };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("tmp");
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            use std::io::Write as _;
+            let mut file = options.open(&tmp)?;
+            file.write_all(
+                &serde_json::to_vec(&Kept {
+                    from: origin.to_owned(),
+                    token: token.to_owned(),
+                })
+                .expect("serializable"),
+            )?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            ConnectorError::new(
+                ErrorKind::Internal,
+                format!(
+                    "cannot keep the rotated refresh token in {}: {e}",
+                    path.display()
+                ),
+            )
+        })
+    }
+
+    /// Asks the token endpoint for a new token.
+    async fn fetch(&self) -> Result<Token> {
+        let spec = &self.spec;
+        let mut form: Vec<(String, String)> = Vec::new();
+        let mut origin = None;
+        match &spec.grant {
+            Grant::ClientCredentials => {
+                form.push(("grant_type".into(), "client_credentials".into()));
+            }
+            Grant::RefreshToken(from) => {
+                let (token, from) = self.refresh_token(from)?;
+                form.push(("grant_type".into(), "refresh_token".into()));
+                form.push(("refresh_token".into(), token));
+                origin = Some(from);
+            }
+        }
+        if let Some(scope) = &spec.scope {
+            form.push(("scope".into(), scope.clone()));
+        }
+        form.extend(spec.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut request = self.http.post(&spec.token_url);
+        if spec.secret_in_form {
+            form.push(("client_id".into(), spec.client_id.clone()));
+            if let Some(secret) = &self.client_secret {
+                form.push(("client_secret".into(), secret.clone()));
+            }
+        } else {
+            // RFC 6749 2.3.1: both form-encoded, then Basic.
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!(
+                "{}:{}",
+                encode(&spec.client_id),
+                encode(self.client_secret.as_deref().unwrap_or_default())
+            );
+            let mut value = HeaderValue::try_from(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ))
+            .map_err(|_| {
+                ConnectorError::config(
+                    "auth: the client secret is not valid in a header".to_owned(),
+                )
+            })?;
+            value.set_sensitive(true);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let what = format!("OAuth2 token request to {}", spec.token_url);
+        let response = request.form(&form).send().await.map_err(|e| {
+            ConnectorError::new(
+                ErrorKind::Connection,
+                format!(
+                    "{what}: {}",
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "cannot connect"
+                    }
+                ),
+            )
+        })?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            // The provider's error code and description say why; they hold
+            // no secret.
+            let why = [body.get("error"), body.get("error_description")]
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(": ");
+            let message = format!("{what}: {status} {why}");
+            return Err(if status.is_server_error() {
+                ConnectorError::new(ErrorKind::Transient, message)
+            } else {
+                refused(format!(
+                    "{message} (check client_id, the client secret, the grant and its refresh token)"
+                ))
+            });
+        }
+        let answer: Answer = serde_json::from_value(body)
+            .map_err(|_| refused(format!("{what}: the answer holds no access_token")))?;
+        if let (Some(origin), Some(rotated)) = (&origin, &answer.refresh_token) {
+            self.keep(origin, rotated)?;
+        }
+        let lifetime = answer
+            .expires_in
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64);
+        let renew_at = lifetime.map(|life| {
+            let early = RENEW_BEFORE.min(life / 5);
+            Instant::now() + life - early
+        });
+        debug!(token_url = %spec.token_url, expires_in = ?lifetime, "got an OAuth2 access token");
+        let mut header = HeaderValue::try_from(format!("Bearer {}", answer.access_token))
+            .map_err(|_| refused(format!("{what}: the access token is not valid in a header")))?;
+        header.set_sensitive(true);
+        Ok(Token { header, renew_at })
+    }
+}
