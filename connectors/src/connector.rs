@@ -508,6 +508,34 @@ pub struct Installation {
 /// `install-triggers` upgrades version 1 in place, change rows kept.
 pub const SCHEMA_VERSION: i32 = 2;
 
+/// One thing [`Connector::probe`] found: a problem that stops the sync,
+/// or a warning worth reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The line shown, with its fix.
+    pub message: String,
+    /// Whether it stops the sync.
+    pub fatal: bool,
+}
+
+impl Finding {
+    /// A problem that stops the sync.
+    pub fn problem(message: impl Into<String>) -> Finding {
+        Finding {
+            message: message.into(),
+            fatal: true,
+        }
+    }
+
+    /// A warning: the sync runs, perhaps not as the user expects.
+    pub fn warning(message: impl Into<String>) -> Finding {
+        Finding {
+            message: message.into(),
+            fatal: false,
+        }
+    }
+}
+
 /// One database engine, seen by the agent. See the module docs for the
 /// contract.
 #[async_trait]
@@ -561,7 +589,7 @@ pub trait Connector: Send + Sync {
     /// credentials, a wrong URL, path or field name. The default finds
     /// none (databases say it through [`Connector::describe`] and
     /// [`Connector::missing_privileges`]).
-    async fn probe(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+    async fn probe(&self, tables: &[TableSchema]) -> Result<Vec<Finding>> {
         let _ = tables;
         Ok(Vec::new())
     }
@@ -574,6 +602,22 @@ pub trait Connector: Send + Sync {
     async fn release_creates(&self, pair: &str, keys: &[String]) -> Result<usize> {
         let _ = (pair, keys);
         Ok(0)
+    }
+
+    /// Key pairs this endpoint found by itself since the agent last took
+    /// them: copies it made whose keys it learnt only later (an API's
+    /// create whose answer could not be read, recognised in a listing).
+    /// The agent adopts them and says so with
+    /// [`Connector::found_links_adopted`]; until then they are offered
+    /// again. Databases have none: a copy commits with its key pair.
+    async fn found_links(&self) -> Result<Vec<IdMapRow>> {
+        Ok(Vec::new())
+    }
+
+    /// The agent holds these found key pairs now.
+    async fn found_links_adopted(&self, rows: &[IdMapRow]) -> Result<()> {
+        let _ = rows;
+        Ok(())
     }
 
     /// Privileges the agent's user lacks to sync `tables`, one line each with

@@ -22,8 +22,8 @@ pub mod value;
 mod properties;
 
 pub use connector::{
-    connect, CapturedChange, ChangeOp, Connector, CopyOf, EndpointConfig, Engine, IdMapRow,
-    Installation, RowCount, TlsConfig, TlsMode, Transaction,
+    connect, CapturedChange, ChangeOp, Connector, CopyOf, EndpointConfig, Engine, Finding,
+    IdMapRow, Installation, RowCount, TlsConfig, TlsMode, Transaction,
 };
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use schema::{Capacity, Charset, Column, DataType, ForeignKey, TableName, TableSchema};

@@ -13,8 +13,18 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+pub mod oauth;
 pub mod parse;
+pub mod pocketbase;
 pub mod shop;
+
+/// A loopback port nothing listens on (for a test server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
 
 /// Which server a test database lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! link, the link is taken from there at the next start, so the copy is
 //! never made twice.
 
-use tandem_connectors::connector::ID_MAP_PAGE;
+use tandem_connectors::connector::{IdMapRow, ID_MAP_PAGE};
 use tandem_connectors::Key;
 use tracing::info;
 
@@ -130,22 +130,9 @@ impl Agent {
                         }
                         continue;
                     }
-                    let decode = |text: &str| Key::decode(text).map_err(&err);
-                    let (source_key, target_key) =
-                        (decode(&row.source_key)?, decode(&row.target_key)?);
-                    if self
-                        .state
-                        .link(&row.pair, Side::Source, &source_key)?
-                        .is_some()
-                        || self
-                            .state
-                            .link(&row.pair, Side::Target, &target_key)?
-                            .is_some()
-                    {
-                        continue;
+                    if self.adopt(&mut batch, &row, &err)? {
+                        adopted += 1;
                     }
-                    batch.put_link(&row.pair, &Link::new(source_key, target_key));
-                    adopted += 1;
                 }
                 self.state.commit(batch, true)?;
                 if done {
@@ -163,5 +150,58 @@ impl Agent {
             info!(adopted, "links recovered from the mapping tables");
         }
         Ok(adopted)
+    }
+
+    /// Adopts the key pairs `side`'s endpoint found by itself (copies it
+    /// made whose keys it learnt later); returns how many were new.
+    pub async fn adopt_found_links(&self, side: Side) -> SyncResult<usize> {
+        let connector = self.integration.endpoint(side);
+        let err = self.integration.error(side);
+        let found = connector.found_links().await.map_err(&err)?;
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = StateBatch::default();
+        let mut adopted = 0;
+        for row in &found {
+            let configured = self
+                .integration
+                .plan
+                .pairs
+                .iter()
+                .any(|p| p.name == row.pair);
+            if configured && self.adopt(&mut batch, row, &err)? {
+                adopted += 1;
+            }
+        }
+        self.state.commit(batch, true)?;
+        connector.found_links_adopted(&found).await.map_err(&err)?;
+        info!(%side, adopted, "links of copies found again adopted");
+        Ok(adopted)
+    }
+
+    /// Puts `row`'s link into `batch` unless either key is linked already;
+    /// whether it did. `err` tells of a key that cannot be read.
+    fn adopt(
+        &self,
+        batch: &mut StateBatch,
+        row: &IdMapRow,
+        err: impl Fn(tandem_connectors::ConnectorError) -> super::SyncError,
+    ) -> SyncResult<bool> {
+        let source_key = Key::decode(&row.source_key).map_err(&err)?;
+        let target_key = Key::decode(&row.target_key).map_err(&err)?;
+        if self
+            .state
+            .link(&row.pair, Side::Source, &source_key)?
+            .is_some()
+            || self
+                .state
+                .link(&row.pair, Side::Target, &target_key)?
+                .is_some()
+        {
+            return Ok(false);
+        }
+        batch.put_link(&row.pair, &Link::new(source_key, target_key));
+        Ok(true)
     }
 }

@@ -55,8 +55,13 @@ impl Integration {
             for line in connector.missing_privileges(&tables).await.map_err(&err)? {
                 found.push(PlanProblem::database(format!("{side}: {line}")));
             }
-            for line in connector.probe(&tables).await.map_err(&err)? {
-                found.push(PlanProblem::database(format!("{side}: {line}")));
+            for finding in connector.probe(&tables).await.map_err(&err)? {
+                let message = format!("{side}: {}", finding.message);
+                found.push(if finding.fatal {
+                    PlanProblem::database(message)
+                } else {
+                    PlanProblem::warning(message)
+                });
             }
             let installed = connector.installation(&tables).await.map_err(&err)?;
             match installed.version {

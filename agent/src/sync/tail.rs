@@ -32,6 +32,9 @@ impl Agent {
         let connector = integration.endpoint(side);
         let err = integration.error(side);
         let mut consumed = 0;
+        // Links the endpoint found by itself come first: a change of such
+        // a copy is then an update of it, not a new record.
+        self.adopt_found_links(side).await?;
         for _ in 0..TAIL_ROUNDS {
             let tables = integration.tables_of(side, |pair| !paused.contains_key(&pair));
             let read = connector

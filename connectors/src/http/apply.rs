@@ -10,15 +10,16 @@
 //! A create is never sent twice blindly. Before it goes out it is
 //! journalled as an intent; one whose outcome is unclear (the answer was
 //! lost, or holds no id that can be read) stays so, and is looked for
-//! before anything is sent again: by its token (`create_token`) or by a
-//! query on its own values (`find_created`). An intent that cannot be
+//! before anything is sent again: by a GET of the id the agent gave it
+//! (`own_ids`), by its token (`create_token`) or by a query on its own
+//! values (`find_created`). An intent that cannot be
 //! looked for holds its record as a dead letter naming it, until an
 //! operator lets it go (`dead-letters retry`).
 //!
 //! A write whose answer holds the record as written (every field) is not
 //! read back: one request a write where the API allows it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -114,6 +115,15 @@ impl HttpTransaction {
         token: &str,
     ) -> Result<Option<Created>> {
         let mut body = types::row_to_body(object, row, true)?;
+        if object.own_ids.is_some() {
+            let mut path = object.request_record.clone();
+            path.extend(object.id_path.iter().cloned());
+            types::set(
+                &mut body,
+                &path,
+                serde_json::Value::String(token.to_owned()),
+            );
+        }
         if let Some(field) = &object.create_token {
             let mut path = object.request_record.clone();
             path.push(field.clone());
@@ -176,17 +186,24 @@ impl HttpTransaction {
                         // Looked for and not there: it did not happen.
                         intent
                     }
+                    // Not found, and the operator said it may go again.
+                    Outcome::Released => intent,
                     outcome => return Err(held(object, &intent, outcome)),
                 }
             }
             None => {
                 let intent = Intent {
-                    token: uuid::Uuid::new_v4().to_string(),
+                    // With ids of its own, the token is the new id.
+                    token: object
+                        .own_ids
+                        .as_ref()
+                        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |own| own.generate()),
                     object: object.name.clone(),
                     link,
                     new_is_target: copy.is_none_or(|c| c.copy_is_target),
                     outcome: Outcome::Sending,
                     finder: finder(object, row),
+                    sent: types::sent_values(object, row),
                 };
                 self.endpoint.with_journal(|journal| {
                     journal.append(vec![Entry::Intent(intent.clone())], true)
@@ -237,24 +254,7 @@ impl HttpTransaction {
         created: Created,
     ) -> Result<Key> {
         let key = Key(vec![Value::Text(created.id.clone())]);
-        let mut entries = Vec::new();
-        if !intent.link.pair.is_empty() {
-            let mut link = intent.link.clone();
-            if intent.new_is_target {
-                link.target_key = key.encode();
-            } else {
-                link.source_key = key.encode();
-            }
-            entries.push(Entry::Link(link));
-        }
-        entries.push(Entry::Known {
-            object: object.name.clone(),
-            ids: vec![created.id.clone()],
-            present: true,
-        });
-        entries.push(Entry::IntentDone {
-            token: intent.token.clone(),
-        });
+        let entries = created_entries(object, intent, &created.id, false);
         self.endpoint
             .with_journal(|journal| journal.append(entries, true))?;
         self.written(object, &created.id, created.record.as_ref())
@@ -338,13 +338,13 @@ fn held(object: &ObjectSpec, intent: &Intent, outcome: Outcome) -> ConnectorErro
                 .collect::<Vec<_>>()
                 .join(".")
         ),
-        Outcome::Lost | Outcome::Sending => format!(
+        Outcome::Lost | Outcome::Sending | Outcome::Released => format!(
             "a create of a {} record for {record} may have reached the API (its answer was lost)",
             object.name
         ),
     };
     ConnectorError::data(format!(
-        "{what}; it is not sent again blindly: set create_token or find_created so that it can be found, or look for it in the API (delete it if it is there) and run `tandem-agent dead-letters retry`"
+        "{what}; it is not sent again blindly: set own_ids, create_token or find_created so that it can be found, or look for it in the API (delete it if it is there) and run `tandem-agent dead-letters retry`"
     ))
 }
 
@@ -355,6 +355,10 @@ async fn find_created(
     object: &ObjectSpec,
     intent: &Intent,
 ) -> Result<Option<String>> {
+    if object.own_ids.is_some() {
+        let found = endpoint.exists(object, &intent.token).await?;
+        return Ok(found.then(|| intent.token.clone()));
+    }
     let query = if object.create_token.is_some() {
         fill(&object.find_token, "token", &intent.token)
     } else if !intent.finder.is_empty() {
@@ -385,45 +389,104 @@ pub async fn settle_intents(endpoint: &Endpoint) -> Result<()> {
         let Some(object) = endpoint.options.object(&intent.object) else {
             continue;
         };
-        let mut entries = Vec::new();
-        match find_created(endpoint, object, &intent).await? {
+        let entries = match find_created(endpoint, object, &intent).await? {
             Some(id) => {
-                if !intent.link.pair.is_empty() {
-                    let key = Key(vec![Value::Text(id.clone())]).encode();
-                    let mut link = intent.link.clone();
-                    if intent.new_is_target {
-                        link.target_key = key;
-                    } else {
-                        link.source_key = key;
-                    }
-                    entries.push(Entry::Link(link));
-                }
                 info!(object = %object.name, "a create in flight at the last stop was found");
-                entries.push(Entry::Known {
-                    object: object.name.clone(),
-                    ids: vec![id],
-                    present: true,
-                });
+                created_entries(object, &intent, &id, true)
             }
             None if object.can_find_creates() && intent.outcome != Outcome::IdUnknown => {
-                warn!(object = %object.name, "a create in flight at the last stop did not happen; it is sent again")
+                warn!(object = %object.name, "a create in flight at the last stop did not happen; it is sent again");
+                vec![Entry::IntentDone {
+                    token: intent.token,
+                }]
             }
             None => continue,
-        }
-        entries.push(Entry::IntentDone {
-            token: intent.token,
-        });
+        };
         endpoint.with_journal(|j| j.append(entries, true))?;
     }
     Ok(())
 }
 
+/// Of the listed records the agent does not know (`unknown`: id and
+/// record), those that unsettled creates of `object` made, recognised by
+/// holding every value a create sent: each is linked as its create's
+/// record (journalled) instead of being taken for someone else's new
+/// record and copied back. Returns their ids.
+pub(super) fn claim_created(
+    endpoint: &Endpoint,
+    object: &ObjectSpec,
+    unknown: &[(String, serde_json::Value)],
+) -> Result<BTreeSet<String>> {
+    let mut claimed = BTreeSet::new();
+    if unknown.is_empty() {
+        return Ok(claimed);
+    }
+    let intents: Vec<Intent> = endpoint.with_journal(|j| {
+        Ok(j.state
+            .intents
+            .values()
+            .filter(|i| i.object == object.name)
+            .cloned()
+            .collect())
+    })?;
+    for intent in intents {
+        let Some((id, record)) = unknown.iter().find(|(id, record)| {
+            !claimed.contains(id) && types::holds_sent(object, record, &intent.sent)
+        }) else {
+            continue;
+        };
+        info!(object = %object.name, id = %id, "a listed record is one the agent created (its answer could not be read); it is linked, not copied back");
+        let mut entries = created_entries(object, &intent, id, true);
+        // Its version as listed is the agent's write: an echo.
+        if let Some(at) = types::modified_of(object, record) {
+            entries.push(Entry::Own {
+                object: object.name.clone(),
+                id: id.clone(),
+                at: Some(at),
+            });
+        }
+        endpoint.with_journal(|j| j.append(entries, true))?;
+        claimed.insert(id.clone());
+    }
+    Ok(claimed)
+}
+
+/// The journal entries of a create that made record `id`: its key pair
+/// (a link the agent has, or one `found` for it to adopt), the id known,
+/// the intent done.
+fn created_entries(object: &ObjectSpec, intent: &Intent, id: &str, found: bool) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    if !intent.link.pair.is_empty() {
+        let key = Key(vec![Value::Text(id.to_owned())]).encode();
+        let mut link = intent.link.clone();
+        if intent.new_is_target {
+            link.target_key = key;
+        } else {
+            link.source_key = key;
+        }
+        entries.push(if found {
+            Entry::Found(link)
+        } else {
+            Entry::Link(link)
+        });
+    }
+    entries.push(Entry::Known {
+        object: object.name.clone(),
+        ids: vec![id.to_owned()],
+        present: true,
+    });
+    entries.push(Entry::IntentDone {
+        token: intent.token.clone(),
+    });
+    entries
+}
+
 /// Lets go the unsettled creates of `pair`'s records with these keys on
-/// the side they come from (an operator's `dead-letters retry`): they are
-/// sent again.
+/// the side they come from (an operator's `dead-letters retry`): each is
+/// looked for once more, and sent again when it is not found.
 pub fn release_creates(endpoint: &Endpoint, pair: &str, keys: &[String]) -> Result<usize> {
     endpoint.with_journal(|journal| {
-        let tokens: Vec<String> = journal
+        let intents: Vec<Intent> = journal
             .state
             .intents
             .values()
@@ -435,13 +498,16 @@ pub fn release_creates(endpoint: &Endpoint, pair: &str, keys: &[String]) -> Resu
                 };
                 i.link.pair == pair && keys.contains(origin)
             })
-            .map(|i| i.token.clone())
+            .cloned()
             .collect();
-        let released = tokens.len();
+        let released = intents.len();
         journal.append(
-            tokens
+            intents
                 .into_iter()
-                .map(|token| Entry::IntentDone { token })
+                .map(|mut intent| {
+                    intent.outcome = Outcome::Released;
+                    Entry::Intent(intent)
+                })
                 .collect(),
             true,
         )?;

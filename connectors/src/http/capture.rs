@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 
+use super::apply::claim_created;
 use super::journal::Entry;
 use super::types;
 use super::{fill, records_in, Endpoint, ObjectSpec, PendingChange};
@@ -140,7 +141,6 @@ async fn walk(
         if walked.total.is_none() && offset == 0 {
             walked.total = answer.total;
         }
-        let full = object.limit_param.is_some() && records.len() >= page;
         let mut newest = since;
         let mut edge = BTreeSet::new();
         for record in &records {
@@ -170,7 +170,14 @@ async fn walk(
                 return Ok(walked);
             }
         }
-        if !full {
+        let more = match object.limit_param {
+            Some(_) => records.len() >= page,
+            // No page size was sent, so the API's own may have cut the
+            // page: one that brought a newer time is followed by the next
+            // from there, where the listing is ordered by time.
+            None => !object.order.is_empty() && newest > since,
+        };
+        if !more {
             return Ok(walked);
         }
         if newest > since {
@@ -213,6 +220,7 @@ async fn poll(endpoint: &Endpoint, object: &ObjectSpec, room: usize) -> Result<(
     let mut found: Vec<(PendingChange, Row)> = Vec::new();
     let mut echoes = Vec::new();
     let mut taken: BTreeSet<(String, DateTime<Utc>)> = BTreeSet::new();
+    let mut unknown: Vec<(String, serde_json::Value)> = Vec::new();
     walk(endpoint, object, since, |record, id, modified| {
         let stamp = (id.clone(), modified);
         if seen.contains(&stamp) || !taken.insert(stamp.clone()) {
@@ -223,6 +231,9 @@ async fn poll(endpoint: &Endpoint, object: &ObjectSpec, room: usize) -> Result<(
             return Ok(true);
         }
         let row = types::record_to_row(object, record)?;
+        if !known.contains(&id) {
+            unknown.push((id.clone(), record.clone()));
+        }
         found.push((
             PendingChange {
                 object: object.name.clone(),
@@ -240,6 +251,16 @@ async fn poll(endpoint: &Endpoint, object: &ObjectSpec, room: usize) -> Result<(
         Ok(found.len() < room)
     })
     .await?;
+    // A new record one of the agent's own creates made is its copy, not
+    // news: passed over like an echo.
+    let claimed = claim_created(endpoint, object, &unknown)?;
+    found.retain(|(change, _)| {
+        if claimed.contains(&change.id) {
+            echoes.push((change.id.clone(), change.modified));
+            return false;
+        }
+        true
+    });
     if !found.is_empty() || !echoes.is_empty() {
         debug!(object = %object.name, changes = found.len(), echoes = echoes.len(), "polled");
     }
@@ -262,17 +283,24 @@ async fn poll(endpoint: &Endpoint, object: &ObjectSpec, room: usize) -> Result<(
 /// Every record of `object`, in id order (for a first sync); their ids are
 /// remembered as known.
 pub async fn read_all(endpoint: &Endpoint, object: &ObjectSpec) -> Result<Vec<(String, Row)>> {
+    let known = endpoint.with_journal(|j| Ok(j.state.object(&object.name).known.clone()))?;
     let mut rows: HashMap<String, Row> = HashMap::new();
+    let mut unknown: Vec<(String, serde_json::Value)> = Vec::new();
     walk(
         endpoint,
         object,
         DateTime::<Utc>::UNIX_EPOCH,
         |record, id, _| {
+            if !known.contains(&id) {
+                unknown.push((id.clone(), record.clone()));
+            }
             rows.insert(id, types::record_to_row(object, record)?);
             Ok(true)
         },
     )
     .await?;
+    let claimed = claim_created(endpoint, object, &unknown)?;
+    rows.retain(|id, _| !claimed.contains(id));
     let mut rows: Vec<(String, Row)> = rows.into_iter().collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let ids = rows.iter().map(|(id, _)| id.clone()).collect();

@@ -165,6 +165,9 @@ pub struct RawObject {
     pub wraps: BTreeMap<String, String>,
     /// A deleted-records request, where the API has one.
     pub deleted: Option<RawDeleted>,
+    /// Ids the agent picks for the records it creates, where the API takes
+    /// a client's id: a create is then found again by a GET of its id.
+    pub own_ids: Option<RawOwnIds>,
     /// Whether an empty string is read as NULL, for APIs that have no
     /// NULL and answer `""` for a field never set (text, dates,
     /// references).
@@ -224,9 +227,38 @@ impl RawObject {
             find_created: query(self.find_created, preset.find_created),
             wraps: merged(preset.wraps, self.wraps),
             deleted: self.deleted.or(preset.deleted),
+            own_ids: self.own_ids.or(preset.own_ids),
             empty_is_null: self.empty_is_null.or(preset.empty_is_null),
             fields,
         }
+    }
+}
+
+/// `own_ids = { length = 15, alphabet = "abc...789" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOwnIds {
+    /// Characters per id.
+    pub length: usize,
+    /// The characters an id is made of.
+    pub alphabet: String,
+}
+
+/// How the agent makes the ids of the records it creates.
+#[derive(Debug, Clone)]
+pub struct OwnIds {
+    /// Characters per id.
+    pub length: usize,
+    /// The characters an id is made of.
+    pub alphabet: Vec<char>,
+}
+
+impl OwnIds {
+    /// A new random id.
+    pub fn generate(&self) -> String {
+        (0..self.length)
+            .map(|_| self.alphabet[fastrand::usize(..self.alphabet.len())])
+            .collect()
     }
 }
 
@@ -455,6 +487,8 @@ pub struct ObjectSpec {
     pub find_created: BTreeMap<String, String>,
     /// The deleted-records request.
     pub deleted: Option<DeletedSpec>,
+    /// Ids the agent picks for its creates.
+    pub own_ids: Option<OwnIds>,
     /// Whether `""` reads as NULL.
     pub empty_is_null: bool,
     /// The synced fields, in name order.
@@ -469,7 +503,7 @@ impl ObjectSpec {
 
     /// Whether a create whose outcome is unknown can be looked for.
     pub fn can_find_creates(&self) -> bool {
-        self.create_token.is_some() || !self.find_created.is_empty()
+        self.own_ids.is_some() || self.create_token.is_some() || !self.find_created.is_empty()
     }
 }
 
@@ -933,6 +967,28 @@ impl RawObject {
         if !raw.find_token.is_empty() && !raw.find_token.values().any(|v| v.contains("{token}")) {
             return Err(format!("{at}.find_token: the query must hold {{token}}"));
         }
+        let own_ids = match raw.own_ids {
+            None => None,
+            Some(own) => {
+                let alphabet: Vec<char> = own.alphabet.chars().collect();
+                let mut distinct = alphabet.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                // Fewer than 64 bits of chance would let two creates meet.
+                let bits = own.length as f64 * (distinct.len() as f64).log2();
+                if distinct.len() < 2 || bits < 64.0 {
+                    return Err(format!(
+                        "{at}.own_ids: {} characters from {} distinct ones are too few to be unique (at least 64 bits: e.g. length = 15 of 36 characters)",
+                        own.length,
+                        distinct.len()
+                    ));
+                }
+                Some(OwnIds {
+                    length: own.length,
+                    alphabet: distinct,
+                })
+            }
+        };
         let deleted = match raw.deleted {
             None => None,
             Some(spec) => {
@@ -1064,6 +1120,7 @@ impl RawObject {
             find_token: raw.find_token,
             find_created: raw.find_created,
             deleted,
+            own_ids,
             empty_is_null: raw.empty_is_null.unwrap_or(false),
             fields,
         })

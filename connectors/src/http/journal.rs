@@ -61,6 +61,11 @@ pub struct Intent {
     /// The `find_created` query, filled with the record's values.
     #[serde(default)]
     pub finder: BTreeMap<String, String>,
+    /// The field values sent (field name to JSON, NULLs left out): a
+    /// listed record the agent does not know that holds all of them is
+    /// this create's record, not someone else's new one.
+    #[serde(default)]
+    pub sent: BTreeMap<String, serde_json::Value>,
 }
 
 /// What is known of a create in flight.
@@ -76,6 +81,9 @@ pub enum Outcome {
     /// The API created the record, but its id could not be read from the
     /// answer.
     IdUnknown,
+    /// An operator let it go (`dead-letters retry`): looked for once
+    /// more, then sent again when it is not found.
+    Released,
 }
 
 /// An [`IdMapRow`] in the journal's own form.
@@ -137,6 +145,11 @@ pub enum Entry {
     Reconciled { object: String, at: DateTime<Utc> },
     /// A key pair of a record the agent created.
     Link(IdMapRowData),
+    /// A key pair the endpoint found by itself (a create whose answer
+    /// could not be read, recognised later), for the agent to adopt.
+    Found(IdMapRowData),
+    /// The agent adopted a found key pair.
+    Adopted(IdMapRowData),
     /// A key pair forgotten.
     Unlink(IdMapRowData),
     /// A create about to be sent.
@@ -153,6 +166,8 @@ pub struct JournalState {
     pub objects: BTreeMap<String, ObjectState>,
     /// Key pairs of records the agent created.
     pub links: BTreeSet<IdMapRowData>,
+    /// Key pairs found by the endpoint that the agent has not adopted.
+    pub found: BTreeSet<IdMapRowData>,
     /// Creates in flight, by token.
     pub intents: BTreeMap<String, Intent>,
 }
@@ -204,6 +219,13 @@ impl JournalState {
             Entry::Reconciled { object, at } => self.object(&object).reconciled_at = Some(at),
             Entry::Link(row) => {
                 self.links.insert(row);
+            }
+            Entry::Found(row) => {
+                self.links.insert(row.clone());
+                self.found.insert(row);
+            }
+            Entry::Adopted(row) => {
+                self.found.remove(&row);
             }
             Entry::Unlink(row) => {
                 // A forget names the pair by either key.
@@ -260,6 +282,7 @@ impl JournalState {
             }
         }
         out.extend(self.links.iter().cloned().map(Entry::Link));
+        out.extend(self.found.iter().cloned().map(Entry::Found));
         out.extend(self.intents.values().cloned().map(Entry::Intent));
         out
     }

@@ -35,7 +35,7 @@ use chrono::{DateTime, Utc};
 pub use config::{HttpOptions, ObjectSpec, RawHttp};
 
 use self::client::{Client, Repeat};
-use self::journal::Journal;
+use self::journal::{Entry, Journal};
 use crate::connector::{
     CapturedChange, ChangeOp, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
     Transaction, SCHEMA_VERSION,
@@ -192,6 +192,23 @@ impl Endpoint {
             ))
         })?;
         types::record_to_row(object, record).map(Some)
+    }
+
+    /// Whether the API has a record with `id` (it answers other than the
+    /// object's `not_found` statuses), its answer unread.
+    async fn exists(&self, object: &ObjectSpec, id: &str) -> Result<bool> {
+        let answer = self
+            .client
+            .send(
+                reqwest::Method::GET,
+                &record_path(object, id),
+                &[],
+                None,
+                Repeat::Safe,
+                &object.not_found,
+            )
+            .await?;
+        Ok(!object.is_not_found(answer.status))
     }
 
     /// One list request, with the query's `{since}` and `{token}` filled.
@@ -464,12 +481,24 @@ impl Connector for HttpConnector {
         })
     }
 
-    async fn probe(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
+    async fn probe(&self, tables: &[TableSchema]) -> Result<Vec<crate::connector::Finding>> {
         probe::probe(self, tables).await
     }
 
     async fn release_creates(&self, pair: &str, keys: &[String]) -> Result<usize> {
         apply::release_creates(self, pair, keys)
+    }
+
+    async fn found_links(&self) -> Result<Vec<IdMapRow>> {
+        self.with_journal(|journal| Ok(journal.state.found.iter().map(IdMapRow::from).collect()))
+    }
+
+    async fn found_links_adopted(&self, rows: &[IdMapRow]) -> Result<()> {
+        let entries = rows
+            .iter()
+            .map(|row| Entry::Adopted(journal::IdMapRowData::from(row)))
+            .collect();
+        self.with_journal(|journal| journal.append(entries, true))
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>> {

@@ -6,6 +6,8 @@
 //! as `2024-05-01T13:45:00.123Z`); ids are strings.
 
 use base64::Engine as _;
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use serde_json::{Map, Value as Json};
 
@@ -296,6 +298,38 @@ fn record_body(object: &ObjectSpec, row: &Row, create: bool) -> Result<Json> {
     Ok(body)
 }
 
+/// The configured fields of `row` that are set, as the JSON a create
+/// sends for them (before wrapping), by field name.
+pub fn sent_values(object: &ObjectSpec, row: &Row) -> BTreeMap<String, Json> {
+    object
+        .fields
+        .iter()
+        .filter_map(|field| {
+            let value = row.get(&field.name).filter(|v| !v.is_null())?;
+            let plain = FieldSpec {
+                wrap: None,
+                ..field.clone()
+            };
+            Some((field.name.clone(), to_json(&plain, value).ok()?))
+        })
+        .collect()
+}
+
+/// Whether `record` holds every value of `sent` ([`sent_values`]), each
+/// compared as its field's type (an API may write a time or a number its
+/// own way).
+pub fn holds_sent(object: &ObjectSpec, record: &Json, sent: &BTreeMap<String, Json>) -> bool {
+    !sent.is_empty()
+        && sent.iter().all(|(name, json)| {
+            let Some(field) = object.fields.iter().find(|f| &f.name == name) else {
+                return false;
+            };
+            let listed = get(record, &field.path).and_then(|j| read_field(field, j).ok());
+            let sent = from_json(field.data_type, json).ok();
+            listed.is_some() && listed == sent
+        })
+}
+
 /// At most 60 characters of a JSON value, for messages.
 fn short(json: &Json) -> String {
     let text = json.to_string();
@@ -379,6 +413,56 @@ fields = { title = "text", amount = "decimal", count = "integer", closes = { typ
         assert_eq!(
             row_to_body(&object(), &row, false).unwrap(),
             serde_json::json!({"title": null})
+        );
+    }
+
+    #[test]
+    fn a_pocketbase_record_reads_through_its_preset() {
+        let raw: RawHttp = toml::from_str(
+            r#"
+[[objects]]
+name = "tasks"
+preset = "pocketbase"
+fields = { title = "text", due = "timestamptz", owner = { type = "reference", object = "tasks" } }
+"#,
+        )
+        .unwrap();
+        let object = raw
+            .validate("target", std::path::Path::new("."))
+            .unwrap()
+            .objects
+            .remove(0);
+        let record = serde_json::json!({
+            "id": "mqvgcyyv34e660l", "collectionName": "tasks",
+            "created": "2026-12-07 21:40:13.299Z", "updated": "2026-12-07 21:40:14.001Z",
+            "title": "", "due": "2025-01-02 03:04:05.678Z", "owner": ""
+        });
+        let row = record_to_row(&object, &record).unwrap();
+        assert_eq!(
+            row["updated"],
+            Value::TimestampTz("2026-12-07T21:40:14.001Z".parse().unwrap())
+        );
+        assert_eq!(
+            row["due"],
+            Value::TimestampTz("2025-01-02T03:04:05.678Z".parse().unwrap())
+        );
+        // PocketBase has no NULL: "" is a field never set.
+        assert_eq!(row["title"], Value::Null);
+        assert_eq!(row["owner"], Value::Null);
+        assert!(is_whole(&object, &record));
+        assert_eq!(
+            format_since(
+                "2026-12-07T21:40:14.001Z".parse().unwrap(),
+                &object.time_format
+            ),
+            "2026-12-07 21:40:14.001Z"
+        );
+        let id = object.own_ids.as_ref().unwrap().generate();
+        assert!(
+            id.len() == 15
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         );
     }
 }
