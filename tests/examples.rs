@@ -78,10 +78,14 @@ async fn every_example_config_passes_check() {
     examples.sort();
     assert!(examples.len() >= 2, "{examples:?}");
     for path in examples {
-        // Its target is a cloud application: tests/cloud.rs runs it
-        // against a real Parse Server.
+        // Their targets are cloud applications: tests/cloud.rs and
+        // tests/pocketbase.rs run them against real servers.
         if path.ends_with("postgres-parse.toml") {
             eprintln!("examples/postgres-parse.toml: tested by tests/cloud.rs");
+            continue;
+        }
+        if path.ends_with("postgres-pocketbase.toml") {
+            eprintln!("examples/postgres-pocketbase.toml: tested by tests/pocketbase.rs");
             continue;
         }
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

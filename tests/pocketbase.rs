@@ -746,3 +746,78 @@ async fn a_write_answered_with_the_whole_record_is_not_read_back() {
     );
     assert_eq!(pb_customers(&pb).await.len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pocketbase_example_config_syncs_as_shipped() {
+    let db = Db::create(Engine::Postgres).await;
+    let pb = PocketBase::start().await;
+    db.exec("CREATE TABLE projects (id SERIAL PRIMARY KEY, name TEXT NOT NULL)")
+        .await;
+    db.exec(
+        "CREATE TABLE tasks (id SERIAL PRIMARY KEY, title TEXT NOT NULL, done BOOLEAN, \
+         due TIMESTAMPTZ, project_id INT REFERENCES projects (id))",
+    )
+    .await;
+    db.exec("INSERT INTO projects (name) VALUES ('Launch')")
+        .await;
+    db.exec(
+        "INSERT INTO tasks (title, done, due, project_id) \
+         SELECT 'Write the notes', false, '2027-01-15 09:30:00.250+01', id FROM projects",
+    )
+    .await;
+    let projects = pb
+        .collection(
+            "projects",
+            json!([{"name": "name", "type": "text", "required": true}]),
+        )
+        .await;
+    pb.collection(
+        "tasks",
+        json!([
+            {"name": "title", "type": "text", "required": true},
+            {"name": "done", "type": "bool"},
+            {"name": "due", "type": "date"},
+            {"name": "project", "type": "relation", "collectionId": projects, "maxSelect": 1},
+        ]),
+    )
+    .await;
+    // The example, pointed at this test's servers and nothing else changed.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/postgres-pocketbase.toml"),
+    )
+    .expect("read the example");
+    let text = example
+        .replace("postgres://tandem@127.0.0.1:5432/tasks", &db.url)
+        .replace("https://pb.example.com", &pb.url)
+        .replace(
+            "/etc/tandem/pocketbase-token",
+            &pb.token_file.display().to_string(),
+        )
+        .replace("/var/lib/tandem/tasks-pocketbase", "state")
+        .replace("poll_interval = \"2s\"", "poll_interval = \"100ms\"");
+    let agent = Agent::with_config(tempfile::tempdir().expect("temp dir"), &text);
+    agent.install().await;
+    agent.ok(&["check"]).await;
+    agent.once().await;
+    let launch = pb.all("projects").await.remove(0);
+    let notes = pb.all("tasks").await.remove(0);
+    assert_eq!(notes["title"], "Write the notes");
+    assert_eq!(notes["project"], launch["id"]);
+    assert_eq!(notes["due"], "2027-01-15 08:30:00.250Z");
+    let launch = launch["id"].as_str().unwrap().to_owned();
+    pb.create(
+        "tasks",
+        json!({"title": "Book the room", "done": true, "project": launch}),
+    )
+    .await;
+    agent.once().await;
+    assert_eq!(
+        db.rows("SELECT t.title, t.done::text, t.due IS NULL, p.name FROM tasks t JOIN projects p ON p.id = t.project_id ORDER BY 1")
+            .await,
+        vec![
+            vec![Some("Book the room".into()), Some("true".into()), Some("t".into()), Some("Launch".into())],
+            vec![Some("Write the notes".into()), Some("false".into()), Some("f".into()), Some("Launch".into())],
+        ]
+    );
+}
