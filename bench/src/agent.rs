@@ -53,6 +53,12 @@ impl Agent {
                 "[[tables]]\nsource = \"{table}\"\ntarget = \"{table}\"\n\n"
             ));
         }
+        Agent::with_config(binary, dir, &toml)
+    }
+
+    /// An agent whose config, `dir/tandem.toml`, is `toml`.
+    pub fn with_config(binary: &Path, dir: &Path, toml: &str) -> Result<Agent> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let config = dir.join("tandem.toml");
         std::fs::write(&config, toml).with_context(|| format!("write {}", config.display()))?;
         #[cfg(unix)]

@@ -5,6 +5,7 @@
 //! Every database it uses is created for the run and dropped afterwards.
 
 mod agent;
+mod api;
 mod capture;
 mod data;
 mod db;
@@ -59,6 +60,21 @@ struct Args {
     /// Poll interval of MariaDB endpoints, milliseconds (the agent's default).
     #[arg(long, default_value_t = 250)]
     poll_ms: u64,
+    /// The phases to run: flows (first sync, incremental, latency,
+    /// memory), capture, keys, api (this one only with --pocketbase).
+    #[arg(long, value_delimiter = ',', default_value = "flows,capture,keys,api")]
+    phases: Vec<String>,
+    /// A PocketBase binary: measures writes to a cloud API with it (the
+    /// phase is left out without one; tests/run.sh installs one at
+    /// tests/pocketbase/.venv/bin/pocketbase).
+    #[arg(long)]
+    pocketbase: Option<PathBuf>,
+    /// Records created, then updated, through the API.
+    #[arg(long, default_value_t = 200)]
+    api_records: u64,
+    /// Requests a second the agent may send to the API.
+    #[arg(long, default_value_t = 20.0)]
+    api_budget: f64,
     /// The tandem-agent binary (default: next to this one).
     #[arg(long)]
     agent: Option<PathBuf>,
@@ -102,6 +118,10 @@ pub struct Settings {
     /// MariaDB poll interval.
     #[serde(serialize_with = "millis")]
     pub poll: Duration,
+    /// Records written through the API.
+    pub api_records: u64,
+    /// The API's request budget, requests a second.
+    pub api_budget: f64,
     /// The agent binary.
     pub agent: PathBuf,
     /// The command line that reproduces the run.
@@ -186,8 +206,15 @@ async fn main() -> Result<()> {
         Some(path) => path.clone(),
         None => default_agent()?,
     };
-    if args.rows == 0 || args.rates.contains(&0) {
-        bail!("--rows and --rates must be positive");
+    if args.rows == 0 || args.rates.contains(&0) || args.api_budget <= 0.0 {
+        bail!("--rows, --rates and --api-budget must be positive");
+    }
+    if let Some(unknown) = args
+        .phases
+        .iter()
+        .find(|p| !["flows", "capture", "keys", "api"].contains(&p.as_str()))
+    {
+        bail!("--phases: unknown phase {unknown:?} (flows, capture, keys, api)");
     }
     let settings = Settings {
         rows: args.rows,
@@ -200,6 +227,8 @@ async fn main() -> Result<()> {
         clients: args.clients.max(1),
         link_rows: args.link_rows,
         poll: Duration::from_millis(args.poll_ms),
+        api_records: args.api_records.max(1),
+        api_budget: args.api_budget,
         agent,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
@@ -214,21 +243,39 @@ async fn main() -> Result<()> {
             .context("read the server versions")?,
     );
 
+    let phase = |name: &str| args.phases.iter().any(|p| p == name);
     let mut flows = Vec::new();
-    for (from, to) in [
-        (Engine::Postgres, Engine::Mysql),
-        (Engine::Mysql, Engine::Postgres),
-    ] {
-        flows.push(flow::run(&servers, from, to, &settings, &work).await?);
+    if phase("flows") {
+        for (from, to) in [
+            (Engine::Postgres, Engine::Mysql),
+            (Engine::Mysql, Engine::Postgres),
+        ] {
+            flows.push(flow::run(&servers, from, to, &settings, &work).await?);
+        }
     }
-    let capture = vec![
-        capture::postgres(&servers, &settings, &work).await?,
-        capture::mariadb(&servers, &settings, &work).await?,
-    ];
-    let keys = keys::run(&servers, &settings)
-        .await
-        .context("the composite-key lookups")?;
-    let report = report::build(settings, machine, flows, capture, keys);
+    let mut capture = Vec::new();
+    if phase("capture") {
+        capture.push(capture::postgres(&servers, &settings, &work).await?);
+        capture.push(capture::mariadb(&servers, &settings, &work).await?);
+    }
+    let keys = if phase("keys") {
+        Some(
+            keys::run(&servers, &settings)
+                .await
+                .context("the composite-key lookups")?,
+        )
+    } else {
+        None
+    };
+    let api = match (&args.pocketbase, phase("api")) {
+        (Some(binary), true) => Some(
+            api::run(&servers, &settings, &work, binary)
+                .await
+                .context("the writes to a cloud API")?,
+        ),
+        _ => None,
+    };
+    let report = report::build(settings, machine, flows, capture, keys, api);
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
     let md = args.out.join("bench.md");

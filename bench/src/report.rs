@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::api::ApiWrites;
 use crate::capture::Capture;
 use crate::flow::Flow;
 use crate::keys::{Keys, KEYS};
@@ -90,6 +91,8 @@ pub struct Report {
     pub memory: Vec<Line>,
     /// Records found by a composite key (MariaDB).
     pub composite_keys: Vec<Line>,
+    /// Writes to a cloud API (PocketBase), when measured.
+    pub api_writes: Vec<Line>,
     /// Raw measurements.
     pub raw: Raw,
 }
@@ -101,18 +104,21 @@ pub struct Raw {
     pub flows: Vec<Flow>,
     /// Per engine.
     pub capture: Vec<Capture>,
-    /// The composite-key lookups.
-    pub keys: Keys,
+    /// The composite-key lookups, when measured.
+    pub keys: Option<Keys>,
+    /// The writes to a cloud API.
+    pub api: Option<ApiWrites>,
 }
 
 /// The section keys of [`Report`], in order, with their headings.
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 7] = [
     ("first_sync", "First sync throughput"),
     ("incremental", "Sustained incremental throughput"),
     ("latency", "Commit-to-visible latency"),
     ("capture_cost", "Write cost of capture"),
     ("memory", "Peak resident memory of the agent"),
     ("composite_keys", "Records found by a composite key"),
+    ("api_writes", "Writes to a cloud API"),
 ];
 
 /// Builds the report from the measurements.
@@ -121,7 +127,8 @@ pub fn build(
     machine: Vec<(String, String)>,
     flows: Vec<Flow>,
     capture: Vec<Capture>,
-    keys: Keys,
+    keys: Option<Keys>,
+    api: Option<ApiWrites>,
 ) -> Report {
     let mut first_sync = Vec::new();
     let mut incremental = Vec::new();
@@ -237,9 +244,9 @@ pub fn build(
         })
         .collect();
     let composite_keys = keys
-        .lookups
         .iter()
-        .map(|l| Line {
+        .flat_map(|keys| keys.lookups.iter().map(move |l| (keys, l)))
+        .map(|(keys, l)| Line {
             what: format!(
                 "MariaDB: {} {KEYS} records of a {}-row link table by their (a, b) keys",
                 l.operation, keys.rows
@@ -257,6 +264,39 @@ pub fn build(
             )),
         })
         .collect();
+    // One request a record is the ceiling; an update also reads the
+    // record first (the conflict check), so two is its ceiling.
+    let api_writes = api
+        .iter()
+        .flat_map(|a| {
+            [
+                ("created", a.created_per_second, 1.0),
+                ("updated", a.updated_per_second, 0.5),
+            ]
+            .map(|(what, per_second, ceiling)| Line {
+                what: format!(
+                    "PocketBase: {} records {what} at {} requests/s allowed",
+                    a.records,
+                    number(a.budget)
+                ),
+                value: per_second / a.budget,
+                unit: "records per request allowed".into(),
+                limit: Some(Limit {
+                    what: if ceiling == 1.0 {
+                        "one request a record".into()
+                    } else {
+                        "two requests a record (read, write)".into()
+                    },
+                    value: ceiling,
+                }),
+                target: Some(Verdict::at_least(
+                    ">= 90% of the ceiling",
+                    per_second / a.budget,
+                    0.9 * ceiling,
+                )),
+            })
+        })
+        .collect();
     Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine,
@@ -267,10 +307,12 @@ pub fn build(
         capture_cost,
         memory,
         composite_keys,
+        api_writes,
         raw: Raw {
             flows,
             capture,
             keys,
+            api,
         },
     }
 }
@@ -303,6 +345,7 @@ impl Report {
             "capture_cost" => &self.capture_cost,
             "memory" => &self.memory,
             "composite_keys" => &self.composite_keys,
+            "api_writes" => &self.api_writes,
             _ => &[],
         }
     }

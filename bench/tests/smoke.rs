@@ -22,6 +22,22 @@ fn agent_binary() -> PathBuf {
     agent
 }
 
+/// The PocketBase `tests/run.sh` installs (or `TANDEM_TEST_POCKETBASE`).
+fn pocketbase() -> PathBuf {
+    let path = std::env::var_os("TANDEM_TEST_POCKETBASE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/pocketbase/.venv/bin/pocketbase")
+        });
+    assert!(
+        path.exists(),
+        "PocketBase is not installed at {} (tests/run.sh installs it)",
+        path.display()
+    );
+    path
+}
+
 #[test]
 fn a_tiny_run_writes_every_section_with_a_verdict() {
     let out = std::env::temp_dir().join(format!("tandem-bench-smoke-{}", std::process::id()));
@@ -37,7 +53,10 @@ fn a_tiny_run_writes_every_section_with_a_verdict() {
             "--clients",
             "2",
         ])
-        .args(["--poll-ms", "50", "--link-rows", "1000", "--out"])
+        .args(["--poll-ms", "50", "--link-rows", "1000"])
+        .args(["--api-records", "20", "--api-budget", "100", "--pocketbase"])
+        .arg(pocketbase())
+        .arg("--out")
         .arg(&out)
         .arg("--agent")
         .arg(agent_binary())
@@ -57,6 +76,7 @@ fn a_tiny_run_writes_every_section_with_a_verdict() {
         ("capture_cost", "## Write cost of capture", 2),
         ("memory", "## Peak resident memory of the agent", 4),
         ("composite_keys", "## Records found by a composite key", 4),
+        ("api_writes", "## Writes to a cloud API", 2),
     ] {
         let section = json[key]
             .as_array()
@@ -77,6 +97,7 @@ fn a_tiny_run_writes_every_section_with_a_verdict() {
         "incremental",
         "capture_cost",
         "composite_keys",
+        "api_writes",
     ] {
         for line in json[key].as_array().expect("section") {
             assert!(
