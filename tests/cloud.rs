@@ -449,17 +449,7 @@ async fn an_agent_killed_mid_sync_neither_loses_nor_duplicates_a_record() {
                         })))
         })
         .await;
-        let pid = child.id().expect("running");
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let status = child.wait().await.expect("wait");
-        assert!(
-            !status.success(),
-            "round {round}: the agent exited by itself"
-        );
+        harness::sigkill(&mut child).await;
         kills += 1;
         // Changes keep coming on both sides between the kills.
         db.exec(&format!(

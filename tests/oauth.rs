@@ -120,15 +120,6 @@ fn kinto_id(records: &[Value], title: &str) -> String {
         .to_owned()
 }
 
-fn kill(child: &tokio::process::Child) {
-    let pid = child.id().expect("running");
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_tokens_renew_through_a_long_run_and_a_kill_and_deletes_come_from_tombstones() {
     // Access tokens live 3 s, and every refresh replaces the refresh
@@ -199,8 +190,7 @@ async fn refresh_tokens_renew_through_a_long_run_and_a_kill_and_deletes_come_fro
     let refreshes_before = oauth.token_requests("refresh_token").await;
     for round in 0..6 {
         if round == 3 {
-            kill(&child);
-            let _ = child.wait().await;
+            harness::sigkill(&mut child).await;
             child = start();
         }
         db.exec(&format!(

@@ -49,6 +49,22 @@ async fn customers(db: &Db, pb: &PocketBase) {
     .await;
 }
 
+/// A PostgreSQL customers table and a PocketBase customers collection,
+/// both empty, and an agent syncing them through the preset.
+async fn customers_synced() -> (Db, PocketBase, Agent) {
+    let db = Db::create(Engine::Postgres).await;
+    let pb = PocketBase::start().await;
+    customers(&db, &pb).await;
+    let agent = config(
+        &db,
+        &pb,
+        CUSTOMERS,
+        &object("target", "customers", CUSTOMER_FIELDS),
+        "",
+    );
+    (db, pb, agent)
+}
+
 type Customer = (String, Option<String>, Option<i64>);
 
 /// The customers of the database, as (name, email, score), sorted.
@@ -321,22 +337,13 @@ company_id = { relation = "companies", column = "company" }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_killed_mid_sync_neither_loses_nor_duplicates_a_pocketbase_record() {
-    let db = Db::create(Engine::Postgres).await;
-    let pb = PocketBase::start().await;
-    customers(&db, &pb).await;
+    let (db, pb, agent) = customers_synced().await;
     db.exec("INSERT INTO customers (name, score) SELECT 'p' || lpad(g::text, 3, '0'), g FROM generate_series(1, 150) g")
         .await;
     for i in 0..30 {
         pb.create("customers", json!({"name": format!("q{i:03}"), "score": i}))
             .await;
     }
-    let agent = config(
-        &db,
-        &pb,
-        CUSTOMERS,
-        &object("target", "customers", CUSTOMER_FIELDS),
-        "",
-    );
     agent.install().await;
     // Killed (SIGKILL) again and again while it copies, at varying moments.
     for round in 0..12u64 {
@@ -358,16 +365,7 @@ async fn an_agent_killed_mid_sync_neither_loses_nor_duplicates_a_pocketbase_reco
                         })))
         })
         .await;
-        let pid = child.id().expect("running");
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        assert!(
-            !child.wait().await.expect("wait").success(),
-            "round {round}: the agent exited by itself"
-        );
+        harness::sigkill(&mut child).await;
         // Changes keep coming on both sides between the kills.
         db.exec(&format!(
             "UPDATE customers SET score = score + 1000 WHERE name = 'p{:03}'",
@@ -412,21 +410,12 @@ async fn an_agent_killed_mid_sync_neither_loses_nor_duplicates_a_pocketbase_reco
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_names_a_wrong_token_url_path_and_field_in_one_line_each() {
-    let db = Db::create(Engine::Postgres).await;
-    let pb = PocketBase::start().await;
-    customers(&db, &pb).await;
+    let (_db, pb, good) = customers_synced().await;
     pb.create(
         "customers",
         json!({"name": "Ada", "email": "ada@example.com", "score": 1}),
     )
     .await;
-    let good = config(
-        &db,
-        &pb,
-        CUSTOMERS,
-        &object("target", "customers", CUSTOMER_FIELDS),
-        "",
-    );
     good.install().await;
     good.ok(&["check"]).await;
     let text = std::fs::read_to_string(&good.config).unwrap();
@@ -659,16 +648,7 @@ fields = {{ {CUSTOMER_FIELDS} }}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_is_polled_at_its_own_interval_not_the_databases() {
-    let db = Db::create(Engine::Postgres).await;
-    let pb = PocketBase::start().await;
-    customers(&db, &pb).await;
-    let agent = config(
-        &db,
-        &pb,
-        CUSTOMERS,
-        &object("target", "customers", CUSTOMER_FIELDS),
-        "",
-    );
+    let (db, pb, agent) = customers_synced().await;
     // The database is polled every 50 ms, the API every 2 s.
     let text = std::fs::read_to_string(&agent.config)
         .unwrap()
@@ -708,16 +688,7 @@ async fn the_api_is_polled_at_its_own_interval_not_the_databases() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_answered_with_the_whole_record_is_not_read_back() {
-    let db = Db::create(Engine::Postgres).await;
-    let pb = PocketBase::start().await;
-    customers(&db, &pb).await;
-    let agent = config(
-        &db,
-        &pb,
-        CUSTOMERS,
-        &object("target", "customers", CUSTOMER_FIELDS),
-        "",
-    );
+    let (db, pb, agent) = customers_synced().await;
     agent.install().await;
     agent.once().await;
     db.exec("INSERT INTO customers (name, score) SELECT 'c' || g, g FROM generate_series(1, 20) g")

@@ -552,6 +552,20 @@ pub async fn terminate(child: &mut tokio::process::Child) {
     assert!(status.success(), "the agent stopped with {status}");
 }
 
+/// Kills an agent started with `run` the hard way (SIGKILL, as a power cut
+/// or the OOM killer would) and waits for it; fails the test if it had
+/// already exited by itself.
+pub async fn sigkill(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("the agent is running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -KILL {pid}: {sent}");
+    let status = child.wait().await.expect("wait for the agent");
+    assert!(!status.success(), "the agent exited by itself: {status}");
+}
+
 /// The server pairs: (source, target).
 pub const ENGINE_PAIRS: [(Engine, Engine); 2] = [
     (Engine::Postgres, Engine::Mysql),
