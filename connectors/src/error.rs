@@ -61,6 +61,7 @@ pub struct ConnectorError {
     kind: ErrorKind,
     message: String,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    unsent: bool,
 }
 
 impl ConnectorError {
@@ -70,7 +71,21 @@ impl ConnectorError {
             kind,
             message: message.into(),
             cause: None,
+            unsent: false,
         }
+    }
+
+    /// Marks a request that never left: its connection could not be
+    /// made, or its credentials not obtained. Whatever it asked for did
+    /// not happen.
+    pub fn unsent(mut self) -> Self {
+        self.unsent = true;
+        self
+    }
+
+    /// Whether the request never left (see [`ConnectorError::unsent`]).
+    pub fn is_unsent(&self) -> bool {
+        self.unsent
     }
 
     /// Keeps `source` as the cause of this error (its message must say

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use reqwest::Method;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::client::Repeat;
 use super::journal::{Entry, IdMapRowData, Intent, Outcome};
@@ -192,6 +192,11 @@ impl HttpTransaction {
                 }
             }
             None => {
+                // Made already, its answer unread, and recognised since
+                // (a link the agent may not have adopted yet): not again.
+                if let Some(key) = made_already(&self.endpoint, &link)? {
+                    return Ok(key);
+                }
                 let intent = Intent {
                     // With ids of its own, the token is the new id.
                     token: object
@@ -222,8 +227,21 @@ impl HttpTransaction {
                 }
                 Err(held(object, &intent, Outcome::IdUnknown))
             }
-            // Refused: the API did nothing.
+            // It never left: nothing happened.
+            Err(e) if e.is_unsent() => {
+                settle(&self.endpoint, &intent.token)?;
+                Err(e)
+            }
+            // Refused: the API did nothing this time; a resend may be
+            // refused because the first try did happen (an id taken).
             Err(e) if !e.is_retryable() => {
+                if intent.outcome != Outcome::Sending {
+                    if let Some(id) = find_created(&self.endpoint, object, &intent).await? {
+                        return self
+                            .created(object, &intent, Created { id, record: None })
+                            .await;
+                    }
+                }
                 settle(&self.endpoint, &intent.token)?;
                 Err(e)
             }
@@ -276,6 +294,25 @@ fn unsettled(
             .values()
             .find(|i| i.object == object.name && i.link == *link)
             .cloned())
+    })
+}
+
+/// The key of the record a create of `link` made, where the journal holds
+/// its key pair (found by the endpoint and not yet adopted by the agent).
+fn made_already(endpoint: &Endpoint, link: &IdMapRowData) -> Result<Option<Key>> {
+    if link.pair.is_empty() {
+        return Ok(None);
+    }
+    endpoint.with_journal(|journal| {
+        let made = journal.state.found.iter().find_map(|l| {
+            let (origin, made) = if link.target_key.is_empty() {
+                ((&l.source_key, &link.source_key), &l.target_key)
+            } else {
+                ((&l.target_key, &link.target_key), &l.source_key)
+            };
+            (l.pair == link.pair && origin.0 == origin.1 && !made.is_empty()).then(|| made.clone())
+        });
+        made.map(|text| Key::decode(&text)).transpose()
     })
 }
 
@@ -343,8 +380,13 @@ fn held(object: &ObjectSpec, intent: &Intent, outcome: Outcome) -> ConnectorErro
             object.name
         ),
     };
+    let advice = if object.can_find_creates() {
+        "it was looked for and not found"
+    } else {
+        "set own_ids, create_token or find_created so that it can be found"
+    };
     ConnectorError::data(format!(
-        "{what}; it is not sent again blindly: set own_ids, create_token or find_created so that it can be found, or look for it in the API (delete it if it is there) and run `tandem-agent dead-letters retry`"
+        "{what}; it is not sent again blindly: {advice}, or look for it in the API (delete it if it is there) and run `tandem-agent dead-letters retry`"
     ))
 }
 
@@ -367,14 +409,23 @@ async fn find_created(
         return Ok(None);
     };
     let records = endpoint.list(object, query).await?;
-    let mut ids = records
+    // A record the agent knows is another's copy, not this create's.
+    let known = endpoint.with_journal(|j| Ok(j.state.object(&object.name).known.clone()))?;
+    let ids: Vec<String> = records
         .iter()
-        .filter_map(|r| types::id_of(r, &object.id_path));
-    let found = ids.next();
-    if ids.next().is_some() {
-        warn!(object = %object.name, "find_created matches several records; the first is taken");
+        .filter_map(|r| types::id_of(r, &object.id_path))
+        .filter(|id| !known.contains(id))
+        .collect();
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(id.clone())),
+        several => Err(ConnectorError::data(format!(
+            "{}: {} records match the query that finds a create ({}); none is taken for it: make find_created match one record",
+            object.name,
+            several.len(),
+            several.join(", ")
+        ))),
     }
-    Ok(found)
 }
 
 /// Settles the creates in flight when the agent last stopped: one the API
@@ -394,12 +445,9 @@ pub async fn settle_intents(endpoint: &Endpoint) -> Result<()> {
                 info!(object = %object.name, "a create in flight at the last stop was found");
                 created_entries(object, &intent, &id, true)
             }
-            None if object.can_find_creates() && intent.outcome != Outcome::IdUnknown => {
-                warn!(object = %object.name, "a create in flight at the last stop did not happen; it is sent again");
-                vec![Entry::IntentDone {
-                    token: intent.token,
-                }]
-            }
+            // Not there (yet: a server may finish a create after its
+            // answer was lost): kept, so that a resend goes with the
+            // same token or id, and is looked for first.
             None => continue,
         };
         endpoint.with_journal(|j| j.append(entries, true))?;

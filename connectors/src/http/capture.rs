@@ -29,7 +29,7 @@ use super::journal::Entry;
 use super::types;
 use super::{fill, records_in, Endpoint, ObjectSpec, PendingChange};
 use crate::connector::{CapturedChange, ChangeOp};
-use crate::error::{ConnectorError, Result};
+use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::TableName;
 use crate::value::Row;
 
@@ -130,6 +130,8 @@ async fn walk(
     let mut page = object.page_size;
     let mut offset = 0;
     let mut walked = Walked::default();
+    // The size of the API's own page, where no page size is sent.
+    let mut first_len = None;
     // Records of the last page at its newest time: the next page starts
     // there and shows them again.
     let mut at_edge: BTreeSet<(String, DateTime<Utc>)> = BTreeSet::new();
@@ -143,6 +145,7 @@ async fn walk(
         }
         let mut newest = since;
         let mut edge = BTreeSet::new();
+        let mut fresh = 0;
         for record in &records {
             let id = types::id_of(record, &object.id_path).ok_or_else(|| {
                 ConnectorError::data(format!(
@@ -162,7 +165,11 @@ async fn walk(
                 edge.clear();
             }
             edge.insert((id.clone(), modified));
-            if at_edge.contains(&(id.clone(), modified)) || types::is_tombstone(object, record) {
+            if at_edge.contains(&(id.clone(), modified)) {
+                continue;
+            }
+            fresh += 1;
+            if types::is_tombstone(object, record) {
                 continue;
             }
             if !each(record, id, modified)? {
@@ -177,6 +184,15 @@ async fn walk(
             // from there, where the listing is ordered by time.
             None => !object.order.is_empty() && newest > since,
         };
+        let own_size = *first_len.get_or_insert(records.len());
+        if object.limit_param.is_none() && fresh == 0 && own_size > 1 && records.len() >= own_size {
+            warn!(
+                object = %object.name,
+                records = records.len(),
+                at = %types::format_time(since),
+                "a whole page of the API's own size shares one modification time: records past it cannot be read without limit_param (and offset_param or page_param)"
+            );
+        }
         if !more {
             return Ok(walked);
         }
@@ -190,6 +206,18 @@ async fn walk(
         // A whole page at one time: look further into it.
         at_edge.extend(edge);
         if object.offset_param.is_some() || object.page_param.is_some() {
+            if fresh == 0 {
+                return Err(ConnectorError::data(format!(
+                    "{}: the next page ({}) showed the same records again: the API ignores {:?}; check offset_param or page_param",
+                    object.name,
+                    offset + records.len(),
+                    object
+                        .offset_param
+                        .as_deref()
+                        .or(object.page_param.as_deref())
+                        .unwrap_or_default()
+                )));
+            }
             offset += records.len();
         } else if page < MAX_PAGE {
             page = (page * 2).min(MAX_PAGE);
@@ -348,6 +376,7 @@ async fn find_deletes(endpoint: &Endpoint, object: &ObjectSpec) -> Result<()> {
     };
     let known = endpoint.with_journal(|j| Ok(j.state.object(&object.name).known.clone()))?;
     let mut pending = endpoint.pending.lock().expect("pending lock");
+    let mut passed_over = None;
     for (id, at, from_deleted_list) in deleted {
         // The deleted-records list also names records the agent deleted
         // itself or never knew: only known ones are news.
@@ -357,6 +386,9 @@ async fn find_deletes(endpoint: &Endpoint, object: &ObjectSpec) -> Result<()> {
                 .values()
                 .any(|c| c.object == object.name && c.id == id && c.op == ChangeOp::Delete)
         {
+            if from_deleted_list {
+                passed_over = passed_over.max(Some(at));
+            }
             continue;
         }
         pending.rows.remove(&(object.name.clone(), id.clone()));
@@ -371,6 +403,28 @@ async fn find_deletes(endpoint: &Endpoint, object: &ObjectSpec) -> Result<()> {
                 from_deleted_list,
             },
         );
+    }
+    // Deletes of the list that are no news move its watermark too, once
+    // none from it waits: a page of them must not come back for ever.
+    let waiting = pending
+        .changes
+        .values()
+        .any(|c| c.object == object.name && c.from_deleted_list);
+    drop(pending);
+    if let (Some(at), false) = (passed_over, waiting) {
+        endpoint.with_journal(|journal| {
+            let state = journal.state.object(&object.name);
+            if state.deleted_watermark.is_some_and(|w| w >= at) {
+                return Ok(());
+            }
+            journal.append(
+                vec![Entry::DeletedWatermark {
+                    object: object.name.clone(),
+                    at,
+                }],
+                false,
+            )
+        })?;
     }
     Ok(())
 }
@@ -451,7 +505,22 @@ async fn compare_ids(endpoint: &Endpoint, object: &ObjectSpec) -> Result<Vec<Str
     }
     let mut gone = Vec::new();
     for id in known.iter().filter(|id| !listed.contains(*id)) {
-        if endpoint.get_record(object, id).await?.is_some() {
+        let exists = match endpoint.exists(object, id).await {
+            Ok(exists) => exists,
+            // An answer that says neither "here" nor "gone": nothing is
+            // concluded, and capture goes on.
+            Err(e) if matches!(e.kind(), ErrorKind::Data | ErrorKind::Permission) => {
+                warn!(
+                    object = %object.name,
+                    id = %id,
+                    error = %e,
+                    "a record missing from the listing could not be confirmed gone; no record is taken for deleted (where the API answers a missing record with another status, list it in not_found)"
+                );
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        if exists {
             warn!(
                 object = %object.name,
                 listed = listed.len(),

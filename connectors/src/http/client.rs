@@ -137,7 +137,22 @@ impl Client {
         }
         let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(10)));
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            // The credentials travel in headers: a redirect is followed only
+            // within the API's own origin (scheme, host and port).
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if attempt.previous().len() > 5 {
+                    attempt.error("more than 5 redirects")
+                } else if same_origin {
+                    attempt.follow()
+                } else {
+                    attempt.error("a redirect to another origin is not followed (the credentials would go with it)")
+                }
+            }));
         match tls.mode {
             TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => {
                 // Without verify-full the certificate is not checked, as for
@@ -219,7 +234,8 @@ impl Client {
         loop {
             attempt += 1;
             let bearer = match &self.tokens {
-                Some(tokens) => Some(tokens.header().await?),
+                // No token, no request: nothing was sent.
+                Some(tokens) => Some(tokens.header().await.map_err(ConnectorError::unsent)?),
                 None => None,
             };
             let started = Instant::now();
@@ -249,12 +265,16 @@ impl Client {
             let response = match result {
                 Ok(response) => response,
                 Err(e) => {
-                    // The request may or may not have reached the server.
-                    let error = ConnectorError::new(
+                    // The request may or may not have reached the server,
+                    // unless no connection could be made.
+                    let mut error = ConnectorError::new(
                         ErrorKind::Connection,
                         format!("{what}: {}", without_url(&e)),
                     );
-                    if repeat == Repeat::Unsafe || last {
+                    if e.is_connect() {
+                        error = error.unsent();
+                    }
+                    if (repeat == Repeat::Unsafe && !e.is_connect()) || last {
                         return Err(error);
                     }
                     let wait = backoff(attempt);
@@ -367,6 +387,7 @@ pub(super) fn api_message(body: &Json, status: StatusCode) -> String {
             }
         }
         Json::String(s) => s.clone(),
+        Json::Null => "(no body)".to_owned(),
         other => other.to_string(),
     };
     let text = text.replace('\n', " ");

@@ -557,6 +557,17 @@ pub fn split_path(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// Checks a dotted path (`meta.id`; empty for "the whole"): no part of
+/// it may be empty, as `meta.` or `a..b` are typos, not keys.
+fn dotted_path(at: &str, text: &str) -> Result<(), String> {
+    if !text.is_empty() && text.split('.').any(|part| part.trim().is_empty()) {
+        return Err(format!(
+            "{at}: {text:?} has an empty part (a dotted path names keys: \"id\", \"meta.id\"; \"\" for the whole)"
+        ));
+    }
+    Ok(())
+}
+
 fn duration(at: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
     match text {
         None => Ok(default),
@@ -845,17 +856,20 @@ fn preset(at: &str, name: &str, object: &str, base: &Path) -> Result<RawObject, 
         .map_err(|e: toml::de::Error| format!("{at}.preset: {name}: {}", e.message().trim()))
 }
 
-/// `{name}` replaced by `object` in every string of `value`.
+/// `{name}` replaced by `object` in the paths of `value` (`path`,
+/// `deleted.path`): elsewhere `{name}` may be a field's placeholder
+/// (`find_created = { filter = "name='{name}'" }`).
 fn substitute(value: &mut toml::Value, object: &str) {
-    match value {
-        toml::Value::String(s) => *s = s.replace("{name}", object),
-        toml::Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, object)),
-        toml::Value::Table(table) => {
-            for (_, v) in table.iter_mut() {
-                substitute(v, object);
-            }
+    let Some(table) = value.as_table_mut() else {
+        return;
+    };
+    if let Some(toml::Value::String(path)) = table.get_mut("path") {
+        *path = path.replace("{name}", object);
+    }
+    if let Some(toml::Value::Table(deleted)) = table.get_mut("deleted") {
+        if let Some(toml::Value::String(path)) = deleted.get_mut("path") {
+            *path = path.replace("{name}", object);
         }
-        _ => {}
     }
 }
 
@@ -870,6 +884,28 @@ impl RawObject {
             Some(preset_name) => self.over(preset(&at, &preset_name, &name, base)?),
             None => self,
         };
+        let dotted = [
+            ("records", &raw.records),
+            ("record", &raw.record),
+            ("request_record", &raw.request_record),
+            ("id", &raw.id),
+            ("modified", &raw.modified),
+            ("created", &raw.created),
+            ("total", &raw.total),
+        ];
+        for (key, text) in dotted {
+            if let Some(text) = text {
+                dotted_path(&format!("{at}.{key}"), text)?;
+            }
+        }
+        for (field, spec) in &raw.fields {
+            if let RawField::Full(RawFieldSpec {
+                path: Some(path), ..
+            }) = spec
+            {
+                dotted_path(&format!("{at}.fields.{field}.path"), path)?;
+            }
+        }
         let Some(modified) = raw.modified.clone().filter(|m| !m.trim().is_empty()) else {
             return Err(format!(
                 "{at}.modified: no modification-time field: an object without one cannot be synced incrementally, so it is refused (name the field that holds the time of the last change, e.g. modified = \"updatedAt\")"
@@ -1262,5 +1298,36 @@ since = { where = "{since}" }
             let err = parse(&text).unwrap_err();
             assert!(err.contains(expected), "{from} -> {err}");
         }
+    }
+
+    #[test]
+    fn a_dotted_path_with_an_empty_part_is_refused_naming_the_key() {
+        let err = parse(
+            "[[objects]]\nname = \"tasks\"\npreset = \"pocketbase\"\nid = \"meta.\"\nfields = { title = { type = \"text\", path = \"a..b\" } }\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("objects[0] (tasks).id: \"meta.\" has an empty part"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_preset_names_its_object_in_paths_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mine.toml"),
+            "path = \"/v2/{name}\"\nmodified = \"updated\"\nsince = { after = \"{since}\" }\nfind_created = { filter = \"name='{name}'\" }\n",
+        )
+        .unwrap();
+        let raw: RawHttp = toml::from_str(
+            "[[objects]]\nname = \"people\"\npreset = \"mine.toml\"\nfields = { name = \"text\" }\n",
+        )
+        .unwrap();
+        let options = raw.validate("target", dir.path()).unwrap();
+        let people = options.object("people").unwrap();
+        assert_eq!(people.path, "/v2/people");
+        // `{name}` in a query is the field's value, filled per record.
+        assert_eq!(people.find_created["filter"], "name='{name}'");
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::config::{Grant, OAuth2, RefreshTokenFrom};
 use crate::error::{ConnectorError, ErrorKind, Result};
@@ -24,6 +24,20 @@ use crate::error::{ConnectorError, ErrorKind, Result};
 /// How long before its expiry a token is renewed (at most; a token that
 /// lives shorter is renewed at four fifths of its life).
 const RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// How long before its expiry a token is renewed at least (at most half its
+/// life): providers count a lifetime in whole seconds from the second the
+/// token was issued, so a token may end up to a second before `expires_in`
+/// says, and a request in flight needs a moment more.
+const RENEW_BEFORE_AT_LEAST: Duration = Duration::from_secs(2);
+
+/// How long before the end of a token living `life` it is renewed.
+fn renew_early(life: Duration) -> Duration {
+    RENEW_BEFORE
+        .min(life / 5)
+        .max(RENEW_BEFORE_AT_LEAST)
+        .min(life / 2)
+}
 
 /// An access token and when it must be renewed.
 struct Token {
@@ -33,10 +47,14 @@ struct Token {
 
 /// The refresh token kept in the state directory, with the fingerprint
 /// of the configured one it descends from.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Kept {
     from: String,
     token: String,
+    /// When it was received (ms since 1970): the newer of the file's and
+    /// the process's own is used.
+    #[serde(default)]
+    at: i64,
 }
 
 /// The tokens of one endpoint.
@@ -46,6 +64,9 @@ pub struct Tokens {
     /// Where the latest refresh token is kept, when there is a state
     /// directory.
     kept_at: Option<PathBuf>,
+    /// The latest rotated refresh token, also when it could not be kept
+    /// on disk: a spent one is never sent again by this process.
+    latest: std::sync::Mutex<Option<Kept>>,
     current: tokio::sync::Mutex<Option<Token>>,
     http: reqwest::Client,
 }
@@ -86,6 +107,7 @@ impl Tokens {
             spec,
             client_secret,
             kept_at: state_dir.map(|d| d.join("oauth-refresh-token")),
+            latest: std::sync::Mutex::new(None),
             current: tokio::sync::Mutex::new(None),
             http,
         }
@@ -142,17 +164,55 @@ impl Tokens {
                 .to_owned(),
         };
         let origin = blake3::hash(configured.as_bytes()).to_hex().to_string();
-        let kept = self
+        let on_disk = self
             .kept_at
             .as_ref()
             .and_then(|path| std::fs::read(path).ok())
-            .and_then(|bytes| serde_json::from_slice::<Kept>(&bytes).ok())
-            .filter(|kept| kept.from == origin);
+            .and_then(|bytes| serde_json::from_slice::<Kept>(&bytes).ok());
+        // The newer of the file's (another process of the integration, a
+        // `check` beside the service, may have rotated it since) and this
+        // process's own (which the file may have failed to take).
+        let in_memory = self.latest.lock().expect("latest lock").clone();
+        let kept = [on_disk, in_memory]
+            .into_iter()
+            .flatten()
+            .filter(|kept| kept.from == origin)
+            .max_by_key(|kept| kept.at);
         Ok((kept.map_or(configured, |k| k.token), origin))
     }
 
-    /// Keeps the rotated refresh token `token` (descending from `origin`).
-    fn keep(&self, origin: &str, token: &str) -> Result<()> {
+    /// Holds the lock that keeps two processes of one integration from
+    /// spending the same refresh token (a provider that detects the reuse
+    /// revokes them all); released when the file is dropped.
+    async fn exclusive(&self) -> Result<Option<std::fs::File>> {
+        let Some(path) = &self.kept_at else {
+            return Ok(None);
+        };
+        let path = path.with_extension("lock");
+        let locked = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .expect("the lock task does not panic");
+        locked.map(Some).map_err(|e| {
+            ConnectorError::new(
+                ErrorKind::Internal,
+                format!("cannot lock the refresh token's file: {e}"),
+            )
+        })
+    }
+
+    /// Keeps a rotated refresh token in the state directory.
+    fn keep(&self, kept: &Kept) -> Result<()> {
         let Some(path) = &self.kept_at else {
             return Ok(());
         };
@@ -170,13 +230,7 @@ impl Tokens {
             }
             use std::io::Write as _;
             let mut file = options.open(&tmp)?;
-            file.write_all(
-                &serde_json::to_vec(&Kept {
-                    from: origin.to_owned(),
-                    token: token.to_owned(),
-                })
-                .expect("serializable"),
-            )?;
+            file.write_all(&serde_json::to_vec(kept).expect("serializable"))?;
             file.sync_all()?;
             std::fs::rename(&tmp, path)
         };
@@ -196,11 +250,14 @@ impl Tokens {
         let spec = &self.spec;
         let mut form: Vec<(String, String)> = Vec::new();
         let mut origin = None;
+        // Held until the rotated refresh token is kept.
+        let mut lock = None;
         match &spec.grant {
             Grant::ClientCredentials => {
                 form.push(("grant_type".into(), "client_credentials".into()));
             }
             Grant::RefreshToken(from) => {
+                lock = self.exclusive().await?;
                 let (token, from) = self.refresh_token(from)?;
                 form.push(("grant_type".into(), "refresh_token".into()));
                 form.push(("refresh_token".into(), token));
@@ -275,20 +332,45 @@ impl Tokens {
         let answer: Answer = serde_json::from_value(body)
             .map_err(|_| refused(format!("{what}: the answer holds no access_token")))?;
         if let (Some(origin), Some(rotated)) = (&origin, &answer.refresh_token) {
-            self.keep(origin, rotated)?;
+            let kept = Kept {
+                from: origin.clone(),
+                token: rotated.clone(),
+                at: chrono::Utc::now().timestamp_millis(),
+            };
+            *self.latest.lock().expect("latest lock") = Some(kept.clone());
+            if let Err(e) = self.keep(&kept) {
+                // This process goes on with it; a restart would not.
+                warn!(error = %e, "the rotated refresh token is kept in memory only");
+            }
         }
+        drop(lock);
         let lifetime = answer
             .expires_in
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(Duration::from_secs_f64);
-        let renew_at = lifetime.map(|life| {
-            let early = RENEW_BEFORE.min(life / 5);
-            Instant::now() + life - early
-        });
+        let renew_at = lifetime.map(|life| Instant::now() + life - renew_early(life));
         debug!(token_url = %spec.token_url, expires_in = ?lifetime, "got an OAuth2 access token");
         let mut header = HeaderValue::try_from(format!("Bearer {}", answer.access_token))
             .map_err(|_| refused(format!("{what}: the access token is not valid in a header")))?;
         header.set_sensitive(true);
         Ok(Token { header, renew_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_early_enough_for_whole_second_lifetimes() {
+        let secs = |s: u64| Duration::from_secs(s);
+        assert_eq!(renew_early(secs(3600)), secs(60), "an hour: a minute early");
+        assert_eq!(renew_early(secs(100)), secs(20), "a fifth of a short life");
+        assert_eq!(renew_early(secs(5)), secs(2), "never less than two seconds");
+        assert_eq!(
+            renew_early(secs(3)),
+            Duration::from_millis(1500),
+            "half a tiny life"
+        );
     }
 }

@@ -133,7 +133,7 @@ fn misspelt_fields(object: &ObjectSpec, records: &[serde_json::Value]) -> Vec<St
             .iter()
             .filter(|k| !claimed.contains(k.as_str()))
             .map(|k| (strsim::normalized_damerau_levenshtein(top, k), k))
-            .filter(|(score, _)| *score >= 0.6)
+            .filter(|(score, _)| *score >= 0.75)
             .max_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((_, key)) = closest {
             lines.push(format!(
