@@ -14,9 +14,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use tandem_connectors::{IdMapRow, Key, Row, Value};
-use tracing::info;
+use tracing::{debug, info, Instrument};
 
-use super::apply::{NewCopies, Record};
+use super::split;
+
+use super::apply::{apply_span, e_is_data, Prepared, Ready, Record};
 use super::background::PendingWrite;
 use super::report::Tally;
 use super::{Agent, SyncResult};
@@ -464,4 +466,127 @@ struct Scanned<'p> {
     done: bool,
     /// Records to copy or log (for the progress count).
     seen: u64,
+}
+
+/// First-sync records mapped ahead of their copy by [`Agent::prepare_new`].
+struct NewCopies<'p> {
+    /// The records, in scan order.
+    records: Vec<Record>,
+    /// Those ready to be copied (by position in `records`), mapped.
+    ready: Vec<(usize, Ready<'p>)>,
+}
+
+impl Agent {
+    /// First sync: maps records that have no link (not even a tombstone)
+    /// and so no copy yet, ahead of [`Agent::copy_new`]: the next batch is
+    /// mapped while the one before is written.
+    fn prepare_new(
+        &self,
+        pair: usize,
+        origin: Side,
+        records: Vec<Record>,
+    ) -> SyncResult<NewCopies<'_>> {
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let mut copies = NewCopies {
+            ready: Vec::new(),
+            records,
+        };
+        if !self.integration.endpoint(dest).transactional() || split::splits_into(plan, dest) {
+            return Ok(copies);
+        }
+        for (i, record) in copies.records.iter().enumerate() {
+            // The caller read the links: these records have none.
+            if let Prepared::Ready(r) = self.prepare_linked(pair, origin, record, None)? {
+                if !r.partial {
+                    copies.ready.push((i, r));
+                }
+            }
+        }
+        Ok(copies)
+    }
+
+    /// First sync: copies the records [`Agent::prepare_new`] mapped, in one
+    /// transaction, without passing them through the change log.
+    /// Returns the state to record once the copies committed (their links
+    /// and the pair's figures, not yet applied: the caller adds its
+    /// checkpoint and commits it all at once), and the records that need
+    /// the change log's path: waiting for a parent, missing a reference,
+    /// unmappable, or in a batch the target refused for a data reason.
+    ///
+    /// Nothing is announced as in flight: a crash after the target's commit
+    /// and before the state is written leaves the copies' key pairs in the
+    /// target's mapping table, which are adopted at the next start (and
+    /// after every failed pass) before the copy resumes at its checkpoint.
+    ///
+    /// `previous`, the state write of the batch before, is waited for once
+    /// the copies committed and before their figures are read.
+    async fn copy_new(
+        &self,
+        pair: usize,
+        origin: Side,
+        copies: NewCopies<'_>,
+        tally: &mut Tally,
+        previous: &mut super::background::PendingWrite,
+    ) -> SyncResult<(StateBatch, Vec<Record>)> {
+        let NewCopies { ready, records } = copies;
+        let mut batch = StateBatch::default();
+        if ready.is_empty() {
+            return Ok((batch, records));
+        }
+        let plan = &self.integration.plan.pairs[pair];
+        let dest = origin.other();
+        let connector = self.integration.endpoint(dest);
+        let mut copied = vec![false; records.len()];
+        let ready: Vec<(&Record, Ready<'_>)> = ready
+            .into_iter()
+            .map(|(i, r)| {
+                copied[i] = true;
+                (&records[i], r)
+            })
+            .collect();
+        let span = apply_span(&plan.name, origin, ready.len());
+        let written = async {
+            let err = self.integration.error(dest);
+            let position = self.state.log_position()?;
+            let mut tx = connector.begin().await.map_err(&err)?;
+            match self
+                .write_batch(&mut *tx, pair, origin, ready, Vec::new(), position)
+                .await
+            {
+                Ok(written) => {
+                    // No in-flight records for these copies: until the
+                    // caller's state write links them, a start-up reads the
+                    // mapping tables.
+                    self.state.expect_unrecorded_links()?;
+                    tx.commit().await.map_err(&err)?;
+                    crate::crash::point("first-sync-committed");
+                    previous.wait().await?;
+                    let partial =
+                        self.settle_into(&mut batch, pair, origin, written, tally, false)?;
+                    debug_assert!(partial.is_empty(), "partial records are not copied directly");
+                    Ok(true)
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    if e_is_data(&e) {
+                        debug!(error = %e, "a first-sync batch was refused; its records go through the change log");
+                        return Ok(false);
+                    }
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await?;
+        if !written {
+            return Ok((StateBatch::default(), records));
+        }
+        let rest = records
+            .into_iter()
+            .zip(copied)
+            .filter_map(|(record, copied)| (!copied).then_some(record))
+            .collect();
+        Ok((batch, rest))
+    }
 }
