@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use tandem_connectors::{ErrorKind, Fingerprint, Key, Row, Transaction};
+use tandem_connectors::{ErrorKind, Key, Row, Transaction};
 use tracing::{debug, warn, Instrument};
 
-use super::{apply_span, e_is_data, ChunkResult, Kind, Outcome, Record};
+use super::{apply_span, e_is_data, Change, ChunkResult, Decision, Kind, Outcome, Record};
 use crate::config::Side;
 use crate::sync::report::Tally;
 use crate::sync::{Agent, SyncResult};
@@ -163,13 +163,13 @@ impl Agent {
                 Some(copy) => Some(copy),
                 None => tx.fetch_for_update(table, dest_key).await.map_err(&err)?,
             };
-            let mut conflict = false;
-            if let Some(copy) = copy {
-                conflict = !link.unchanged(dest, &Fingerprint::of(&copy));
-                if conflict && !self.wins(origin) {
-                    outcomes.push((record.clone(), Outcome::Dropped { conflict }));
-                    continue;
-                }
+            let Decision { conflict, write } =
+                self.decide(origin, Change::Delete, &link, copy.as_ref());
+            if !write {
+                outcomes.push((record.clone(), Outcome::Dropped { conflict }));
+                continue;
+            }
+            if copy.is_some() {
                 doomed.push(dest_key.clone());
             }
             forgotten.push((link.source_key.encode(), link.target_key.encode()));
@@ -262,12 +262,13 @@ impl Agent {
             tx.savepoint().await.map_err(&err)?;
             let result: Result<Outcome, tandem_connectors::ConnectorError> = async {
                 let dest_key = link.key(dest);
-                let mut conflict = false;
-                if let Some(copy) = tx.fetch_for_update(table, dest_key).await? {
-                    conflict = !link.unchanged(dest, &Fingerprint::of(&copy));
-                    if conflict && !self.wins(origin) {
-                        return Ok(Outcome::Dropped { conflict });
-                    }
+                let copy = tx.fetch_for_update(table, dest_key).await?;
+                let Decision { conflict, write } =
+                    self.decide(origin, Change::Delete, &link, copy.as_ref());
+                if !write {
+                    return Ok(Outcome::Dropped { conflict });
+                }
+                if copy.is_some() {
                     tx.delete(table, dest_key).await?;
                 }
                 tx.forget_link(

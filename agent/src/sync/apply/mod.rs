@@ -24,12 +24,14 @@ use tracing::{info_span, warn, Span};
 
 use super::report::Tally;
 use super::{Agent, SyncError, SyncResult};
-use crate::config::{ConflictPolicy, Side};
+use crate::config::Side;
 use crate::observe::metrics;
 use crate::state::{Link, LogEntry, StateBatch};
 
+mod decide;
 mod delete;
 mod prepare;
+use decide::{Change, Decision};
 pub(super) use prepare::{Prepared, Ready};
 mod settle;
 mod upsert;
@@ -348,11 +350,9 @@ impl Agent {
         Ok(())
     }
 
-    fn wins(&self, origin: Side) -> bool {
-        match self.integration.config.conflict {
-            ConflictPolicy::SourceWins => origin == Side::Source,
-            ConflictPolicy::TargetWins => origin == Side::Target,
-        }
+    /// [`decide::decide`] under the integration's conflict policy.
+    fn decide(&self, origin: Side, change: Change, link: &Link, copy: Option<&Row>) -> Decision {
+        decide::decide(self.integration.config.conflict, origin, change, link, copy)
     }
 }
 

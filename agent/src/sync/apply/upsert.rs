@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use tandem_connectors::{CopyOf, ErrorKind, Fingerprint, Key, Row, Transaction};
 use tracing::{debug, Instrument};
 
-use super::{apply_span, e_is_data, Attempt, ChunkResult, Kind, Outcome, Prepared, Ready, Record};
+use super::{
+    apply_span, e_is_data, Attempt, Change, ChunkResult, Decision, Kind, Outcome, Prepared, Ready,
+    Record,
+};
 use crate::config::Side;
 use crate::mapping::FilterExit;
 use crate::state::{InFlight, Link, PendingUpdates, StateBatch, FORMAT_VERSION};
@@ -450,11 +453,9 @@ impl Agent {
                     .await
                     .map_err(&err)?,
             };
-            let conflict = match &copy {
-                None => true,
-                Some(copy) => !link.unchanged(dest, &Fingerprint::of(copy)),
-            };
-            if conflict && !self.wins(origin) {
+            let Decision { conflict, write } =
+                self.decide(origin, Change::Upsert, link, copy.as_ref());
+            if !write {
                 outcomes.push(((*record).clone(), Outcome::Dropped { conflict }));
             } else if copy.is_some() {
                 updates.push((i, conflict));
@@ -608,11 +609,9 @@ impl Agent {
                 if let Some(copy) = current.as_mut() {
                     split::join_row_in(plan, dest, &mut *tx, copy).await?;
                 }
-                conflict = match &current {
-                    None => true,
-                    Some(copy) => !link.unchanged(dest, &Fingerprint::of(copy)),
-                };
-                if conflict && !self.wins(origin) {
+                let decision = self.decide(origin, Change::Upsert, link, current.as_ref());
+                conflict = decision.conflict;
+                if !decision.write {
                     return Ok(Outcome::Dropped { conflict });
                 }
                 if current.is_some() && tx.update(table, link.key(dest), &row_out).await? {
