@@ -6,97 +6,49 @@ use std::collections::HashMap;
 use tandem_connectors::{ErrorKind, Key, Row, Transaction};
 use tracing::{debug, warn, Instrument};
 
-use super::{apply_span, e_is_data, Change, ChunkResult, Decision, Kind, Outcome, Record};
+use super::{apply_span, e_is_data, Attempt, Change, ChunkResult, Decision, Kind, Outcome, Record};
 use crate::config::Side;
 use crate::sync::report::Tally;
 use crate::sync::{Agent, SyncResult};
 
 impl Agent {
-    /// Deletes the copies of `records`, deleted on `origin`. Returns the
-    /// records whose delete failed on a data error when `last_chance` is
-    /// false (they are tried again later in the round).
-    pub(super) async fn apply_deletes(
+    /// One transaction's worth of deletes (a rung of the ladder in
+    /// [`super::ladder`]): in a batch without savepoints, any data error
+    /// failing the whole batch; with savepoints, record by record, only the
+    /// one at fault set aside.
+    pub(super) async fn delete_chunk_with(
         &self,
         pair: usize,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,
         tally: &mut Tally,
-    ) -> SyncResult<Vec<Record>> {
-        let mut failed = Vec::new();
-        for chunk in records.chunks(self.integration.config.batch_size) {
-            match self
-                .delete_chunk(pair, origin, chunk.to_vec(), last_chance, tally)
-                .await
-            {
-                Ok(retry) => failed.extend(retry),
-                // The commit itself was refused (a deferred constraint):
-                // each record alone, so that only the one at fault fails.
-                Err(e) if e_is_data(&e) => {
-                    for record in chunk {
-                        let alone = self
-                            .delete_chunk(pair, origin, vec![record.clone()], last_chance, tally)
-                            .await;
-                        match alone {
-                            Ok(retry) => failed.extend(retry),
-                            Err(e) if e_is_data(&e) => {
-                                let mut out = ChunkResult::default();
-                                self.refuse(
-                                    pair,
-                                    origin,
-                                    record.clone(),
-                                    e,
-                                    last_chance,
-                                    &mut out,
-                                    tally,
-                                )?;
-                                failed.extend(out.retry);
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(failed)
-    }
-
-    pub(super) async fn delete_chunk(
-        &self,
-        pair: usize,
-        origin: Side,
-        records: Vec<Record>,
-        last_chance: bool,
-        tally: &mut Tally,
-    ) -> SyncResult<Vec<Record>> {
+        savepoints: bool,
+    ) -> SyncResult<Attempt> {
         let span = apply_span(
             &self.integration.plan.pairs[pair].name,
             origin,
             records.len(),
         );
-        self.delete_records(pair, origin, records, last_chance, tally)
-            .instrument(span)
-            .await
-    }
-
-    /// One transaction's worth of deletes: in a batch where the other
-    /// side has transactions, else (or when the batch is refused) record by
-    /// record, each behind a savepoint.
-    pub(super) async fn delete_records(
-        &self,
-        pair: usize,
-        origin: Side,
-        records: Vec<Record>,
-        last_chance: bool,
-        tally: &mut Tally,
-    ) -> SyncResult<Vec<Record>> {
-        let dest = origin.other();
-        let connector = self.integration.endpoint(dest);
-        if connector.transactional() {
+        async {
+            if savepoints {
+                let retry = self
+                    .delete_one_by_one(pair, origin, records, last_chance, tally)
+                    .await?;
+                return Ok(Attempt::Done(ChunkResult {
+                    retry,
+                    ..ChunkResult::default()
+                }));
+            }
+            let dest = origin.other();
             let err = self.integration.error(dest);
             let position = self.state.log_position()?;
-            let mut tx = connector.begin().await.map_err(&err)?;
+            let mut tx = self
+                .integration
+                .endpoint(dest)
+                .begin()
+                .await
+                .map_err(&err)?;
             match self
                 .delete_batch(&mut *tx, pair, origin, &records, position)
                 .await
@@ -104,20 +56,20 @@ impl Agent {
                 Ok(outcomes) => {
                     tx.commit().await.map_err(&err)?;
                     self.deleted(pair, origin, outcomes, tally).await?;
-                    return Ok(Vec::new());
-                }
-                Err(e) if e_is_data(&e) => {
-                    let _ = tx.rollback().await;
-                    debug!(error = %e, "a batch of deletes was refused; applied again a record at a time");
+                    Ok(Attempt::Done(ChunkResult::default()))
                 }
                 Err(e) => {
                     let _ = tx.rollback().await;
-                    return Err(e);
+                    if e_is_data(&e) {
+                        debug!(error = %e, "a batch of deletes was refused; applied again a record at a time");
+                        return Ok(Attempt::Again(records));
+                    }
+                    Err(e)
                 }
             }
         }
-        self.delete_one_by_one(pair, origin, records, last_chance, tally)
-            .await
+        .instrument(span)
+        .await
     }
 
     /// The copies of `records` deleted with a few statements: locked and
@@ -225,7 +177,8 @@ impl Agent {
         Ok(())
     }
 
-    /// [`Agent::delete_records`] one record at a time.
+    /// [`Agent::delete_chunk_with`] one record at a time, each behind a
+    /// savepoint.
     pub(super) async fn delete_one_by_one(
         &self,
         pair: usize,

@@ -30,6 +30,7 @@ use crate::state::{Link, LogEntry, StateBatch};
 
 mod decide;
 mod delete;
+mod ladder;
 mod prepare;
 use decide::{Change, Decision};
 pub(super) use prepare::{Prepared, Ready};
@@ -239,7 +240,7 @@ impl Agent {
                 for side in Side::BOTH {
                     let records = take(&mut groups, pair, side, true);
                     for failed in self
-                        .apply_deletes(pair, side, records, false, tally)
+                        .apply(Change::Delete, pair, side, records, false, tally)
                         .await?
                     {
                         retry.push((pair, side, failed));
@@ -251,7 +252,7 @@ impl Agent {
                 for side in Side::BOTH {
                     let records = take(&mut groups, pair, side, false);
                     for failed in self
-                        .apply_upserts(pair, side, records, false, tally)
+                        .apply(Change::Upsert, pair, side, records, false, tally)
                         .await?
                     {
                         retry_upserts.push((pair, side, failed));
@@ -263,11 +264,11 @@ impl Agent {
             // in the round, a unique value freed by a later update): each
             // gets a second chance after everything else.
             for (pair, side, record) in retry {
-                self.apply_deletes(pair, side, vec![record], true, tally)
+                self.apply(Change::Delete, pair, side, vec![record], true, tally)
                     .await?;
             }
             for (pair, side, record) in retry_upserts {
-                self.apply_upserts(pair, side, vec![record], true, tally)
+                self.apply(Change::Upsert, pair, side, vec![record], true, tally)
                     .await?;
             }
             let left = self
