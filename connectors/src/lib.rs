@@ -8,6 +8,8 @@
 
 pub mod connector;
 pub mod error;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod http;
 pub mod mssql;
 pub mod mysql;

@@ -11,6 +11,8 @@ pub mod plan;
 pub mod preflight;
 pub mod reconcile;
 pub mod report;
+#[cfg(test)]
+pub(crate) mod rig;
 pub mod runner;
 pub mod split;
 pub mod tail;
@@ -106,6 +108,15 @@ impl Integration {
                 })
             }
         };
+        Integration::over(config, endpoints).await
+    }
+
+    /// [`Integration::connect`] over connectors already made (the agent's
+    /// unit tests wrap them in fault-injecting ones).
+    pub async fn over(
+        config: Config,
+        endpoints: [Arc<dyn Connector>; 2],
+    ) -> SyncResult<Integration> {
         let mut problems = Vec::new();
         let mut described: [Vec<Option<TableSchema>>; 2] = Default::default();
         let mut lookups = plan::LookupTables::new();

@@ -261,3 +261,70 @@ fn truncate_alert(agent: &Agent, side: Side, pair: usize, table: &str, seq: i64)
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use tandem_connectors::faults::{Call, Fault};
+
+    use crate::config::Side;
+    use crate::sync::rig::Rig;
+
+    #[tokio::test]
+    async fn changes_are_acknowledged_only_once_the_change_log_holds_them() {
+        let rig = Rig::new(&["Ann", "Bob"], 50).await;
+        rig.agent.run_once().await.expect("first sync");
+        rig.exec(
+            Side::Source,
+            "UPDATE customers SET email = lower(name) || '@new.example.com'",
+        );
+        let source = &rig.faults[Side::Source.index()];
+        // The acknowledgement (deleting the change rows) is lost.
+        source.fail_nth(Call::DeleteChanges, 1, Fault::Connection);
+
+        let mut paused = Default::default();
+        let failed = rig.agent.tail(Side::Source, &mut paused).await;
+
+        assert!(failed.is_err(), "the lost acknowledgement is reported");
+        assert_eq!(
+            rig.agent.state.log_len().unwrap(),
+            2,
+            "logged before the acknowledgement was tried"
+        );
+        assert_eq!(
+            rig.change_rows(Side::Source).await,
+            2,
+            "the change rows stay until acknowledged"
+        );
+
+        // Read again: the same changes, logged again, applied once.
+        let report = rig.agent.run_once().await.expect("the retry");
+
+        assert!(report.in_step());
+        assert_eq!(rig.change_rows(Side::Source).await, 0, "acknowledged now");
+        assert_eq!(rig.agent.state.log_len().unwrap(), 0);
+        assert_eq!(rig.customers(Side::Target), rig.customers(Side::Source));
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_of_the_change_table_logs_and_acknowledges_nothing() {
+        let rig = Rig::new(&["Ann"], 50).await;
+        rig.agent.run_once().await.expect("first sync");
+        rig.exec(Side::Source, "INSERT INTO customers (name) VALUES ('Bob')");
+        let source = &rig.faults[Side::Source.index()];
+        source.fail_nth(Call::ReadChanges, 1, Fault::Connection);
+        let acks = source.calls(Call::DeleteChanges);
+
+        let mut paused = Default::default();
+        assert!(rig.agent.tail(Side::Source, &mut paused).await.is_err());
+
+        assert_eq!(rig.agent.state.log_len().unwrap(), 0);
+        assert_eq!(
+            source.calls(Call::DeleteChanges),
+            acks,
+            "nothing acknowledged"
+        );
+        assert_eq!(rig.change_rows(Side::Source).await, 1);
+        assert!(rig.agent.run_once().await.expect("the retry").in_step());
+        assert_eq!(rig.customers(Side::Target), rig.customers(Side::Source));
+    }
+}

@@ -35,6 +35,8 @@ mod prepare;
 use decide::{Change, Decision};
 pub(super) use prepare::{Prepared, Ready};
 mod settle;
+#[cfg(test)]
+mod tests;
 mod upsert;
 
 /// Log entries considered in one round of applying.
