@@ -595,3 +595,39 @@ async fn an_operator_reconciles_and_lists_dead_letters_while_the_service_runs() 
     );
     harness::terminate(&mut child).await;
 }
+
+/// The repository's root, where docs/ lives.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("agent/ has a parent")
+        .to_path_buf()
+}
+
+/// docs/cli.md is written from the command line's own definition; a
+/// reference that differs from the binary's would describe options that
+/// are gone or miss new ones.
+#[test]
+fn the_cli_reference_in_docs_is_what_the_binary_writes() {
+    let out = std::process::Command::new(Agent::binary())
+        .args(["man", "--markdown"])
+        .output()
+        .expect("run tandem-agent man --markdown");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let generated = String::from_utf8(out.stdout).expect("UTF-8");
+    let path = repo().join("docs/cli.md");
+    let written = std::fs::read_to_string(&path).unwrap_or_default();
+    if written != generated {
+        let first = written
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| written.lines().count().min(generated.lines().count()));
+        panic!(
+            "{} differs from what the binary writes (first at line {}): regenerate it with\n  {}",
+            path.display(),
+            first + 1,
+            tandem_agent::cli::markdown::REGENERATE
+        );
+    }
+}

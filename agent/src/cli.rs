@@ -1,5 +1,7 @@
 //! The command line, as clap definitions.
 
+pub mod markdown;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -151,7 +153,11 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff) for tandem-agent.
-    Man,
+    Man {
+        /// Print the command-line reference as Markdown instead (docs/cli.md).
+        #[arg(long, hide = true)]
+        markdown: bool,
+    },
     /// List, retry or discard records that could not be applied.
     DeadLetters {
         /// The integration's config file.

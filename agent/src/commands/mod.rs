@@ -64,8 +64,12 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "tandem-agent", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
+        Command::Man { markdown: false } => {
             clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { markdown: true } => {
+            print!("{}", crate::cli::markdown::reference());
             Ok(ExitCode::SUCCESS)
         }
     }
