@@ -631,3 +631,24 @@ fn the_cli_reference_in_docs_is_what_the_binary_writes() {
         );
     }
 }
+
+/// `init` reads database catalogs only; given an API's URL, it names the
+/// page that says how to describe one, and that page exists.
+#[test]
+fn init_given_an_api_names_the_page_that_describes_one() {
+    let out = std::process::Command::new(Agent::binary())
+        .args([
+            "init",
+            "--source",
+            "https://api.example.com/v1",
+            "--target",
+            "sqlite://unused.db",
+        ])
+        .output()
+        .expect("run tandem-agent init");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("see docs/http.md"), "{err}");
+    assert!(repo().join("docs/http.md").is_file());
+}

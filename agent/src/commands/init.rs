@@ -56,7 +56,7 @@ fn given(side: Side, url: &str) -> anyhow::Result<Given> {
         "sqlite" => Engine::Sqlite,
         "mssql" | "sqlserver" => Engine::Mssql,
         "http" | "https" => bail!(
-            "--{side}: init reads database catalogs; describe an API's objects by hand (see the README's cloud section)"
+            "--{side}: init reads database catalogs; describe an API's objects by hand (see docs/http.md)"
         ),
         _ => bail!(
             "--{side}: {} is not a database URL (postgres://, mysql://, sqlite://, mssql://)",
