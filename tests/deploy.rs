@@ -3,7 +3,7 @@
 //! binary, the unit and the example config where the unit expects them; the
 //! `.deb` holds the same files and sets up the `tandem` user; the example
 //! config is one the agent accepts. Steps that need a tool the host lacks
-//! (systemd-analyze, cargo-deb, dpkg, shellcheck) print `SKIPPED: ...` to
+//! (systemd-analyze, cargo-deb, dpkg, shellcheck, man) print `SKIPPED: ...` to
 //! stderr and pass.
 
 use std::os::unix::fs::PermissionsExt;
@@ -79,6 +79,20 @@ fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o7777
+}
+
+/// The Markdown files under `dir`, subfolders included.
+fn markdown_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            found.extend(markdown_files(&path));
+        } else if path.extension().is_some_and(|e| e == "md") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// The installed binary is the agent: it prints its name and version.
@@ -181,7 +195,21 @@ fn systemd_accepts_the_unit() {
     }
     let dir = scratch();
     let unit = unit_for_systemd_analyze(dir.path());
-    let out = output(Command::new("systemd-analyze").arg("verify").arg(&unit));
+    let mut verify = Command::new("systemd-analyze");
+    verify.arg("verify");
+    // The unit's `man:tandem-agent(1)` is checked by running `man`: give it
+    // the page the package installs, generated as deploy/build-deb.sh does.
+    if available("man", &["--version"]) {
+        let man1 = dir.path().join("man/man1");
+        std::fs::create_dir_all(&man1).unwrap();
+        let page = succeeds(Command::new(AGENT).arg("man"));
+        std::fs::write(man1.join("tandem-agent.1"), &page.stdout).unwrap();
+        verify.env("MANPATH", dir.path().join("man"));
+    } else {
+        skipped("man not found: the unit's man: link is not checked");
+        verify.arg("--man=no");
+    }
+    let out = output(verify.arg(&unit));
     let complaints = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
         out.status.success() && complaints.trim().is_empty(),
@@ -371,6 +399,22 @@ fn the_debian_package_holds_the_same_files_and_sets_up_the_user() {
         read(&doc.join("README.md")),
         read(&repo().join("README.md"))
     );
+    // The manual: every page of docs/, at the same path under docs/.
+    let pages = markdown_files(&repo().join("docs"));
+    assert!(
+        pages.iter().any(|p| p.ends_with("docs/README.md")),
+        "{pages:?}"
+    );
+    for page in &pages {
+        let relative = page.strip_prefix(repo()).expect("under the repository");
+        assert_eq!(
+            read(&doc.join(relative)),
+            read(page),
+            "{}",
+            relative.display()
+        );
+        assert_eq!(mode(&doc.join(relative)), 0o644, "{}", relative.display());
+    }
     runs_version(&binary);
     let man = read(&root.join("usr/share/man/man1/tandem-agent.1"));
     assert!(man.contains(".TH tandem-agent 1"), "{man}");
