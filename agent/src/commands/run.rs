@@ -10,7 +10,8 @@ use tracing::{error, info};
 use super::{load, EXIT_NOT_IN_STEP};
 use crate::config::Side;
 use crate::observe;
-use crate::sync::Agent;
+use crate::sync::events::{Backlog, Events};
+use crate::sync::{Agent, SyncError};
 
 pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
@@ -150,7 +151,8 @@ async fn run_until_stopped(
     loop {
         let (cycle, cycle_stopped) = watch::channel(false);
         let reload = {
-            let run = agent.run(cycle_stopped);
+            let events = ServiceEvents::new(&agent, cycle_stopped.clone());
+            let run = agent.run(cycle_stopped, &events);
             tokio::pin!(run);
             loop {
                 tokio::select! {
@@ -192,5 +194,67 @@ async fn run_until_stopped(
                 Agent::start(previous).await?
             }
         };
+    }
+}
+
+/// Where the running service's reports go: systemd (readiness, status
+/// line, watchdog), the health endpoints and the metrics.
+struct ServiceEvents {
+    heartbeat: crate::service::Heartbeat,
+    stop: watch::Receiver<bool>,
+}
+
+impl ServiceEvents {
+    /// For `agent`'s run until `stop` turns true.
+    fn new(agent: &Agent, stop: watch::Receiver<bool>) -> ServiceEvents {
+        ServiceEvents {
+            heartbeat: agent.heartbeat.clone(),
+            stop,
+        }
+    }
+}
+
+impl Events for ServiceEvents {
+    fn started(&self, first_sync_done: bool) {
+        tokio::spawn(crate::service::watchdog(
+            self.heartbeat.clone(),
+            self.stop.clone(),
+        ));
+        crate::service::ready(if first_sync_done {
+            "syncing"
+        } else {
+            "first sync"
+        });
+        observe::health().started(first_sync_done);
+    }
+
+    fn pass_succeeded(&self, first_sync_done: bool, recovered: bool) {
+        if recovered {
+            crate::service::status("syncing");
+        }
+        observe::health().pass_succeeded(first_sync_done);
+    }
+
+    fn pass_failed(&self, error: &SyncError) {
+        crate::service::status(&format!("retrying: {error}"));
+        observe::metrics::error(error);
+        observe::metrics::reconnect();
+        observe::health().pass_failed(&error.to_string());
+    }
+
+    fn stopped(&self, error: Option<&SyncError>) {
+        match error {
+            Some(error) => observe::metrics::error(error),
+            None => crate::service::stopping(),
+        }
+        observe::health().stopped();
+    }
+
+    fn wants_backlog(&self) -> bool {
+        observe::metrics::enabled()
+    }
+
+    fn backlog(&self, backlog: &Backlog) {
+        observe::metrics::backlog(backlog);
     }
 }

@@ -4,16 +4,15 @@
 //! `direction` (`source_to_target` or `target_to_source`: the way the
 //! change travels), `kind` (what was applied, or what kind of error).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing::debug;
 
 use crate::config::Side;
-use crate::sync::{Agent, SyncError};
+use crate::sync::events::Backlog;
+use crate::sync::SyncError;
 
 /// Change rows read from a change table (counter; `pair`, `direction`).
 pub const CHANGES_CAPTURED: &str = "tandem_changes_captured_total";
@@ -195,144 +194,20 @@ pub fn reconnect() {
     counter!(RECONNECTS).increment(1);
 }
 
-impl Agent {
-    /// Sets the backlog and dead-letter gauges: one count of each side's
-    /// change table, the change log's length and the dead letters. Does
-    /// nothing when metrics are not served; a failure is logged at debug
-    /// level and skipped (figures never fail a pass).
-    pub async fn record_backlog(&self) {
-        if !enabled() {
-            return;
-        }
-        let integration = &self.integration;
-        let pairs = &integration.plan.pairs;
-        for side in Side::BOTH {
-            let counted = integration
-                .endpoint(side)
-                .count_changes(&integration.tables(side))
-                .await;
-            let counts = match counted {
-                Ok(counts) => counts,
-                Err(e) => {
-                    debug!(%side, error = %e, "cannot count the change table for metrics");
-                    continue;
-                }
-            };
-            let mut waiting = vec![0u64; pairs.len()];
-            for (table, n) in counts {
-                let pair = integration.pair_of(side, &table).or_else(|| {
-                    integration
-                        .split_tables(side)
-                        .find(|(_, _, t)| t.name.to_string() == table)
-                        .map(|(pair, _, _)| pair)
-                });
-                if let Some(pair) = pair {
-                    waiting[pair] += n;
-                }
-            }
-            for (pair, n) in pairs.iter().zip(waiting) {
-                gauge!(CHANGE_TABLE_ROWS, "pair" => pair.name.clone(), "direction" => direction(side))
-                    .set(n as f64);
-            }
-        }
-        match self.state.log_len() {
-            Ok(n) => gauge!(CHANGE_LOG_ENTRIES).set(n as f64),
-            Err(e) => debug!(error = %e, "cannot count the change log for metrics"),
-        }
-        match self.state.dead_letters() {
-            Ok(letters) => {
-                let mut counts: HashMap<(&str, Side), u64> = HashMap::new();
-                for letter in &letters {
-                    *counts.entry((&letter.pair, letter.side)).or_default() += 1;
-                }
-                for pair in pairs {
-                    for side in Side::BOTH {
-                        let n = counts.get(&(pair.name.as_str(), side)).copied();
-                        gauge!(DEAD_LETTERS, "pair" => pair.name.clone(), "direction" => direction(side))
-                            .set(n.unwrap_or(0) as f64);
-                    }
-                }
-            }
-            Err(e) => debug!(error = %e, "cannot count the dead letters for metrics"),
+/// Sets the backlog and dead-letter gauges from a pass's figures; a
+/// figure that could not be counted leaves its gauge as it was.
+pub fn backlog(backlog: &Backlog) {
+    for (pair, side, rows) in &backlog.change_table_rows {
+        if let Some(rows) = rows {
+            gauge!(CHANGE_TABLE_ROWS, "pair" => pair.clone(), "direction" => direction(*side))
+                .set(*rows as f64);
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tandem_connectors::{ConnectorError, Engine, ErrorKind};
-
-    fn render(record: impl FnOnce()) -> String {
-        let recorder = builder().build_recorder();
-        let handle = recorder.handle();
-        ::metrics::with_local_recorder(&recorder, || {
-            describe();
-            record();
-        });
-        handle.render()
+    if let Some(entries) = backlog.change_log_entries {
+        gauge!(CHANGE_LOG_ENTRIES).set(entries as f64);
     }
-
-    #[test]
-    fn directions_and_error_kinds_are_label_values() {
-        assert_eq!(direction(Side::Source), "source_to_target");
-        assert_eq!(direction(Side::Target), "target_to_source");
-        let refused = SyncError::Endpoint {
-            side: Side::Target,
-            engine: Engine::Mysql,
-            error: ConnectorError::new(ErrorKind::Connection, "refused"),
-        };
-        assert_eq!(error_kind(&refused), "connection");
-        assert_eq!(error_kind(&SyncError::Setup("no".into())), "setup");
-    }
-
-    #[test]
-    fn every_name_is_a_tandem_prometheus_name() {
-        for name in [
-            CHANGES_CAPTURED,
-            CHANGES_LOGGED,
-            RECORDS_APPLIED,
-            CHANGE_TABLE_ROWS,
-            CHANGE_LOG_ENTRIES,
-            APPLY_LAG,
-            CONFLICTS,
-            DEAD_LETTERS,
-            ERRORS,
-            RECONNECTS,
-        ] {
-            assert!(name.starts_with("tandem_"), "{name}");
-            assert!(
-                name.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-                "{name}"
-            );
-        }
-    }
-
-    #[test]
-    fn recorded_figures_render_with_their_labels() {
-        let text = render(|| {
-            captured("items", Side::Source, 3);
-            logged("items", Side::Source, 2);
-            applied("items", Side::Source, "insert", 0.2);
-            applied("items", Side::Target, "delete", 12.0);
-            conflict("items", Side::Target);
-            reconnect();
-            error(&SyncError::Setup("x".into()));
-        });
-        for line in [
-            "tandem_changes_captured_total{pair=\"items\",direction=\"source_to_target\"} 3",
-            "tandem_changes_logged_total{pair=\"items\",direction=\"source_to_target\"} 2",
-            "tandem_records_applied_total{pair=\"items\",direction=\"source_to_target\",kind=\"insert\"} 1",
-            "tandem_records_applied_total{pair=\"items\",direction=\"target_to_source\",kind=\"delete\"} 1",
-            "tandem_apply_lag_seconds_bucket{pair=\"items\",direction=\"source_to_target\",le=\"0.25\"} 1",
-            "tandem_apply_lag_seconds_count{pair=\"items\",direction=\"target_to_source\"} 1",
-            "tandem_conflicts_total{pair=\"items\",direction=\"target_to_source\"} 1",
-            "tandem_reconnects_total 1",
-            "tandem_errors_total{kind=\"setup\"} 1",
-            "# TYPE tandem_apply_lag_seconds histogram",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
-        }
+    for (pair, side, letters) in backlog.dead_letters.iter().flatten() {
+        gauge!(DEAD_LETTERS, "pair" => pair.clone(), "direction" => direction(*side))
+            .set(*letters as f64);
     }
 }

@@ -5,6 +5,7 @@ pub mod apply;
 mod background;
 pub mod catalog;
 pub mod drift;
+pub mod events;
 pub mod first_sync;
 pub mod links;
 pub mod plan;
@@ -84,7 +85,32 @@ pub struct Integration {
     pub plan: Plan,
     /// Problems found while planning (fatal ones stop `run`).
     pub problems: Vec<PlanProblem>,
-    tables_by_name: [HashMap<String, usize>; 2],
+    routes: [HashMap<String, Route>; 2],
+}
+
+/// Where a change row of a synced table goes, by its table: built once
+/// when the integration is planned, looked up for every change row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The table of the pair with this index.
+    Pair(usize),
+    /// An extra table the pair's rows are split into (its index in the
+    /// pair's splits).
+    Split {
+        /// The pair.
+        pair: usize,
+        /// The split.
+        split: usize,
+    },
+}
+
+impl Route {
+    /// The pair the change belongs to.
+    pub fn pair(self) -> usize {
+        match self {
+            Route::Pair(pair) | Route::Split { pair, .. } => pair,
+        }
+    }
 }
 
 impl Integration {
@@ -144,19 +170,13 @@ impl Integration {
             .collect();
         let (plan, plan_problems) = Plan::build(&config.tables, schemas, &lookups, config.names);
         problems.extend(plan_problems);
-        let tables_by_name = [0, 1].map(|side| {
-            plan.pairs
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.tables[side].name.to_string(), i))
-                .collect()
-        });
+        let routes = Side::BOTH.map(|side| routes(&plan, side));
         Ok(Integration {
             config,
             endpoints,
             plan,
             problems,
-            tables_by_name,
+            routes,
         })
     }
 
@@ -204,11 +224,21 @@ impl Integration {
     /// The pair a change row of `side` belongs to: that of its table, or
     /// of the pair whose rows are split into it.
     pub fn pair_of_change(&self, side: Side, table: &str) -> Option<usize> {
-        self.pair_of(side, table).or_else(|| {
-            self.split_tables(side)
-                .find(|(_, _, t)| t.name.to_string() == table)
-                .map(|(p, _, _)| p)
-        })
+        self.route(side, table).map(Route::pair)
+    }
+
+    /// The table a `route` of `side` leads to.
+    pub fn routed_table(&self, side: Side, route: Route) -> &TableSchema {
+        let pair = &self.plan.pairs[route.pair()];
+        match route {
+            Route::Pair(_) => pair.table(side),
+            Route::Split { split, .. } => &pair.splits[split].table,
+        }
+    }
+
+    /// Where a change row of `side` recorded for `table` goes.
+    pub fn route(&self, side: Side, table: &str) -> Option<Route> {
+        self.routes[side.index()].get(table).copied()
     }
 
     /// The extra tables rows are split into on `side`: (pair, split, table).
@@ -231,7 +261,10 @@ impl Integration {
 
     /// The pair whose table on `side` is recorded in change rows as `table`.
     pub fn pair_of(&self, side: Side, table: &str) -> Option<usize> {
-        self.tables_by_name[side.index()].get(table).copied()
+        match self.route(side, table)? {
+            Route::Pair(pair) => Some(pair),
+            Route::Split { .. } => None,
+        }
     }
 
     /// Fails, naming every one, when planning found problems that make
@@ -254,6 +287,24 @@ pub fn refuse(config: &Config, problems: &[PlanProblem]) -> SyncResult<()> {
     } else {
         Err(SyncError::Setup(lines.join("\n")))
     }
+}
+
+/// The route table of `side`: each synced table's name, as change rows
+/// record it, to its pair or split. A pair's own table wins over a split
+/// table of the same name (a plan never has both).
+fn routes(plan: &Plan, side: Side) -> HashMap<String, Route> {
+    let mut routes = HashMap::new();
+    for (pair, plan) in plan.pairs.iter().enumerate() {
+        for (split, extra) in plan.splits.iter().enumerate() {
+            if extra.side == side {
+                routes.insert(extra.table.name.to_string(), Route::Split { pair, split });
+            }
+        }
+    }
+    for (pair, plan) in plan.pairs.iter().enumerate() {
+        routes.insert(plan.table(side).name.to_string(), Route::Pair(pair));
+    }
+    routes
 }
 
 async fn connect_side(config: &Config, side: Side) -> SyncResult<Arc<dyn Connector>> {

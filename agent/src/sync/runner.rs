@@ -6,10 +6,10 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::events::Events;
 use super::report::{LetterList, ListedLetter, PairStatus, Snapshot, Tally, LISTED_LETTERS};
 use super::{Agent, Integration, SyncError, SyncResult};
 use crate::config::{Config, Side};
-use crate::observe;
 use crate::state::State;
 use crate::store::StoreError;
 
@@ -147,7 +147,12 @@ impl Agent {
 
     /// Syncs until `shutdown` turns true. A pass in flight finishes first.
     /// Failures worth a retry are retried with backoff; others end the run.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> SyncResult<()> {
+    /// What happens is reported to `events`.
+    pub async fn run(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+        events: &dyn Events,
+    ) -> SyncResult<()> {
         let mut backoff = MIN_BACKOFF;
         let mut first_sync_done = self.first_sync_done()?;
         let mut tally = Tally::default();
@@ -156,16 +161,7 @@ impl Agent {
         // before anything is applied again.
         let mut recover = false;
         self.write_snapshot(first_sync_done);
-        tokio::spawn(crate::service::watchdog(
-            self.heartbeat.clone(),
-            shutdown.clone(),
-        ));
-        crate::service::ready(if first_sync_done {
-            "syncing"
-        } else {
-            "first sync"
-        });
-        observe::health().started(first_sync_done);
+        events.started(first_sync_done);
         info!("running");
         // Each side is tailed at its own pace: when it woke the agent
         // (NOTIFY, or its poll interval passed), or when its last tail
@@ -218,26 +214,24 @@ impl Agent {
                 Ok(_) => {
                     self.heartbeat.beat();
                     if recover {
-                        crate::service::status("syncing");
                         if let Some(outage) = self.retrying.lock().expect("retrying lock").take() {
                             info!(outage = %outage, "recovered; syncing again");
                         }
                     }
-                    recover = false;
                     backoff = MIN_BACKOFF;
                     self.write_snapshot(first_sync_done);
-                    observe::health().pass_succeeded(first_sync_done);
-                    self.record_backlog().await;
+                    events.pass_succeeded(first_sync_done, recover);
+                    recover = false;
+                    if events.wants_backlog() {
+                        events.backlog(&self.backlog().await);
+                    }
                 }
                 Err(e) if e.is_retryable() || self.drift_explains(&e).await => {
                     // Waiting for a server is progress too: the agent is
                     // doing what it should.
                     self.heartbeat.beat();
-                    crate::service::status(&format!("retrying: {e}"));
                     recover = true;
-                    observe::metrics::error(&e);
-                    observe::metrics::reconnect();
-                    observe::health().pass_failed(&e.to_string());
+                    events.pass_failed(&e);
                     if let SyncError::Store(_) = e {
                         // What the failed write left in memory is dropped;
                         // its change rows are still in the change tables.
@@ -268,8 +262,7 @@ impl Agent {
                     continue;
                 }
                 Err(e) => {
-                    observe::metrics::error(&e);
-                    observe::health().stopped();
+                    events.stopped(Some(&e));
                     return Err(e);
                 }
             }
@@ -290,9 +283,8 @@ impl Agent {
                 _ = shutdown.changed() => {}
             }
         }
-        crate::service::stopping();
         self.write_snapshot(first_sync_done);
-        observe::health().stopped();
+        events.stopped(None);
         info!("stopped");
         Ok(())
     }
@@ -390,4 +382,92 @@ pub fn jittered(wait: Duration) -> Duration {
     hasher.write_u64(wait.as_nanos() as u64);
     let fraction = (hasher.finish() % 1000) as f64 / 2000.0;
     wait.mul_f64(1.0 - fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tandem_connectors::faults::{Call, Fault};
+    use tokio::sync::watch;
+
+    use crate::config::Side;
+    use crate::sync::events::Events;
+    use crate::sync::rig::Rig;
+    use crate::sync::SyncError;
+
+    /// Every report, as a line.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Recorder {
+        fn said(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+        fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Events for Recorder {
+        fn started(&self, first_sync_done: bool) {
+            self.said(format!("started first_sync_done={first_sync_done}"));
+        }
+        fn pass_succeeded(&self, first_sync_done: bool, recovered: bool) {
+            self.said(format!(
+                "pass first_sync_done={first_sync_done} recovered={recovered}"
+            ));
+        }
+        fn pass_failed(&self, error: &SyncError) {
+            self.said(format!("failed retryable={}", error.is_retryable()));
+        }
+        fn stopped(&self, error: Option<&SyncError>) {
+            self.said(format!("stopped error={}", error.is_some()));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_run_reports_its_start_passes_a_failure_the_recovery_and_its_stop() {
+        let rig = Rig::new(&["Ann"], 50).await;
+        let source = &rig.faults[Side::Source.index()];
+        // The second read of the source's change table loses its
+        // connection: one failed pass, then the recovery.
+        source.fail_nth(Call::ReadChanges, 2, Fault::Connection);
+        let recorder = Recorder::default();
+        let (stop, stopped) = watch::channel(false);
+        let run = rig.agent.run(stopped, &recorder);
+        let stopper = async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !recorder
+                .lines()
+                .iter()
+                .any(|l| l.contains("recovered=true"))
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{:?}",
+                    recorder.lines()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stop.send(true).unwrap();
+        };
+        let (result, ()) = tokio::join!(run, stopper);
+        result.expect("stopped on request");
+
+        let lines = recorder.lines();
+        assert_eq!(lines[0], "started first_sync_done=false");
+        let failed = lines
+            .iter()
+            .position(|l| l == "failed retryable=true")
+            .expect("the failed pass is reported");
+        assert_eq!(
+            lines[failed + 1],
+            "pass first_sync_done=true recovered=true",
+            "the pass after it says it recovered: {lines:?}"
+        );
+        assert_eq!(lines.last().unwrap(), "stopped error=false");
+        assert_eq!(rig.customers(Side::Target), rig.customers(Side::Source));
+    }
 }

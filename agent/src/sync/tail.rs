@@ -11,7 +11,7 @@ use tandem_connectors::{ChangeOp, Key, Row};
 use tracing::debug;
 
 use super::drift::Pauses;
-use super::{split, Agent, SyncError, SyncResult};
+use super::{split, Agent, Route, SyncError, SyncResult};
 use crate::config::Side;
 use crate::observe::metrics;
 use crate::state::NewEntry;
@@ -48,12 +48,13 @@ impl Agent {
             // A TRUNCATE pauses its pair: the changes after it wait with it.
             let mut changes = Vec::with_capacity(read.len());
             for change in read {
-                let Some(pair) = integration.pair_of_change(side, &change.table) else {
+                let Some(route) = integration.route(side, &change.table) else {
                     return Err(SyncError::Setup(format!(
                         "{side} change table names unknown table {}",
                         change.table
                     )));
                 };
+                let pair = route.pair();
                 if paused.contains_key(&pair) {
                     continue;
                 }
@@ -70,14 +71,7 @@ impl Agent {
                     });
                     continue;
                 }
-                let table = match integration.pair_of(side, &change.table) {
-                    Some(pair) => integration.plan.pairs[pair].table(side),
-                    None => integration
-                        .split_tables(side)
-                        .find(|(_, _, t)| t.name.to_string() == change.table)
-                        .map(|(_, _, t)| t)
-                        .expect("found by pair_of_change"),
-                };
+                let table = integration.routed_table(side, route);
                 if let Err(e) = Key::from_captured(&table.key_types(), &change.key) {
                     // One unreadable row must not stop the side: it stays in
                     // the change table for the operator, and is reported once.
@@ -117,21 +111,20 @@ impl Agent {
             let mut captured = vec![0; integration.plan.pairs.len()];
             for change in &changes {
                 let at = format!("change {} of {}", change.seq, change.table);
-                if let Some(pair) = integration.pair_of(side, &change.table) {
-                    captured[pair] += 1;
-                    let table = integration.plan.pairs[pair].table(side);
-                    let key = Key::from_captured(&table.key_types(), &change.key)
-                        .map_err(|e| err(e.context(&at)))?;
-                    add(pair, key, change.captured_at, change.op == ChangeOp::Delete);
-                    continue;
-                }
-                // A shared extra row changed: the rows joined with it changed.
-                let Some((pair, split, table)) = integration
-                    .split_tables(side)
-                    .find(|(_, _, t)| t.name.to_string() == change.table)
-                else {
-                    continue; // checked above
+                let (pair, split) = match integration.route(side, &change.table) {
+                    Some(Route::Pair(pair)) => {
+                        captured[pair] += 1;
+                        let table = integration.plan.pairs[pair].table(side);
+                        let key = Key::from_captured(&table.key_types(), &change.key)
+                            .map_err(|e| err(e.context(&at)))?;
+                        add(pair, key, change.captured_at, change.op == ChangeOp::Delete);
+                        continue;
+                    }
+                    Some(Route::Split { pair, split }) => (pair, split),
+                    None => continue, // checked above
                 };
+                // A shared extra row changed: the rows joined with it changed.
+                let table = &integration.plan.pairs[pair].splits[split].table;
                 captured[pair] += 1;
                 let key = Key::from_captured(&table.key_types(), &change.key)
                     .map_err(|e| err(e.context(&at)))?;
