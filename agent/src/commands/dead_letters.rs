@@ -101,7 +101,7 @@ pub(super) async fn dead_letters(
                         .with_context(|| {
                             format!("{side}: reading {} {}", table.name, letter.key)
                         })?;
-                    crate::sync::split::join_rows(pair, side, connector.as_ref(), &mut rows)
+                    crate::mapping::split::join_rows(pair, side, connector.as_ref(), &mut rows)
                         .await
                         .with_context(|| {
                             format!(

@@ -16,7 +16,7 @@ use tandem_connectors::{Connector, EndpointConfig, Engine, TableName, TableSchem
 
 use crate::config::{Side, TablePairConfig, DEFAULT_MAX_CONNECTIONS};
 use crate::mapping::names::{self, NameMatching};
-use crate::sync::plan::{LookupTables, Plan, PlanProblem};
+use crate::mapping::plan::{LookupTables, Plan, PlanProblem};
 use crate::sync::preflight::key_problems;
 
 /// What `init` was asked for.

@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 
 use super::load;
 use crate::config::Side;
-use crate::sync::plan::{DirectionMap, KeyMode, PairPlan, Plan, PlanProblem, ValueSource};
+use crate::mapping::plan::{DirectionMap, KeyMode, PairPlan, Plan, PlanProblem, ValueSource};
 use crate::sync::Integration;
 
 pub(super) async fn plan(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {

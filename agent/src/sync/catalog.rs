@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use tandem_connectors::{Connector, ConnectorError, ErrorKind, TableName, TableSchema};
 
-use super::plan::{LookupTables, PlanProblem};
 use crate::config::{Config, Side};
 use crate::mapping::names::{self, Miss, NameMatching};
+use crate::mapping::plan::{LookupTables, PlanProblem};
 use crate::mapping::RuleConfig;
 
 /// The table of `listed` that `wanted` names: the same name, else (when

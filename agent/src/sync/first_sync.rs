@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use tandem_connectors::{IdMapRow, Key, Row, Value};
 use tracing::{debug, info, Instrument};
 
-use super::split;
+use crate::mapping::split;
 
 use super::apply::{apply_span, e_is_data, Prepared, Ready, Record};
 use super::background::PendingWrite;
@@ -273,7 +273,7 @@ impl Agent {
         // their keys are read first, and only the rows of those not linked.
         let keys_first = origin == Side::Target
             && connector.transactional()
-            && !super::split::splits_into(plan, origin);
+            && !crate::mapping::split::splits_into(plan, origin);
         let key_table = table.key_only();
         let scanned_table = if keys_first { &key_table } else { table };
         let rows = connector
@@ -408,7 +408,7 @@ impl Agent {
                 .filter_map(|key| found.remove(&key.encode()))
                 .collect();
         } else {
-            super::split::join_rows(plan, origin, connector.as_ref(), &mut rows)
+            crate::mapping::split::join_rows(plan, origin, connector.as_ref(), &mut rows)
                 .await
                 .map_err(&err)?;
         }

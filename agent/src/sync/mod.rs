@@ -8,14 +8,12 @@ pub mod drift;
 pub mod events;
 pub mod first_sync;
 pub mod links;
-pub mod plan;
 pub mod preflight;
 pub mod reconcile;
 pub mod report;
 #[cfg(test)]
 pub(crate) mod rig;
 pub mod runner;
-pub mod split;
 pub mod tail;
 
 use std::collections::HashMap;
@@ -24,9 +22,9 @@ use std::sync::Arc;
 use tandem_connectors::{Connector, ConnectorError, TableName, TableSchema};
 
 use crate::config::{Config, Side};
+use crate::mapping::plan::{self, Plan, PlanProblem};
 use crate::state::State;
 use crate::store::StoreError;
-use plan::{Plan, PlanProblem};
 
 /// Why a sync step failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,9 +7,9 @@
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::{DataType, TableSchema};
 
-use super::plan::{in_order, KeyMode, Plan, PlanProblem};
 use super::{Integration, SyncResult};
 use crate::config::Side;
+use crate::mapping::plan::{in_order, KeyMode, Plan, PlanProblem};
 
 impl Integration {
     /// The synced tables of `side` as described: the pairs' and the extra

@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use chrono::Utc;
 use tandem_connectors::{Key, Row, Value};
 
-use super::plan::Mapped;
 use super::report::Tally;
-use super::{split, Agent, SyncResult};
+use super::{Agent, SyncResult};
 use crate::config::Side;
+use crate::mapping::plan::Mapped;
+use crate::mapping::split;
 use crate::state::NewEntry;
 
 /// Records compared per round trip.

@@ -11,8 +11,9 @@ use tandem_connectors::{ChangeOp, Key, Row};
 use tracing::debug;
 
 use super::drift::Pauses;
-use super::{split, Agent, Route, SyncError, SyncResult};
+use super::{Agent, Route, SyncError, SyncResult};
 use crate::config::Side;
+use crate::mapping::split;
 use crate::observe::metrics;
 use crate::state::NewEntry;
 

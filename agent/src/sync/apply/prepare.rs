@@ -6,9 +6,9 @@ use tracing::debug;
 
 use super::{Outcome, Record};
 use crate::config::Side;
+use crate::mapping::plan::{MapError, Mapped, SplitPlan};
+use crate::mapping::split;
 use crate::state::Link;
-use crate::sync::plan::{MapError, Mapped, SplitPlan};
-use crate::sync::split;
 use crate::sync::{Agent, SyncResult};
 
 /// A record mapped and ready to be written.

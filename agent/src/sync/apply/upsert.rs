@@ -11,10 +11,10 @@ use super::{
     Record,
 };
 use crate::config::Side;
+use crate::mapping::split::{self, SplitCache};
 use crate::mapping::FilterExit;
 use crate::state::{InFlight, Link, PendingUpdates, StateBatch, FORMAT_VERSION};
 use crate::sync::report::Tally;
-use crate::sync::split::{self, SplitCache};
 use crate::sync::{Agent, SyncResult};
 
 /// Records of a batch to write, by position, each with whether it is a

@@ -1180,9 +1180,9 @@ fn apply_order(pairs: &[PairPlan]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::plan::Mapped;
     use crate::mapping::LookupCache;
     use crate::state::State;
-    use crate::sync::plan::Mapped;
     use tandem_connectors::{DataType, Key, Row, Value};
 
     fn column(name: &str, generated: bool, nullable: bool) -> Column {
