@@ -257,14 +257,31 @@ pub fn in_order(problems: Vec<PlanProblem>) -> Vec<PlanProblem> {
 /// and the name written in the config.
 pub type LookupTables = HashMap<(Side, String), TableSchema>;
 
+/// What mapping needs of the ID map: the copy of a referenced record.
+pub trait Links {
+    /// The key on the other side of the live copy of `pair`'s record `key`
+    /// from `origin`; `None` when it has none (not linked yet, or deleted).
+    fn copy_key(&self, pair: &str, origin: Side, key: &Key) -> Result<Option<Key>, StoreError>;
+}
+
+impl Links for State {
+    fn copy_key(&self, pair: &str, origin: Side, key: &Key) -> Result<Option<Key>, StoreError> {
+        Ok(self
+            .link(pair, origin, key)?
+            .filter(|link| !link.deleted)
+            .map(|link| link.key(origin.other()).clone()))
+    }
+}
+
 impl Plan {
-    /// Maps `row`, which comes from `origin`, for the other side of `pair`.
+    /// Maps `row`, which comes from `origin`, for the other side of `pair`;
+    /// references are translated through `links`.
     pub fn map_row(
         &self,
         pair: usize,
         origin: Side,
         row: &Row,
-        state: &State,
+        links: &dyn Links,
         lookups: &LookupCache,
     ) -> Result<Mapped, MapError> {
         let plan = &self.pairs[pair];
@@ -315,10 +332,9 @@ impl Plan {
                 Some(vec![Value::Null; relation.to.len()])
             } else {
                 let referenced = &self.pairs[relation.pair];
-                state
-                    .link(&referenced.name, origin, &Key(values.clone()))?
-                    .filter(|link| !link.deleted)
-                    .map(|link| link.key(origin.other()).0.clone())
+                links
+                    .copy_key(&referenced.name, origin, &Key(values.clone()))?
+                    .map(|key| key.0)
             };
             match translated {
                 Some(values) => {
