@@ -141,7 +141,8 @@ impl Agent {
             }
         }
         // Every link is in the state now, but for pairs not configured.
-        self.links_unsure
+        self.applier
+            .links_unsure
             .store(unlinked_elsewhere, std::sync::atomic::Ordering::SeqCst);
         let mut complete = StateBatch::default();
         self.links_complete_with(&mut complete);

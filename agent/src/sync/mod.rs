@@ -316,35 +316,25 @@ async fn connect_side(config: &Config, side: Side) -> SyncResult<Arc<dyn Connect
         })
 }
 
-/// An integration with its state: the thing that syncs.
+/// An integration with its state: the thing that syncs. Its passes go
+/// through two stages, each owning what it keeps between passes: the
+/// tailer (change table -> change log -> acknowledgement, [`tail`]) and the
+/// applier (change log -> mapping -> write -> settlement, [`apply`]); the
+/// runner ([`runner`]) decides when, and keeps the run's own state.
 pub struct Agent {
     /// Endpoints and plan.
     pub integration: Integration,
     /// The state directory.
     pub state: State,
-    /// Reference tables read by lookups.
-    pub lookups: std::sync::RwLock<crate::mapping::LookupCache>,
     /// Progress, for the systemd watchdog.
     pub heartbeat: crate::service::Heartbeat,
-    /// Table pairs stopped by the last pass, by pair index, with why and
-    /// the fix; the other pairs go on.
-    pub paused: std::sync::Mutex<drift::Pauses>,
-    /// The error the agent is retrying after, while it is.
-    pub retrying: std::sync::Mutex<Option<String>>,
-    /// Change rows left in the change table because their key cannot be
-    /// read: (side index, seq), reported once each.
-    pub set_aside: std::sync::Mutex<std::collections::BTreeSet<(usize, i64)>>,
-    /// When the tables were last compared with the plan.
-    pub drift_checked: std::sync::Mutex<Option<std::time::Instant>>,
-    /// The state may lack links other than those of the copies being
-    /// settled: an API refused a record after it may have created it (its
-    /// key pair journalled, the link not recorded), or a mapping table
-    /// holds key pairs of a pair not configured now. The state is not
-    /// marked complete until the mapping tables have been read again.
-    pub links_unsure: std::sync::atomic::AtomicBool,
-    /// The settlement of the last chunk applied, written in the background
-    /// while the next chunk is applied (see [`Agent::settled`]).
-    settling: std::sync::Mutex<background::PendingWrite>,
+    /// What the tailer keeps between passes.
+    pub tailer: tail::TailerState,
+    /// What the applier keeps between passes.
+    pub applier: apply::ApplierState,
+    /// What the runner keeps between passes: pauses, the outage being
+    /// retried, when the tables were last compared with the plan.
+    pub run: runner::RunState,
 }
 
 impl Agent {
@@ -353,28 +343,29 @@ impl Agent {
         Agent {
             integration,
             state,
-            lookups: Default::default(),
             heartbeat: Default::default(),
-            paused: Default::default(),
-            retrying: Default::default(),
-            set_aside: Default::default(),
-            drift_checked: Default::default(),
-            links_unsure: Default::default(),
-            settling: Default::default(),
+            tailer: Default::default(),
+            applier: Default::default(),
+            run: Default::default(),
         }
     }
 
     /// Adds to `batch` that the state holds every link, unless it may lack
     /// some that this process cannot vouch for (see [`Agent::links_unsure`]).
     pub(crate) fn links_complete_with(&self, batch: &mut crate::state::StateBatch) {
-        if !self.links_unsure.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self
+            .applier
+            .links_unsure
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
             batch.mark_links_complete();
         }
     }
 
     /// Reads (again, when stale) the reference tables lookups use.
     pub async fn refresh_lookups(&self) -> SyncResult<()> {
-        let mut cache = std::mem::take(&mut *self.lookups.write().expect("lookup cache lock"));
+        let mut cache =
+            std::mem::take(&mut *self.applier.lookups.write().expect("lookup cache lock"));
         let mut result = Ok(());
         'pairs: for pair in &self.integration.plan.pairs {
             for direction in &pair.directions {
@@ -415,7 +406,7 @@ impl Agent {
                 }
             }
         }
-        *self.lookups.write().expect("lookup cache lock") = cache;
+        *self.applier.lookups.write().expect("lookup cache lock") = cache;
         result
     }
 }

@@ -145,7 +145,8 @@ impl Agent {
                     match (rows[0].get(&s), rows[1].get(&t)) {
                         (Some(source), Some(target)) => {
                             let mapped = {
-                                let lookups = self.lookups.read().expect("lookup cache lock");
+                                let lookups =
+                                    self.applier.lookups.read().expect("lookup cache lock");
                                 self.integration.plan.map_row(
                                     index,
                                     Side::Source,

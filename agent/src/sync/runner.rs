@@ -25,6 +25,18 @@ pub const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// Passes `--once` makes at most before it gives up on converging.
 pub const ONCE_MAX_PASSES: usize = 50;
 
+/// What the runner keeps between passes.
+#[derive(Default)]
+pub struct RunState {
+    /// Table pairs stopped by the last pass, by pair index, with why and
+    /// the fix; the other pairs go on.
+    pub paused: std::sync::Mutex<super::drift::Pauses>,
+    /// The error the agent is retrying after, while it is.
+    pub retrying: std::sync::Mutex<Option<String>>,
+    /// When the tables were last compared with the plan.
+    pub drift_checked: std::sync::Mutex<Option<Instant>>,
+}
+
 /// How `run --once` ended.
 #[derive(Debug, Clone)]
 pub struct OnceReport {
@@ -104,16 +116,17 @@ impl Agent {
         // described at most once a DRIFT_CHECK_INTERVAL (an error reading
         // rows in between has the tables compared at once, see `run`).
         let due = self
+            .run
             .drift_checked
             .lock()
             .expect("drift check lock")
             .is_none_or(|at| at.elapsed() >= DRIFT_CHECK_INTERVAL);
         let mut paused = if due {
             let found = self.check_drift().await?;
-            *self.drift_checked.lock().expect("drift check lock") = Some(Instant::now());
+            *self.run.drift_checked.lock().expect("drift check lock") = Some(Instant::now());
             found
         } else {
-            self.paused.lock().expect("pauses lock").clone()
+            self.run.paused.lock().expect("pauses lock").clone()
         };
         let mut captured = [0; 2];
         for side in Side::BOTH {
@@ -214,7 +227,9 @@ impl Agent {
                 Ok(_) => {
                     self.heartbeat.beat();
                     if recover {
-                        if let Some(outage) = self.retrying.lock().expect("retrying lock").take() {
+                        if let Some(outage) =
+                            self.run.retrying.lock().expect("retrying lock").take()
+                        {
                             info!(outage = %outage, "recovered; syncing again");
                         }
                     }
@@ -244,7 +259,7 @@ impl Agent {
                     {
                         // The outage began at the first failure; the latest
                         // error says what it is now.
-                        let mut retrying = self.retrying.lock().expect("retrying lock");
+                        let mut retrying = self.run.retrying.lock().expect("retrying lock");
                         let since = retrying
                             .as_ref()
                             .and_then(|r| r.split_once(": ").map(|(s, _)| s.to_owned()))
@@ -296,7 +311,7 @@ impl Agent {
             let counts = self.state.log_counts()?;
             let letters = self.state.dead_letters()?;
             let mut pairs = Vec::new();
-            let paused = self.paused.lock().expect("pauses lock").clone();
+            let paused = self.run.paused.lock().expect("pauses lock").clone();
             for (index, pair) in self.integration.plan.pairs.iter().enumerate() {
                 let mut stats = self.state.stats(&pair.name)?;
                 if !counts.contains_key(&pair.name)
@@ -335,7 +350,7 @@ impl Agent {
                     written_at: Utc::now(),
                     first_sync_done,
                     pairs,
-                    retrying: self.retrying.lock().expect("retrying lock").clone(),
+                    retrying: self.run.retrying.lock().expect("retrying lock").clone(),
                 },
                 listed,
             ))

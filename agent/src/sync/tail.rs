@@ -23,6 +23,14 @@ pub const TAIL_BATCH: usize = 2000;
 /// get their turn after this many.
 pub const TAIL_ROUNDS: usize = 10;
 
+/// What the tailer keeps between passes.
+#[derive(Default)]
+pub struct TailerState {
+    /// Change rows left in the change table because their key cannot be
+    /// read: (side index, seq), reported once each.
+    pub set_aside: std::sync::Mutex<std::collections::BTreeSet<(usize, i64)>>,
+}
+
 impl Agent {
     /// Moves every committed change of `side` into the change log; returns
     /// the number of change rows consumed. The change rows of `paused`
@@ -212,7 +220,7 @@ impl Agent {
     /// Reports a change row whose key cannot be read, once; it is left in
     /// the change table and skipped from then on.
     fn set_aside(&self, side: Side, change: &tandem_connectors::CapturedChange, why: &str) {
-        let mut set_aside = self.set_aside.lock().expect("set-aside lock");
+        let mut set_aside = self.tailer.set_aside.lock().expect("set-aside lock");
         if set_aside.insert((side.index(), change.seq)) {
             tracing::warn!(
                 %side,

@@ -39,6 +39,22 @@ mod settle;
 mod tests;
 mod upsert;
 
+/// What the applier keeps between passes.
+#[derive(Default)]
+pub struct ApplierState {
+    /// Reference tables read by lookups.
+    pub lookups: std::sync::RwLock<crate::mapping::LookupCache>,
+    /// The state may lack links other than those of the copies being
+    /// settled: an API refused a record after it may have created it (its
+    /// key pair journalled, the link not recorded), or a mapping table
+    /// holds key pairs of a pair not configured now. The state is not
+    /// marked complete until the mapping tables have been read again.
+    pub links_unsure: std::sync::atomic::AtomicBool,
+    /// The settlement of the last chunk applied, written in the background
+    /// while the next chunk is applied (see [`Agent::settled`]).
+    settling: std::sync::Mutex<crate::sync::background::PendingWrite>,
+}
+
 /// Log entries considered in one round of applying.
 ///
 /// Each entry is held with its row while the window is applied: a backlog of
@@ -172,6 +188,7 @@ impl Agent {
             .collect();
         // A paused pair's entries wait in the log until it resumes.
         let paused: Vec<usize> = self
+            .run
             .paused
             .lock()
             .expect("pauses lock")

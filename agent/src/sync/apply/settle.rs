@@ -35,7 +35,11 @@ impl Agent {
         tally: &mut Tally,
     ) -> SyncResult<Vec<Record>> {
         debug_assert!(
-            self.settling.lock().expect("settling lock").is_idle(),
+            self.applier
+                .settling
+                .lock()
+                .expect("settling lock")
+                .is_idle(),
             "a settlement is written after the one in the background"
         );
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
@@ -57,7 +61,7 @@ impl Agent {
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,
     ) -> SyncResult<Vec<Record>> {
-        let mut settling = self.settling.lock().expect("settling lock");
+        let mut settling = self.applier.settling.lock().expect("settling lock");
         debug_assert!(settling.is_idle(), "one settlement at a time");
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
         self.links_complete_with(&mut batch);
@@ -67,7 +71,7 @@ impl Agent {
 
     /// Waits for the settlement written in the background, if any.
     pub(super) async fn settled(&self) -> SyncResult<()> {
-        let mut write = std::mem::take(&mut *self.settling.lock().expect("settling lock"));
+        let mut write = std::mem::take(&mut *self.applier.settling.lock().expect("settling lock"));
         write.wait().await
     }
 

@@ -165,7 +165,7 @@ impl Agent {
                 && (!result.retry.is_empty()
                     || outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed(_))))
             {
-                self.links_unsure
+                self.applier.links_unsure
                     .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             let mut batch = StateBatch::default();
