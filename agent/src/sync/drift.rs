@@ -12,9 +12,10 @@ use tracing::{info, warn};
 
 use super::{Agent, SyncResult};
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 
 /// Paused table pairs, by pair index: why, and what fixes it.
-pub type Pauses = BTreeMap<usize, String>;
+pub type Pauses = BTreeMap<PairId, String>;
 
 /// How `now` differs from `planned` in what the plan relies on, one
 /// phrase; `None` when it does not.
@@ -74,9 +75,9 @@ impl Agent {
         for side in Side::BOTH {
             let connector = integration.endpoint(side);
             let err = integration.error(side);
-            let mut tables: Vec<(usize, TableSchema)> = Vec::new();
-            for (index, pair) in integration.plan.pairs.iter().enumerate() {
-                tables.push((index, pair.table(side).clone()));
+            let mut tables: Vec<(PairId, TableSchema)> = Vec::new();
+            for (id, pair) in integration.plan.enumerate() {
+                tables.push((id, pair.table(side).clone()));
             }
             tables.extend(
                 integration

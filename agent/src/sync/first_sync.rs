@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use tandem_connectors::{IdMapRow, Key, Row, Value};
 use tracing::{debug, info, Instrument};
 
+use crate::mapping::plan::PairId;
 use crate::mapping::split;
 
 use super::apply::{apply_span, e_is_data, Prepared, Ready, Record};
@@ -29,16 +30,6 @@ use crate::state::{CopyCheckpoint, Link, NewEntry, StateBatch, FORMAT_VERSION};
 
 /// Rows read per batch of the first copy.
 pub const COPY_BATCH: usize = 1000;
-
-fn pair_index(agent: &Agent, name: &str) -> usize {
-    agent
-        .integration
-        .plan
-        .pairs
-        .iter()
-        .position(|p| p.name == name)
-        .expect("a planned pair")
-}
 
 /// The natural key of `row`: its match columns' values; `None` when one is
 /// NULL (NULL matches nothing).
@@ -91,7 +82,7 @@ impl Agent {
     /// table's match columns whole (a map of keys, not of rows).
     async fn unlinked_by_match_key(
         &self,
-        pair: usize,
+        pair: PairId,
         side: Side,
     ) -> SyncResult<HashMap<String, Key>> {
         let plan = &self.integration.plan.pairs[pair];
@@ -156,7 +147,7 @@ impl Agent {
     /// the table back key by key would find nothing to copy: a tenth of a
     /// first sync into an empty table. Not for an API, whose changes are
     /// not captured by a trigger.
-    async fn skip_empty_target(&self, pair: usize) -> SyncResult<()> {
+    async fn skip_empty_target(&self, pair: PairId) -> SyncResult<()> {
         let plan = &self.integration.plan.pairs[pair];
         let connector = self.integration.endpoint(Side::Target);
         let name = checkpoint_name(Side::Target, &plan.name);
@@ -194,7 +185,7 @@ impl Agent {
         stop: &(dyn Fn() -> bool + Sync),
     ) -> SyncResult<bool> {
         for origin in Side::BOTH {
-            for pair in &self.integration.plan.pairs {
+            for (id, pair) in self.integration.plan.enumerate() {
                 let name = checkpoint_name(origin, &pair.name);
                 let checkpoint = self.state.checkpoint(&name)?.unwrap_or(CopyCheckpoint {
                     v: FORMAT_VERSION,
@@ -205,18 +196,11 @@ impl Agent {
                     continue;
                 }
                 if origin == Side::Source && checkpoint.after.is_none() {
-                    self.skip_empty_target(pair_index(self, &pair.name)).await?;
+                    self.skip_empty_target(id).await?;
                 }
                 let mut pending = PendingWrite::default();
                 let copied = self
-                    .copy_pair(
-                        pair_index(self, &pair.name),
-                        origin,
-                        checkpoint,
-                        tally,
-                        stop,
-                        &mut pending,
-                    )
+                    .copy_pair(id, origin, checkpoint, tally, stop, &mut pending)
                     .await;
                 // Whatever happened, the last batch's state is written before
                 // anything else touches the state.
@@ -245,7 +229,7 @@ impl Agent {
     /// done): a crash in between has the next start read the mapping tables.
     async fn copy_pair(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         mut checkpoint: CopyCheckpoint,
         tally: &mut Tally,
@@ -371,7 +355,7 @@ impl Agent {
     /// read now.
     async fn take_in(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         mut rows: Vec<Row>,
         keys_only: bool,
@@ -482,7 +466,7 @@ impl Agent {
     /// mapped while the one before is written.
     fn prepare_new(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
     ) -> SyncResult<NewCopies<'_>> {
@@ -523,7 +507,7 @@ impl Agent {
     /// the copies committed and before their figures are read.
     async fn copy_new(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         copies: NewCopies<'_>,
         tally: &mut Tally,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tandem_connectors::{Connector, ConnectorError, TableName, TableSchema};
 
 use crate::config::{Config, Side};
-use crate::mapping::plan::{self, Plan, PlanProblem};
+use crate::mapping::plan::{self, PairId, Plan, PlanProblem};
 use crate::state::State;
 use crate::store::StoreError;
 
@@ -91,12 +91,12 @@ pub struct Integration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// The table of the pair with this index.
-    Pair(usize),
+    Pair(PairId),
     /// An extra table the pair's rows are split into (its index in the
     /// pair's splits).
     Split {
         /// The pair.
-        pair: usize,
+        pair: PairId,
         /// The split.
         split: usize,
     },
@@ -104,7 +104,7 @@ pub enum Route {
 
 impl Route {
     /// The pair the change belongs to.
-    pub fn pair(self) -> usize {
+    pub fn pair(self) -> PairId {
         match self {
             Route::Pair(pair) | Route::Split { pair, .. } => pair,
         }
@@ -204,12 +204,10 @@ impl Integration {
     }
 
     /// The synced tables of `side` whose pair `keep` accepts (by index).
-    pub fn tables_of(&self, side: Side, keep: impl Fn(usize) -> bool) -> Vec<TableName> {
+    pub fn tables_of(&self, side: Side, keep: impl Fn(PairId) -> bool) -> Vec<TableName> {
         self.plan
-            .pairs
-            .iter()
             .enumerate()
-            .filter(|(i, _)| keep(*i))
+            .filter(|(id, _)| keep(*id))
             .map(|(_, p)| p.table(side).name.clone())
             .chain(
                 self.split_tables(side)
@@ -221,7 +219,7 @@ impl Integration {
 
     /// The pair a change row of `side` belongs to: that of its table, or
     /// of the pair whose rows are split into it.
-    pub fn pair_of_change(&self, side: Side, table: &str) -> Option<usize> {
+    pub fn pair_of_change(&self, side: Side, table: &str) -> Option<PairId> {
         self.route(side, table).map(Route::pair)
     }
 
@@ -243,22 +241,18 @@ impl Integration {
     pub fn split_tables(
         &self,
         side: Side,
-    ) -> impl Iterator<Item = (usize, usize, &TableSchema)> + '_ {
-        self.plan
-            .pairs
-            .iter()
-            .enumerate()
-            .flat_map(move |(p, pair)| {
-                pair.splits
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, s)| s.side == side)
-                    .map(move |(i, s)| (p, i, &s.table))
-            })
+    ) -> impl Iterator<Item = (PairId, usize, &TableSchema)> + '_ {
+        self.plan.enumerate().flat_map(move |(p, pair)| {
+            pair.splits
+                .iter()
+                .enumerate()
+                .filter(move |(_, s)| s.side == side)
+                .map(move |(i, s)| (p, i, &s.table))
+        })
     }
 
     /// The pair whose table on `side` is recorded in change rows as `table`.
-    pub fn pair_of(&self, side: Side, table: &str) -> Option<usize> {
+    pub fn pair_of(&self, side: Side, table: &str) -> Option<PairId> {
         match self.route(side, table)? {
             Route::Pair(pair) => Some(pair),
             Route::Split { .. } => None,
@@ -292,15 +286,15 @@ pub fn refuse(config: &Config, problems: &[PlanProblem]) -> SyncResult<()> {
 /// table of the same name (a plan never has both).
 fn routes(plan: &Plan, side: Side) -> HashMap<String, Route> {
     let mut routes = HashMap::new();
-    for (pair, plan) in plan.pairs.iter().enumerate() {
-        for (split, extra) in plan.splits.iter().enumerate() {
+    for (pair, planned) in plan.enumerate() {
+        for (split, extra) in planned.splits.iter().enumerate() {
             if extra.side == side {
                 routes.insert(extra.table.name.to_string(), Route::Split { pair, split });
             }
         }
     }
-    for (pair, plan) in plan.pairs.iter().enumerate() {
-        routes.insert(plan.table(side).name.to_string(), Route::Pair(pair));
+    for (pair, planned) in plan.enumerate() {
+        routes.insert(planned.table(side).name.to_string(), Route::Pair(pair));
     }
     routes
 }

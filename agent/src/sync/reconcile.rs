@@ -111,7 +111,7 @@ impl Agent {
     pub async fn reconcile(&self) -> SyncResult<Vec<Finding>> {
         self.refresh_lookups().await?;
         let mut findings = Vec::new();
-        for (index, pair) in self.integration.plan.pairs.iter().enumerate() {
+        for (index, pair) in self.integration.plan.enumerate() {
             let links: Vec<_> = self
                 .state
                 .links(&pair.name)?

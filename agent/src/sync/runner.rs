@@ -312,7 +312,7 @@ impl Agent {
             let letters = self.state.dead_letters()?;
             let mut pairs = Vec::new();
             let paused = self.run.paused.lock().expect("pauses lock").clone();
-            for (index, pair) in self.integration.plan.pairs.iter().enumerate() {
+            for (index, pair) in self.integration.plan.enumerate() {
                 let mut stats = self.state.stats(&pair.name)?;
                 if !counts.contains_key(&pair.name)
                     && first_sync_done

@@ -13,6 +13,7 @@ use tracing::debug;
 use super::drift::Pauses;
 use super::{Agent, Route, SyncError, SyncResult};
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 use crate::mapping::split;
 use crate::observe::metrics;
 use crate::state::NewEntry;
@@ -99,23 +100,21 @@ impl Agent {
             }
             // Coalesce: one entry per record, however often it changed,
             // noting whether a delete is among its changes.
-            let mut keys: Vec<(usize, Key, chrono::DateTime<chrono::Utc>, bool)> = Vec::new();
-            let mut seen: HashMap<(usize, String), usize> = HashMap::new();
-            let mut add = |pair: usize,
-                           key: Key,
-                           at: chrono::DateTime<chrono::Utc>,
-                           deleted: bool| match seen
-                .get(&(pair, key.encode()))
-            {
-                Some(&i) => {
-                    keys[i].2 = keys[i].2.max(at);
-                    keys[i].3 |= deleted;
-                }
-                None => {
-                    seen.insert((pair, key.encode()), keys.len());
-                    keys.push((pair, key, at, deleted));
-                }
-            };
+            let mut keys: Vec<(PairId, Key, chrono::DateTime<chrono::Utc>, bool)> = Vec::new();
+            let mut seen: HashMap<(PairId, String), usize> = HashMap::new();
+            let mut add =
+                |pair: PairId, key: Key, at: chrono::DateTime<chrono::Utc>, deleted: bool| {
+                    match seen.get(&(pair, key.encode())) {
+                        Some(&i) => {
+                            keys[i].2 = keys[i].2.max(at);
+                            keys[i].3 |= deleted;
+                        }
+                        None => {
+                            seen.insert((pair, key.encode()), keys.len());
+                            keys.push((pair, key, at, deleted));
+                        }
+                    }
+                };
             // Change rows per pair, for the metrics.
             let mut captured = vec![0; integration.plan.pairs.len()];
             for change in &changes {
@@ -150,8 +149,8 @@ impl Agent {
                     }
                 }
             }
-            let mut rows: HashMap<(usize, String), Row> = HashMap::new();
-            for pair in 0..integration.plan.pairs.len() {
+            let mut rows: HashMap<(PairId, String), Row> = HashMap::new();
+            for pair in integration.plan.ids() {
                 let wanted: Vec<Key> = keys
                     .iter()
                     .filter(|k| k.0 == pair)
@@ -199,7 +198,7 @@ impl Agent {
             self.state.append_log(entries)?;
             let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
             connector.delete_changes(&seqs).await.map_err(&err)?;
-            for (pair, plan) in integration.plan.pairs.iter().enumerate() {
+            for (pair, plan) in integration.plan.enumerate() {
                 if captured[pair] > 0 {
                     metrics::captured(&plan.name, side, captured[pair]);
                 }
@@ -247,7 +246,7 @@ fn change_table(agent: &Agent, side: Side) -> &'static str {
 
 /// The alert of a TRUNCATE: the agent cannot tell whether the other side
 /// should lose the same rows, so it asks.
-fn truncate_alert(agent: &Agent, side: Side, pair: usize, table: &str, seq: i64) -> String {
+fn truncate_alert(agent: &Agent, side: Side, pair: PairId, table: &str, seq: i64) -> String {
     let name = &agent.integration.plan.pairs[pair].name;
     format!(
         "pair {name}: {side} table {table} was truncated (change {seq}); Tandem does not guess \

@@ -17,7 +17,7 @@ use tandem_connectors::{Column, ForeignKey, TableName, TableSchema};
 
 use super::fit::{compatible, misfit, will_not_fit};
 use super::{
-    ColumnMap, DirectionMap, KeyMode, LookupTables, PairPlan, Plan, PlanProblem, Relation,
+    ColumnMap, DirectionMap, KeyMode, LookupTables, PairId, PairPlan, Plan, PlanProblem, Relation,
     SplitPlan, ValueSource,
 };
 use crate::config::{Side, TablePairConfig};
@@ -111,7 +111,7 @@ impl Plan {
         for pair in &mut ordered {
             for direction in &mut pair.directions {
                 for relation in &mut direction.relations {
-                    relation.pair = position[&relation.pair];
+                    relation.pair = PairId(position[&relation.pair.0]);
                 }
             }
         }
@@ -849,7 +849,7 @@ impl Context<'_> {
                 found.relations.push(Relation {
                     from: vec![from.clone()],
                     to: vec![w.to.clone()],
-                    pair: *pair,
+                    pair: PairId(*pair),
                     deferrable: deferrable(std::slice::from_ref(&w.to)),
                 });
             }
@@ -968,11 +968,11 @@ impl Context<'_> {
                     let from_columns: Vec<String> =
                         set.iter().map(|(_, f, _)| (*f).to_owned()).collect();
                     if let Some(existing) = found.relations.iter().find(|r| r.to == to_columns) {
-                        if existing.pair != pair {
+                        if existing.pair != PairId(pair) {
                             problems.push(PlanProblem::error(format!(
                                 "{at}: column(s) {} refer to pair {} on one side and to pair {pair_name} on the other",
                                 to_columns.join(", "),
-                                self.pair_name(existing.pair),
+                                self.pair_name(existing.pair.0),
                             )));
                         }
                         continue;
@@ -988,7 +988,7 @@ impl Context<'_> {
                         deferrable: deferrable(&to_columns),
                         from: from_columns,
                         to: to_columns,
-                        pair,
+                        pair: PairId(pair),
                     });
                 }
             }
@@ -1160,7 +1160,7 @@ fn apply_order(pairs: &[PairPlan]) -> Vec<usize> {
         .map(|(i, p)| {
             p.directions
                 .iter()
-                .flat_map(|d| d.relations.iter().map(|r| r.pair))
+                .flat_map(|d| d.relations.iter().map(|r| r.pair.0))
                 .filter(|parent| *parent != i)
                 .collect()
         })
@@ -1237,7 +1237,7 @@ mod tests {
     }
 
     fn map(plan: &Plan, pair: usize, origin: Side, row: &Row, state: &State) -> Mapped {
-        plan.map_row(pair, origin, row, state, &LookupCache::default())
+        plan.map_row(PairId(pair), origin, row, state, &LookupCache::default())
             .unwrap()
     }
 
@@ -1278,7 +1278,7 @@ mod tests {
         let orders = &plan.pairs[1].directions[0];
         assert_eq!(orders.key_mode, KeyMode::Generated);
         assert_eq!(written(orders), ["qty"]);
-        assert_eq!(orders.relations[0].pair, 0);
+        assert_eq!(orders.relations[0].pair, PairId(0));
 
         let state = State::in_memory();
         let row: Row = [
@@ -1334,7 +1334,7 @@ mod tests {
         .into();
         assert!(matches!(
             plan.map_row(
-                0,
+                PairId(0),
                 Side::Target,
                 &row,
                 &State::in_memory(),
@@ -1518,7 +1518,7 @@ mod tests {
         assert_eq!(written(to_target), ["OrderDate"]);
         assert_eq!(to_target.relations[0].from, ["customer_id"]);
         assert_eq!(to_target.relations[0].to, ["CustomerRef"]);
-        assert_eq!(to_target.relations[0].pair, 0);
+        assert_eq!(to_target.relations[0].pair, PairId(0));
         let to_source = &orders.directions[1];
         assert_eq!(to_source.relations[0].from, ["CustomerRef"]);
         assert_eq!(to_source.relations[0].to, ["customer_id"]);

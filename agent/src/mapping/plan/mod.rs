@@ -45,7 +45,7 @@ pub struct Relation {
     /// Columns on the side written to.
     pub to: Vec<String>,
     /// Index of the referenced table pair.
-    pub pair: usize,
+    pub pair: PairId,
     /// Whether the written columns may be NULL for a while (not part of the
     /// key, all nullable): a record whose parent is not linked yet is written
     /// with NULL and completed later.
@@ -157,10 +157,48 @@ impl PairPlan {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Pairs in apply order: referenced pairs before the pairs that refer to
-    /// them.
+    /// them; indexed by [`PairId`].
     pub pairs: Vec<PairPlan>,
     /// Reference tables read by lookups, by side.
     pub lookups: Vec<(Side, TableSchema)>,
+}
+
+/// A table pair of the plan: its place in [`Plan::pairs`] (apply order).
+/// It indexes the plan's pairs and every per-pair list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PairId(pub(crate) usize);
+
+impl PairId {
+    /// The position in [`Plan::pairs`].
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl<T> std::ops::Index<PairId> for Vec<T> {
+    type Output = T;
+
+    fn index(&self, pair: PairId) -> &T {
+        &self[pair.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<PairId> for Vec<T> {
+    fn index_mut(&mut self, pair: PairId) -> &mut T {
+        &mut self[pair.0]
+    }
+}
+
+impl Plan {
+    /// Every pair, in apply order.
+    pub fn ids(&self) -> impl DoubleEndedIterator<Item = PairId> + ExactSizeIterator {
+        (0..self.pairs.len()).map(PairId)
+    }
+
+    /// Every pair with its plan, in apply order.
+    pub fn enumerate(&self) -> impl Iterator<Item = (PairId, &PairPlan)> {
+        self.ids().zip(&self.pairs)
+    }
 }
 
 /// A row mapped for the other side.
@@ -278,7 +316,7 @@ impl Plan {
     /// references are translated through `links`.
     pub fn map_row(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         row: &Row,
         links: &dyn Links,

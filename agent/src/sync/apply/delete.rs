@@ -8,6 +8,7 @@ use tracing::{debug, warn, Instrument};
 
 use super::{apply_span, e_is_data, Attempt, Change, ChunkResult, Decision, Kind, Outcome, Record};
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 use crate::sync::report::Tally;
 use crate::sync::{Agent, SyncResult};
 
@@ -18,7 +19,7 @@ impl Agent {
     /// one at fault set aside.
     pub(super) async fn delete_chunk_with(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,
@@ -78,7 +79,7 @@ impl Agent {
     pub(super) async fn delete_batch(
         &self,
         tx: &mut dyn Transaction,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: &[Record],
         position: u64,
@@ -149,7 +150,7 @@ impl Agent {
     /// After deletes committed: the state, and the origin's mapping rows.
     pub(super) async fn deleted(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,
@@ -181,7 +182,7 @@ impl Agent {
     /// savepoint.
     pub(super) async fn delete_one_by_one(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,

@@ -19,6 +19,7 @@
 
 use super::{apply_span, e_is_data, Attempt, Change, ChunkResult, Outcome, Record};
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 use crate::sync::report::Tally;
 use crate::sync::{Agent, SyncError, SyncResult};
 
@@ -30,7 +31,7 @@ impl Agent {
     pub(super) async fn apply(
         &self,
         change: Change,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,
@@ -73,7 +74,7 @@ impl Agent {
     async fn chunk_or_alone(
         &self,
         change: Change,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,
@@ -132,7 +133,7 @@ impl Agent {
     async fn chunk(
         &self,
         change: Change,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,
@@ -173,7 +174,7 @@ impl Agent {
     async fn attempt(
         &self,
         change: Change,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,
@@ -197,7 +198,7 @@ impl Agent {
     #[allow(clippy::too_many_arguments)]
     fn refuse(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         record: Record,
         reason: SyncError,

@@ -25,6 +25,7 @@ use tracing::{info_span, warn, Span};
 use super::report::Tally;
 use super::{Agent, SyncError, SyncResult};
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 use crate::observe::metrics;
 use crate::state::{Link, LogEntry, StateBatch};
 
@@ -180,14 +181,13 @@ impl Agent {
     /// Applies everything in the change log that can be applied.
     pub async fn drain(&self, tally: &mut Tally) -> SyncResult<()> {
         self.refresh_lookups().await?;
-        let pairs = &self.integration.plan.pairs;
-        let index: HashMap<&str, usize> = pairs
-            .iter()
+        let plan = &self.integration.plan;
+        let index: HashMap<&str, PairId> = plan
             .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
+            .map(|(id, p)| (p.name.as_str(), id))
             .collect();
         // A paused pair's entries wait in the log until it resumes.
-        let paused: Vec<usize> = self
+        let paused: Vec<PairId> = self
             .run
             .paused
             .lock()
@@ -214,8 +214,8 @@ impl Agent {
             // million entries twice per window made draining it quadratic.
             let before = entries.len();
             let last = entries.last().map_or(0, |e| e.seq);
-            let mut groups: HashMap<(usize, Side), Vec<Record>> = HashMap::new();
-            let mut slots: HashMap<(usize, Side, String), usize> = HashMap::new();
+            let mut groups: HashMap<(PairId, Side), Vec<Record>> = HashMap::new();
+            let mut slots: HashMap<(PairId, Side, String), usize> = HashMap::new();
             let mut orphans = StateBatch::default();
             for entry in entries {
                 let Some(&pair) = index.get(entry.pair.as_str()) else {
@@ -247,7 +247,7 @@ impl Agent {
             self.state.commit(orphans, true)?;
             self.hold_behind_dead_letters(&mut groups)?;
             let take =
-                |groups: &mut HashMap<(usize, Side), Vec<Record>>, pair, side, deletes: bool| {
+                |groups: &mut HashMap<(PairId, Side), Vec<Record>>, pair, side, deletes: bool| {
                     let group = groups.entry((pair, side)).or_default();
                     let (picked, rest): (Vec<_>, Vec<_>) =
                         group.drain(..).partition(|r| r.row.is_none() == deletes);
@@ -255,7 +255,7 @@ impl Agent {
                     picked
                 };
             let mut retry = Vec::new();
-            for pair in (0..pairs.len()).rev() {
+            for pair in plan.ids().rev() {
                 for side in Side::BOTH {
                     let records = take(&mut groups, pair, side, true);
                     for failed in self
@@ -267,7 +267,7 @@ impl Agent {
                 }
             }
             let mut retry_upserts = Vec::new();
-            for pair in 0..pairs.len() {
+            for pair in plan.ids() {
                 for side in Side::BOTH {
                     let records = take(&mut groups, pair, side, false);
                     for failed in self
@@ -346,7 +346,7 @@ impl Agent {
 
     fn hold_behind_dead_letters(
         &self,
-        groups: &mut HashMap<(usize, Side), Vec<Record>>,
+        groups: &mut HashMap<(PairId, Side), Vec<Record>>,
     ) -> SyncResult<()> {
         let pairs = &self.integration.plan.pairs;
         let mut batch = StateBatch::default();

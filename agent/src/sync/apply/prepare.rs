@@ -6,6 +6,7 @@ use tracing::debug;
 
 use super::{Outcome, Record};
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 use crate::mapping::plan::{MapError, Mapped, SplitPlan};
 use crate::mapping::split;
 use crate::state::Link;
@@ -40,7 +41,7 @@ impl Agent {
     /// at all (stale, echo, waiting, unmappable) before anything is locked.
     pub(super) fn prepare(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         record: &Record,
     ) -> SyncResult<Prepared<'_>> {
@@ -52,7 +53,7 @@ impl Agent {
     /// [`Agent::prepare`] for a record whose `link` was already read.
     pub(in crate::sync) fn prepare_linked(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         record: &Record,
         link: Option<Link>,

@@ -6,6 +6,7 @@ use tracing::{debug, info, warn, Span};
 
 use super::{Kind, Outcome, Record};
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 use crate::observe::metrics;
 use crate::state::{DeadLetter, StateBatch, FORMAT_VERSION};
 use crate::sync::report::Tally;
@@ -17,7 +18,7 @@ impl Agent {
     /// reference still missing (their entries stay in the log).
     pub(super) fn settle(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,
@@ -29,7 +30,7 @@ impl Agent {
     pub(super) fn settle_with(
         &self,
         mut batch: StateBatch,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,
@@ -56,7 +57,7 @@ impl Agent {
     pub(super) fn settle_in_background(
         &self,
         mut batch: StateBatch,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,
@@ -81,7 +82,7 @@ impl Agent {
     pub(in crate::sync) fn settle_into(
         &self,
         batch: &mut StateBatch,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,

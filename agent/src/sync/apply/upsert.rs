@@ -11,6 +11,7 @@ use super::{
     Record,
 };
 use crate::config::Side;
+use crate::mapping::plan::PairId;
 use crate::mapping::split::{self, SplitCache};
 use crate::mapping::FilterExit;
 use crate::state::{InFlight, Link, PendingUpdates, StateBatch, FORMAT_VERSION};
@@ -28,7 +29,7 @@ impl Agent {
     /// written in batches, a few statements for the whole chunk.
     pub(super) async fn upsert_chunk_with(
         &self,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: Vec<Record>,
         last_chance: bool,
@@ -227,7 +228,7 @@ impl Agent {
     pub(super) async fn upsert_batch(
         &self,
         tx: &mut dyn Transaction,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         records: &[Record],
         position: u64,
@@ -255,7 +256,7 @@ impl Agent {
     pub(in crate::sync) async fn write_batch(
         &self,
         tx: &mut dyn Transaction,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         mut ready: Vec<(&Record, Ready<'_>)>,
         mut outcomes: Vec<(Record, Outcome)>,
@@ -410,7 +411,7 @@ impl Agent {
     pub(super) async fn upsert_one(
         &self,
         tx: &mut dyn Transaction,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         record: &Record,
         position: u64,
@@ -516,7 +517,7 @@ impl Agent {
     pub(super) async fn left_the_filter(
         &self,
         tx: &mut dyn Transaction,
-        pair: usize,
+        pair: PairId,
         origin: Side,
         link: Option<&Link>,
         position: u64,
