@@ -55,7 +55,7 @@ pub(super) async fn run(path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         print!("{}", report.tally.render(&names));
-        let paused = agent.run.paused.lock().expect("pauses lock").clone();
+        let paused = agent.run_state.paused.lock().expect("pauses lock").clone();
         if !paused.is_empty() {
             for reason in paused.values() {
                 eprintln!("error: paused: {reason}");

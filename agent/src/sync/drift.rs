@@ -126,7 +126,7 @@ impl Agent {
     /// Makes `now` the paused pairs: logs each newly paused pair once, and
     /// each pair that resumed.
     pub fn report_pauses(&self, now: Pauses) {
-        let mut paused = self.run.paused.lock().expect("pauses lock");
+        let mut paused = self.run_state.paused.lock().expect("pauses lock");
         for (index, reason) in &now {
             if paused.get(index) != Some(reason) {
                 warn!(pair = %self.integration.plan.pairs[*index].name, "table pair paused: {reason}");

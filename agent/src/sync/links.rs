@@ -141,7 +141,7 @@ impl Agent {
             }
         }
         // Every link is in the state now, but for pairs not configured.
-        self.applier
+        self.apply_state
             .links_unsure
             .store(unlinked_elsewhere, std::sync::atomic::Ordering::SeqCst);
         let mut complete = StateBatch::default();

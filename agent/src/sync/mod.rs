@@ -323,12 +323,12 @@ pub struct Agent {
     /// Progress, for the systemd watchdog.
     pub heartbeat: crate::service::Heartbeat,
     /// What the tailer keeps between passes.
-    pub tailer: tail::TailerState,
+    pub tail_state: tail::TailerState,
     /// What the applier keeps between passes.
-    pub applier: apply::ApplierState,
+    pub apply_state: apply::ApplierState,
     /// What the runner keeps between passes: pauses, the outage being
     /// retried, when the tables were last compared with the plan.
-    pub run: runner::RunState,
+    pub run_state: runner::RunState,
 }
 
 impl Agent {
@@ -338,9 +338,9 @@ impl Agent {
             integration,
             state,
             heartbeat: Default::default(),
-            tailer: Default::default(),
-            applier: Default::default(),
-            run: Default::default(),
+            tail_state: Default::default(),
+            apply_state: Default::default(),
+            run_state: Default::default(),
         }
     }
 
@@ -348,7 +348,7 @@ impl Agent {
     /// some that this process cannot vouch for (see [`Agent::links_unsure`]).
     pub(crate) fn links_complete_with(&self, batch: &mut crate::state::StateBatch) {
         if !self
-            .applier
+            .apply_state
             .links_unsure
             .load(std::sync::atomic::Ordering::SeqCst)
         {
@@ -359,7 +359,7 @@ impl Agent {
     /// Reads (again, when stale) the reference tables lookups use.
     pub async fn refresh_lookups(&self) -> SyncResult<()> {
         let mut cache =
-            std::mem::take(&mut *self.applier.lookups.write().expect("lookup cache lock"));
+            std::mem::take(&mut *self.apply_state.lookups.write().expect("lookup cache lock"));
         let mut result = Ok(());
         'pairs: for pair in &self.integration.plan.pairs {
             for direction in &pair.directions {
@@ -400,7 +400,7 @@ impl Agent {
                 }
             }
         }
-        *self.applier.lookups.write().expect("lookup cache lock") = cache;
+        *self.apply_state.lookups.write().expect("lookup cache lock") = cache;
         result
     }
 }

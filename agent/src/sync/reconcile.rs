@@ -146,7 +146,7 @@ impl Agent {
                         (Some(source), Some(target)) => {
                             let mapped = {
                                 let lookups =
-                                    self.applier.lookups.read().expect("lookup cache lock");
+                                    self.apply_state.lookups.read().expect("lookup cache lock");
                                 self.integration.plan.map_row(
                                     index,
                                     Side::Source,

@@ -116,17 +116,21 @@ impl Agent {
         // described at most once a DRIFT_CHECK_INTERVAL (an error reading
         // rows in between has the tables compared at once, see `run`).
         let due = self
-            .run
+            .run_state
             .drift_checked
             .lock()
             .expect("drift check lock")
             .is_none_or(|at| at.elapsed() >= DRIFT_CHECK_INTERVAL);
         let mut paused = if due {
             let found = self.check_drift().await?;
-            *self.run.drift_checked.lock().expect("drift check lock") = Some(Instant::now());
+            *self
+                .run_state
+                .drift_checked
+                .lock()
+                .expect("drift check lock") = Some(Instant::now());
             found
         } else {
-            self.run.paused.lock().expect("pauses lock").clone()
+            self.run_state.paused.lock().expect("pauses lock").clone()
         };
         let mut captured = [0; 2];
         for side in Side::BOTH {
@@ -227,8 +231,12 @@ impl Agent {
                 Ok(_) => {
                     self.heartbeat.beat();
                     if recover {
-                        if let Some(outage) =
-                            self.run.retrying.lock().expect("retrying lock").take()
+                        if let Some(outage) = self
+                            .run_state
+                            .retrying
+                            .lock()
+                            .expect("retrying lock")
+                            .take()
                         {
                             info!(outage = %outage, "recovered; syncing again");
                         }
@@ -259,7 +267,7 @@ impl Agent {
                     {
                         // The outage began at the first failure; the latest
                         // error says what it is now.
-                        let mut retrying = self.run.retrying.lock().expect("retrying lock");
+                        let mut retrying = self.run_state.retrying.lock().expect("retrying lock");
                         let since = retrying
                             .as_ref()
                             .and_then(|r| r.split_once(": ").map(|(s, _)| s.to_owned()))
@@ -311,7 +319,7 @@ impl Agent {
             let counts = self.state.log_counts()?;
             let letters = self.state.dead_letters()?;
             let mut pairs = Vec::new();
-            let paused = self.run.paused.lock().expect("pauses lock").clone();
+            let paused = self.run_state.paused.lock().expect("pauses lock").clone();
             for (index, pair) in self.integration.plan.enumerate() {
                 let mut stats = self.state.stats(&pair.name)?;
                 if !counts.contains_key(&pair.name)
@@ -350,7 +358,12 @@ impl Agent {
                     written_at: Utc::now(),
                     first_sync_done,
                     pairs,
-                    retrying: self.run.retrying.lock().expect("retrying lock").clone(),
+                    retrying: self
+                        .run_state
+                        .retrying
+                        .lock()
+                        .expect("retrying lock")
+                        .clone(),
                 },
                 listed,
             ))

@@ -219,7 +219,7 @@ impl Agent {
     /// Reports a change row whose key cannot be read, once; it is left in
     /// the change table and skipped from then on.
     fn set_aside(&self, side: Side, change: &tandem_connectors::CapturedChange, why: &str) {
-        let mut set_aside = self.tailer.set_aside.lock().expect("set-aside lock");
+        let mut set_aside = self.tail_state.set_aside.lock().expect("set-aside lock");
         if set_aside.insert((side.index(), change.seq)) {
             tracing::warn!(
                 %side,

@@ -188,7 +188,7 @@ impl Agent {
             .collect();
         // A paused pair's entries wait in the log until it resumes.
         let paused: Vec<PairId> = self
-            .run
+            .run_state
             .paused
             .lock()
             .expect("pauses lock")

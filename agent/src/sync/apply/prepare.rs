@@ -71,7 +71,7 @@ impl Agent {
             }
         }
         let mapped = {
-            let lookups = self.applier.lookups.read().expect("lookup cache lock");
+            let lookups = self.apply_state.lookups.read().expect("lookup cache lock");
             self.integration
                 .plan
                 .map_row(pair, origin, row, &self.state, &lookups)

@@ -36,7 +36,7 @@ impl Agent {
         tally: &mut Tally,
     ) -> SyncResult<Vec<Record>> {
         debug_assert!(
-            self.applier
+            self.apply_state
                 .settling
                 .lock()
                 .expect("settling lock")
@@ -62,7 +62,7 @@ impl Agent {
         outcomes: Vec<(Record, Outcome)>,
         tally: &mut Tally,
     ) -> SyncResult<Vec<Record>> {
-        let mut settling = self.applier.settling.lock().expect("settling lock");
+        let mut settling = self.apply_state.settling.lock().expect("settling lock");
         debug_assert!(settling.is_idle(), "one settlement at a time");
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
         self.links_complete_with(&mut batch);
@@ -72,7 +72,8 @@ impl Agent {
 
     /// Waits for the settlement written in the background, if any.
     pub(super) async fn settled(&self) -> SyncResult<()> {
-        let mut write = std::mem::take(&mut *self.applier.settling.lock().expect("settling lock"));
+        let mut write =
+            std::mem::take(&mut *self.apply_state.settling.lock().expect("settling lock"));
         write.wait().await
     }
 

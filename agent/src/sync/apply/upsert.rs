@@ -166,7 +166,7 @@ impl Agent {
                 && (!result.retry.is_empty()
                     || outcomes.iter().any(|(_, o)| matches!(o, Outcome::Failed(_))))
             {
-                self.applier.links_unsure
+                self.apply_state.links_unsure
                     .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             let mut batch = StateBatch::default();
