@@ -61,6 +61,30 @@ fn checkpoint_name(origin: Side, pair: &str) -> String {
     format!("first-sync/{origin}/{pair}")
 }
 
+/// A scanned first-sync batch, sorted by [`Agent::take_in`].
+struct Scanned<'p> {
+    /// Records seen for the first time, mapped for their copy.
+    new: NewCopies<'p>,
+    /// Records bound for the change log.
+    entries: Vec<NewEntry>,
+    /// Records linked to an existing one by natural key.
+    matched: Vec<Link>,
+    /// The batch's last key.
+    after: Option<Key>,
+    /// Whether it is the table's last batch.
+    done: bool,
+    /// Records to copy or log (for the progress count).
+    seen: u64,
+}
+
+/// First-sync records mapped ahead of their copy by [`Agent::prepare_new`].
+struct NewCopies<'p> {
+    /// The records, in scan order.
+    records: Vec<Record>,
+    /// Those ready to be copied (by position in `records`), mapped.
+    ready: Vec<(usize, Ready<'p>)>,
+}
+
 impl Agent {
     /// Whether the first sync has finished for every pair and direction.
     pub fn first_sync_done(&self) -> SyncResult<bool> {
@@ -209,7 +233,7 @@ impl Agent {
                 written?;
                 // Every copy made so far is linked now.
                 let mut batch = StateBatch::default();
-                self.links_complete_with(&mut batch);
+                self.apply_state.links_complete_with(&mut batch);
                 self.state.commit(batch, true)?;
                 if !copied {
                     return Ok(false);
@@ -242,7 +266,7 @@ impl Agent {
         let connector = self.integration.endpoint(origin);
         let err = self.integration.error(origin);
         let rows = connector.estimate_rows(table).await.map_err(&err)?;
-        self.refresh_lookups().await?;
+        self.apply_state.refresh_lookups(&self.integration).await?;
         let progress = CopyProgress::start(&plan.name, origin, &table.name.to_string(), rows);
         let mut copied = 0u64;
         // Records that exist on both sides already, by natural key: linked
@@ -327,10 +351,10 @@ impl Agent {
                 // Records for the change log, or waiting there: written now,
                 // and applied once every copy so far is linked.
                 let logged = entries.len();
-                self.links_complete_with(&mut batch);
+                self.apply_state.links_complete_with(&mut batch);
                 self.state.append_log_with(entries, batch)?;
                 metrics::logged(&plan.name, origin, logged);
-                self.drain(tally).await?;
+                self.applier().drain(tally).await?;
             }
             self.heartbeat.beat();
             let Some(next) = next else {
@@ -434,33 +458,7 @@ impl Agent {
             seen,
         })
     }
-}
 
-/// A scanned first-sync batch, sorted by [`Agent::take_in`].
-struct Scanned<'p> {
-    /// Records seen for the first time, mapped for their copy.
-    new: NewCopies<'p>,
-    /// Records bound for the change log.
-    entries: Vec<NewEntry>,
-    /// Records linked to an existing one by natural key.
-    matched: Vec<Link>,
-    /// The batch's last key.
-    after: Option<Key>,
-    /// Whether it is the table's last batch.
-    done: bool,
-    /// Records to copy or log (for the progress count).
-    seen: u64,
-}
-
-/// First-sync records mapped ahead of their copy by [`Agent::prepare_new`].
-struct NewCopies<'p> {
-    /// The records, in scan order.
-    records: Vec<Record>,
-    /// Those ready to be copied (by position in `records`), mapped.
-    ready: Vec<(usize, Ready<'p>)>,
-}
-
-impl Agent {
     /// First sync: maps records that have no link (not even a tombstone)
     /// and so no copy yet, ahead of [`Agent::copy_new`]: the next batch is
     /// mapped while the one before is written.
@@ -481,7 +479,7 @@ impl Agent {
         }
         for (i, record) in copies.records.iter().enumerate() {
             // The caller read the links: these records have none.
-            if let Prepared::Ready(r) = self.prepare_linked(pair, origin, record, None)? {
+            if let Prepared::Ready(r) = self.applier().prepare_linked(pair, origin, record, None)? {
                 if !r.partial {
                     copies.ready.push((i, r));
                 }
@@ -535,6 +533,7 @@ impl Agent {
             let position = self.state.log_position()?;
             let mut tx = connector.begin().await.map_err(&err)?;
             match self
+                .applier()
                 .write_batch(&mut *tx, pair, origin, ready, Vec::new(), position)
                 .await
             {
@@ -547,7 +546,8 @@ impl Agent {
                     crate::crash::point("first-sync-committed");
                     previous.wait().await?;
                     let partial =
-                        self.settle_into(&mut batch, pair, origin, written, tally, false)?;
+                        self.applier()
+                            .settle_into(&mut batch, pair, origin, written, tally, false)?;
                     debug_assert!(partial.is_empty(), "partial records are not copied directly");
                     Ok(true)
                 }

@@ -145,7 +145,7 @@ impl Agent {
             .links_unsure
             .store(unlinked_elsewhere, std::sync::atomic::Ordering::SeqCst);
         let mut complete = StateBatch::default();
-        self.links_complete_with(&mut complete);
+        self.apply_state.links_complete_with(&mut complete);
         self.state.commit(complete, true)?;
         if adopted > 0 {
             info!(adopted, "links recovered from the mapping tables");

@@ -109,7 +109,7 @@ fn same(a: &Value, b: &Value) -> bool {
 impl Agent {
     /// Compares both sides of every pair.
     pub async fn reconcile(&self) -> SyncResult<Vec<Finding>> {
-        self.refresh_lookups().await?;
+        self.apply_state.refresh_lookups(&self.integration).await?;
         let mut findings = Vec::new();
         for (index, pair) in self.integration.plan.enumerate() {
             let links: Vec<_> = self
@@ -314,7 +314,7 @@ impl Agent {
         }
         self.state.append_log_with(entries, batch)?;
         let mut tally = Tally::default();
-        self.drain(&mut tally).await?;
+        self.applier().drain(&mut tally).await?;
         Ok(tally)
     }
 }

@@ -140,7 +140,7 @@ impl Agent {
         }
         crate::crash::point("tailed");
         self.report_pauses(paused);
-        self.drain(tally).await?;
+        self.applier().drain(tally).await?;
         Ok(captured)
     }
 
@@ -381,9 +381,7 @@ impl Agent {
             Err(e) => warn!(error = %e, "could not build the status snapshot"),
         }
     }
-}
 
-impl Agent {
     /// Whether a failed pass is explained by a table that changed under the
     /// agent: the affected pairs are paused (and reported) and the others
     /// go on at the next pass, instead of the agent stopping.

@@ -213,9 +213,7 @@ impl Agent {
         }
         Ok(consumed)
     }
-}
 
-impl Agent {
     /// Reports a change row whose key cannot be read, once; it is left in
     /// the change table and skipped from then on.
     fn set_aside(&self, side: Side, change: &tandem_connectors::CapturedChange, why: &str) {

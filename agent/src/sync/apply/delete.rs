@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use tandem_connectors::{ErrorKind, Key, Row, Transaction};
 use tracing::{debug, warn, Instrument};
 
-use super::{apply_span, e_is_data, Attempt, Change, ChunkResult, Decision, Kind, Outcome, Record};
+use super::{
+    apply_span, e_is_data, Applier, Attempt, Change, ChunkResult, Decision, Kind, Outcome, Record,
+};
 use crate::config::Side;
 use crate::mapping::plan::PairId;
 use crate::sync::report::Tally;
-use crate::sync::{Agent, SyncResult};
+use crate::sync::SyncResult;
 
-impl Agent {
+impl Applier<'_> {
     /// One transaction's worth of deletes (a rung of the ladder in
     /// [`super::ladder`]): in a batch without savepoints, any data error
     /// failing the whole batch; with savepoints, record by record, only the

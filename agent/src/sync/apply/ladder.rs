@@ -17,13 +17,13 @@
 //! Records written with a reference still missing (a parent in the same
 //! group, linked by then) are applied once more at the end.
 
-use super::{apply_span, e_is_data, Attempt, Change, ChunkResult, Outcome, Record};
+use super::{apply_span, e_is_data, Applier, Attempt, Change, ChunkResult, Outcome, Record};
 use crate::config::Side;
 use crate::mapping::plan::PairId;
 use crate::sync::report::Tally;
-use crate::sync::{Agent, SyncError, SyncResult};
+use crate::sync::{SyncError, SyncResult};
 
-impl Agent {
+impl Applier<'_> {
     /// Applies `records`, which changed (`change`) on `origin`, to their
     /// copies. Returns the records refused for a data reason when
     /// `last_chance` is false (the round tries them again after everything

@@ -23,10 +23,15 @@ use tracing::field::Empty;
 use tracing::{info_span, warn, Span};
 
 use super::report::Tally;
-use super::{Agent, SyncError, SyncResult};
+use std::sync::Mutex;
+
+use super::drift::Pauses;
+use super::{Agent, Integration, SyncError, SyncResult};
 use crate::config::Side;
 use crate::mapping::plan::PairId;
 use crate::observe::metrics;
+use crate::service::Heartbeat;
+use crate::state::State;
 use crate::state::{Link, LogEntry, StateBatch};
 
 mod decide;
@@ -54,6 +59,91 @@ pub struct ApplierState {
     /// The settlement of the last chunk applied, written in the background
     /// while the next chunk is applied (see [`Agent::settled`]).
     settling: std::sync::Mutex<crate::sync::background::PendingWrite>,
+}
+
+/// The applier, the stage from the change log to the other side: reads
+/// the log's entries, maps them, writes them through the retry ladder and
+/// settles what was written. A view over what it needs of the agent.
+pub struct Applier<'a> {
+    /// Endpoints and plan.
+    pub integration: &'a Integration,
+    /// The state directory.
+    pub state: &'a State,
+    /// What the applier keeps between passes.
+    apply_state: &'a ApplierState,
+    /// The pairs the runner paused: their entries wait in the log.
+    paused: &'a Mutex<Pauses>,
+    /// Progress, for the watchdog.
+    heartbeat: &'a Heartbeat,
+}
+
+impl Agent {
+    /// The applier over this agent's integration and state.
+    pub fn applier(&self) -> Applier<'_> {
+        Applier {
+            integration: &self.integration,
+            state: &self.state,
+            apply_state: &self.apply_state,
+            paused: &self.run_state.paused,
+            heartbeat: &self.heartbeat,
+        }
+    }
+}
+
+impl ApplierState {
+    /// Adds to `batch` that the state holds every link, unless it may lack
+    /// some that this process cannot vouch for (see [`ApplierState::links_unsure`]).
+    pub(crate) fn links_complete_with(&self, batch: &mut crate::state::StateBatch) {
+        if !self.links_unsure.load(std::sync::atomic::Ordering::SeqCst) {
+            batch.mark_links_complete();
+        }
+    }
+
+    /// Reads (again, when stale) the reference tables lookups use.
+    pub async fn refresh_lookups(&self, integration: &Integration) -> SyncResult<()> {
+        let mut cache = std::mem::take(&mut *self.lookups.write().expect("lookup cache lock"));
+        let mut result = Ok(());
+        'pairs: for pair in &integration.plan.pairs {
+            for direction in &pair.directions {
+                for column in &direction.columns {
+                    let crate::mapping::plan::ValueSource::Lookup {
+                        side,
+                        table,
+                        match_column,
+                        value_column,
+                        ..
+                    } = &column.source
+                    else {
+                        continue;
+                    };
+                    let Some((_, schema)) = integration
+                        .plan
+                        .lookups
+                        .iter()
+                        .find(|(s, t)| s == side && t.name.to_string() == *table)
+                    else {
+                        continue;
+                    };
+                    let connector = integration.endpoint(*side);
+                    if let Err(e) = cache
+                        .load(
+                            *side,
+                            connector.as_ref(),
+                            schema,
+                            match_column,
+                            value_column,
+                        )
+                        .await
+                    {
+                        result = Err(integration.error(*side)(e));
+                        break 'pairs;
+                    }
+                }
+            }
+        }
+        *self.lookups.write().expect("lookup cache lock") = cache;
+        result
+    }
 }
 
 /// Log entries considered in one round of applying.
@@ -177,10 +267,10 @@ pub(super) fn apply_span(pair: &str, origin: Side, records: usize) -> Span {
     )
 }
 
-impl Agent {
+impl Applier<'_> {
     /// Applies everything in the change log that can be applied.
     pub async fn drain(&self, tally: &mut Tally) -> SyncResult<()> {
-        self.refresh_lookups().await?;
+        self.apply_state.refresh_lookups(self.integration).await?;
         let plan = &self.integration.plan;
         let index: HashMap<&str, PairId> = plan
             .enumerate()
@@ -188,7 +278,6 @@ impl Agent {
             .collect();
         // A paused pair's entries wait in the log until it resumes.
         let paused: Vec<PairId> = self
-            .run_state
             .paused
             .lock()
             .expect("pauses lock")

@@ -4,13 +4,13 @@
 use tandem_connectors::{Fingerprint, Row};
 use tracing::debug;
 
-use super::{Outcome, Record};
+use super::{Applier, Outcome, Record};
 use crate::config::Side;
 use crate::mapping::plan::PairId;
 use crate::mapping::plan::{MapError, Mapped, SplitPlan};
 use crate::mapping::split;
 use crate::state::Link;
-use crate::sync::{Agent, SyncResult};
+use crate::sync::SyncResult;
 
 /// A record mapped and ready to be written.
 pub(in crate::sync) struct Ready<'p> {
@@ -36,7 +36,7 @@ pub(in crate::sync) enum Prepared<'p> {
     Ready(Ready<'p>),
 }
 
-impl Agent {
+impl<'a> Applier<'a> {
     /// Reads a record's link and maps its row: decides what needs no write
     /// at all (stale, echo, waiting, unmappable) before anything is locked.
     pub(super) fn prepare(
@@ -44,7 +44,7 @@ impl Agent {
         pair: PairId,
         origin: Side,
         record: &Record,
-    ) -> SyncResult<Prepared<'_>> {
+    ) -> SyncResult<Prepared<'a>> {
         let name = &self.integration.plan.pairs[pair].name;
         let link = self.state.link(name, origin, &record.key)?;
         self.prepare_linked(pair, origin, record, link)
@@ -57,7 +57,7 @@ impl Agent {
         origin: Side,
         record: &Record,
         link: Option<Link>,
-    ) -> SyncResult<Prepared<'_>> {
+    ) -> SyncResult<Prepared<'a>> {
         let plan = &self.integration.plan.pairs[pair];
         let row = record.row.as_ref().expect("upserts have rows");
         let fingerprint = Fingerprint::of(row);
@@ -74,7 +74,7 @@ impl Agent {
             let lookups = self.apply_state.lookups.read().expect("lookup cache lock");
             self.integration
                 .plan
-                .map_row(pair, origin, row, &self.state, &lookups)
+                .map_row(pair, origin, row, self.state, &lookups)
         };
         let unmappable =
             |reason: String| Outcome::Failed(format!("{} {}: {reason}", plan.name, record.key));

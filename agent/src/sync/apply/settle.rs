@@ -4,15 +4,15 @@
 use chrono::Utc;
 use tracing::{debug, info, warn, Span};
 
-use super::{Kind, Outcome, Record};
+use super::{Applier, Kind, Outcome, Record};
 use crate::config::Side;
 use crate::mapping::plan::PairId;
 use crate::observe::metrics;
 use crate::state::{DeadLetter, StateBatch, FORMAT_VERSION};
 use crate::sync::report::Tally;
-use crate::sync::{Agent, SyncResult};
+use crate::sync::SyncResult;
 
-impl Agent {
+impl Applier<'_> {
     /// Records what a committed transaction did: links, consumed log
     /// entries, dead letters, figures. Returns the records written with a
     /// reference still missing (their entries stay in the log).
@@ -46,7 +46,7 @@ impl Agent {
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
         // Chunks are applied one at a time, each settled before the next:
         // every copy made so far is linked once this is written.
-        self.links_complete_with(&mut batch);
+        self.apply_state.links_complete_with(&mut batch);
         self.state.commit(batch, true)?;
         Ok(partial)
     }
@@ -65,8 +65,8 @@ impl Agent {
         let mut settling = self.apply_state.settling.lock().expect("settling lock");
         debug_assert!(settling.is_idle(), "one settlement at a time");
         let partial = self.settle_into(&mut batch, pair, origin, outcomes, tally, true)?;
-        self.links_complete_with(&mut batch);
-        settling.start(&self.state, batch);
+        self.apply_state.links_complete_with(&mut batch);
+        settling.start(self.state, batch);
         Ok(partial)
     }
 

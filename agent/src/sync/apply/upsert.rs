@@ -7,8 +7,8 @@ use tandem_connectors::{CopyOf, ErrorKind, Fingerprint, Key, Row, Transaction};
 use tracing::{debug, Instrument};
 
 use super::{
-    apply_span, e_is_data, Attempt, Change, ChunkResult, Decision, Kind, Outcome, Prepared, Ready,
-    Record,
+    apply_span, e_is_data, Applier, Attempt, Change, ChunkResult, Decision, Kind, Outcome,
+    Prepared, Ready, Record,
 };
 use crate::config::Side;
 use crate::mapping::plan::PairId;
@@ -16,13 +16,13 @@ use crate::mapping::split::{self, SplitCache};
 use crate::mapping::FilterExit;
 use crate::state::{InFlight, Link, PendingUpdates, StateBatch, FORMAT_VERSION};
 use crate::sync::report::Tally;
-use crate::sync::{Agent, SyncResult};
+use crate::sync::SyncResult;
 
 /// Records of a batch to write, by position, each with whether it is a
 /// conflict.
 type Picks = Vec<(usize, bool)>;
 
-impl Agent {
+impl Applier<'_> {
     /// One transaction's worth of inserts and updates (a rung of the
     /// ladder in [`super::ladder`]), with or without a savepoint per record.
     /// Without savepoints, records of a table that is not split are
