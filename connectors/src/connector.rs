@@ -30,37 +30,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
 use crate::value::{Key, Row};
-
-/// The database engines Tandem talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    /// PostgreSQL 12 and later.
-    Postgres,
-    /// MySQL 8 and MariaDB 10.5 and later.
-    Mysql,
-    /// SQLite 3 (embedded, through rusqlite).
-    Sqlite,
-    /// Microsoft SQL Server 2016 and later.
-    Mssql,
-    /// A cloud application's REST API (see [`crate::http`]).
-    Http,
-}
-
-impl std::fmt::Display for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Engine::Postgres => "postgres",
-            Engine::Mysql => "mysql",
-            Engine::Sqlite => "sqlite",
-            Engine::Mssql => "mssql",
-            Engine::Http => "http",
-        })
-    }
-}
 
 /// How to reach one endpoint.
 #[derive(Clone)]
@@ -846,19 +819,6 @@ pub trait Transaction: Send {
 
     /// Rolls back everything.
     async fn rollback(self: Box<Self>) -> Result<()>;
-}
-
-/// Connects to an endpoint: checks that the server answers and sets up a
-/// pool. A refused connection is a [`crate::ErrorKind::Connection`] error
-/// naming the host.
-pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
-    Ok(match config.engine {
-        Engine::Postgres => crate::postgres::connect(config).await?,
-        Engine::Mysql => crate::mysql::connect(config).await?,
-        Engine::Sqlite => crate::sqlite::connect(config).await?,
-        Engine::Mssql => crate::mssql::connect(config).await?,
-        Engine::Http => crate::http::connect(config).await?,
-    })
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::connector::{
-    CapturedChange, Connector, CopyOf, Engine, Finding, IdMapRow, Installation, RowCount,
-    Transaction,
+    CapturedChange, Connector, CopyOf, Finding, IdMapRow, Installation, RowCount, Transaction,
 };
+use crate::engine::Engine;
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::{TableName, TableSchema};
 use crate::value::{Key, Row, Value};

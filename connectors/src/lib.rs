@@ -7,6 +7,7 @@
 //! describes.
 
 pub mod connector;
+pub mod engine;
 pub mod error;
 #[cfg(feature = "faults")]
 pub mod faults;
@@ -24,9 +25,10 @@ pub mod value;
 mod properties;
 
 pub use connector::{
-    connect, CapturedChange, ChangeOp, Connector, CopyOf, EndpointConfig, Engine, Finding,
-    IdMapRow, Installation, RowCount, TlsConfig, TlsMode, Transaction,
+    CapturedChange, ChangeOp, Connector, CopyOf, EndpointConfig, Finding, IdMapRow, Installation,
+    RowCount, TlsConfig, TlsMode, Transaction,
 };
+pub use engine::{connect, Engine};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use schema::{Capacity, Charset, Column, DataType, ForeignKey, TableName, TableSchema};
 pub use value::{Fingerprint, Key, Row, Value};

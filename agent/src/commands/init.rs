@@ -49,16 +49,12 @@ struct Given {
 /// Reads a URL given to `init`: its engine by scheme, its password taken
 /// out for the written config, a relative SQLite file made absolute.
 fn given(side: Side, url: &str) -> anyhow::Result<Given> {
-    let scheme = url.split("://").next().unwrap_or_default();
-    let engine = match scheme {
-        "postgres" | "postgresql" => Engine::Postgres,
-        "mysql" | "mariadb" => Engine::Mysql,
-        "sqlite" => Engine::Sqlite,
-        "mssql" | "sqlserver" => Engine::Mssql,
-        "http" | "https" => bail!(
+    let engine = match Engine::of_database_url(url) {
+        Some(engine) => engine,
+        None if Engine::Http.accepts_url(url) => bail!(
             "--{side}: init reads database catalogs; describe an API's objects by hand (see docs/http.md)"
         ),
-        _ => bail!(
+        None => bail!(
             "--{side}: {} is not a database URL (postgres://, mysql://, sqlite://, mssql://)",
             tandem_connectors::connector::redact_url(url)
         ),
@@ -176,11 +172,7 @@ async fn describe_all(side: Side, connector: &dyn Connector) -> anyhow::Result<V
 
 /// How a config names `table` on an engine: without the default schema.
 fn configured(engine: Engine, table: &TableName) -> String {
-    let default = match engine {
-        Engine::Postgres => Some("public"),
-        Engine::Mssql => Some("dbo"),
-        _ => None,
-    };
+    let default = engine.default_schema();
     match &table.schema {
         Some(schema) if Some(schema.as_str()) != default => format!("{schema}.{}", table.name),
         _ => table.name.clone(),

@@ -226,19 +226,11 @@ impl Agent {
                 "change row set aside: its key {} cannot be read ({why}); the other changes go on; \
                  fix the row or delete it: DELETE FROM {} WHERE seq = {}",
                 change.key,
-                change_table(self, side),
+                self.integration.endpoint(side).engine().change_table(),
                 change.seq
             );
             crate::observe::metrics::set_aside();
         }
-    }
-}
-
-/// The change table of `side`, as an operator would name it.
-fn change_table(agent: &Agent, side: Side) -> &'static str {
-    match agent.integration.endpoint(side).engine() {
-        tandem_connectors::Engine::Mysql | tandem_connectors::Engine::Sqlite => "tandem_changes",
-        _ => "tandem.changes",
     }
 }
 
@@ -253,11 +245,7 @@ fn truncate_alert(agent: &Agent, side: Side, pair: PairId, table: &str, seq: i64
          the marker on the {side}: DELETE FROM {changes} WHERE seq = {seq}",
         config = agent.integration.config.path.display(),
         // Only PostgreSQL captures TRUNCATE today.
-        changes = match agent.integration.endpoint(side).engine() {
-            tandem_connectors::Engine::Mysql | tandem_connectors::Engine::Sqlite =>
-                "tandem_changes",
-            _ => "tandem.changes",
-        },
+        changes = agent.integration.endpoint(side).engine().change_table(),
     )
 }
 

@@ -37,9 +37,10 @@ pub use config::{HttpOptions, ObjectSpec, RawHttp};
 use self::client::{Client, Repeat};
 use self::journal::{Entry, Journal};
 use crate::connector::{
-    CapturedChange, ChangeOp, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
+    CapturedChange, ChangeOp, Connector, EndpointConfig, IdMapRow, Installation, RowCount,
     Transaction, SCHEMA_VERSION,
 };
+use crate::engine::Engine;
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::{Column, DataType, ForeignKey, TableName, TableSchema};
 use crate::value::{Key, Row, Value};

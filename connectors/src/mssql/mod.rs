@@ -69,9 +69,9 @@ use self::apply::{key_columns, scan_sql, select_by_keys_sql, MssqlTransaction};
 use self::client::{qualified, Client, Param, DEFAULT_SCHEMA};
 use self::types::{key_params, read_row};
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
-    Transaction,
+    CapturedChange, Connector, EndpointConfig, IdMapRow, Installation, RowCount, Transaction,
 };
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
 use crate::value::{Key, Row};

@@ -1122,7 +1122,8 @@ mod cost {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::connector::{Connector, EndpointConfig, Engine, TlsConfig};
+    use crate::connector::{Connector, EndpointConfig, TlsConfig};
+    use crate::engine::Engine;
     use crate::mysql::MysqlConnector;
     use crate::schema::TableName;
 

@@ -30,9 +30,10 @@ use self::apply::{key_params, row_of, scan_sql, select_by_keys_sql, MysqlTransac
 pub use self::client::Flavour;
 use self::client::{int_of, text_of, Client};
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
-    Transaction, EXACT_COUNT_BELOW,
+    CapturedChange, Connector, EndpointConfig, IdMapRow, Installation, RowCount, Transaction,
+    EXACT_COUNT_BELOW,
 };
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
 use crate::value::{Key, Row, Value};

@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
-    Transaction, EXACT_COUNT_BELOW,
+    CapturedChange, Connector, EndpointConfig, IdMapRow, Installation, RowCount, Transaction,
+    EXACT_COUNT_BELOW,
 };
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, TableName, TableSchema};
 use crate::value::{Key, Row, Value};

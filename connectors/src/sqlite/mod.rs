@@ -35,9 +35,10 @@ use rusqlite::TransactionBehavior;
 use self::apply::{row_of, scan_sql, select_by_keys, stored_key, SqliteTransaction};
 use self::client::{classify, int_of, query, quote_ident, text_of, Client};
 use crate::connector::{
-    CapturedChange, Connector, EndpointConfig, Engine, IdMapRow, Installation, RowCount,
-    Transaction, EXACT_COUNT_BELOW,
+    CapturedChange, Connector, EndpointConfig, IdMapRow, Installation, RowCount, Transaction,
+    EXACT_COUNT_BELOW,
 };
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{TableName, TableSchema};
 use crate::value::{Key, Row};
