@@ -1,4 +1,6 @@
-//! Integration tests of the `mssql` connector against a real SQL Server.
+//! The SQL Server connector against a real server: the connector
+//! contract, and what only SQL Server does (its types, a key with a
+//! decimal in it).
 //!
 //! They run only when `TANDEM_TEST_MSSQL_URL` names a server with a login
 //! that may create databases, e.g.
@@ -10,9 +12,6 @@
 //!
 //! One test needs no server and always runs: a refused connection.
 
-// The shared helpers include the PostgreSQL/MySQL database guard, which
-// knows no SQL Server; this file brings its own (`MssqlDb`).
-#[allow(dead_code)]
 mod common;
 
 use std::io::Write;
@@ -26,62 +25,30 @@ use serde_json::json;
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::mssql::MssqlConnector;
 use tandem_connectors::{
-    connect, ChangeOp, Connector, ConnectorError, DataType, EndpointConfig, Engine, ErrorKind, Key,
-    Row, TableName, TableSchema, Value,
+    connect, ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
+    TableSchema, Value,
 };
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+struct Mssql;
+
+type TestDb = common::TestDb<Mssql>;
+
+common::contract::contract_tests!(Mssql);
+
 const URL_VARIABLE: &str = "TANDEM_TEST_MSSQL_URL";
 
-/// The admin URL, or `None` after saying on stderr that `test` did not run.
-fn server(test: &str) -> Option<String> {
-    match std::env::var(URL_VARIABLE) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            // Straight to the process' stderr (the harness captures
-            // `eprintln!` of passing tests), in one write so that parallel
-            // tests' lines do not interleave.
-            let line = format!(
-                "SKIPPED mssql::{test}: {URL_VARIABLE} is not set; \
-                 SQL Server integration tests did not run\n"
-            );
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
-}
-
 /// Returns from the test (after the SKIPPED line) when no server is set.
-macro_rules! admin_url_or_skip {
+macro_rules! skip_without_a_server {
     ($test:literal) => {
-        match server($test) {
-            Some(url) => url,
-            None => return,
+        if Mssql::skipped($test) {
+            return;
         }
     };
 }
 
 type Session = tiberius::Client<Compat<TcpStream>>;
-
-fn percent_decode(part: &str) -> String {
-    let bytes = part.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], part.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) if u8::from_str_radix(hex, 16).is_ok() => {
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).expect("UTF-8 URL part")
-}
 
 /// A plain session (not the agent's): its writes are captured.
 async fn try_session(url: &str) -> Result<Session, tiberius::error::Error> {
@@ -120,54 +87,94 @@ async fn session(url: &str) -> Session {
         .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"))
 }
 
-/// Runs a batch in a plain session.
-async fn execute(url: &str, sql: &str) {
+/// The first column of every row, as text.
+async fn strings(url: &str, sql: &str) -> Vec<String> {
     let mut client = session(url).await;
-    let stream = client
+    let rows = client
         .simple_query(sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    stream
-        .into_results()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_first_result()
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .map(|r| r.get::<&str, _>(0).unwrap_or_default().to_owned())
+        .collect()
 }
 
-/// A throw-away database `tandem_t_<uuid>`, dropped when the guard is.
-struct MssqlDb {
-    name: String,
-    url: String,
-    admin: String,
-}
+impl Server for Mssql {
+    const ENGINE: Engine = Engine::Mssql;
+    const NAME: &'static str = "SQL Server";
+    const POLL_INTERVAL: Duration = Duration::from_millis(50);
+    const TEXT: &'static str = "NVARCHAR(MAX)";
+    const BYTES: &'static str = "VARBINARY(4)";
+    const UUID: &'static str = "UNIQUEIDENTIFIER";
+    const GENERATED_KEY: &'static str = "INT IDENTITY PRIMARY KEY";
+    const GENERATED_UUID_KEY: &'static str = "UNIQUEIDENTIFIER DEFAULT NEWID() PRIMARY KEY";
+    const SMALL_INT: (&'static str, i64) = ("TINYINT", 300);
+    const LOCK_TIMEOUT: &'static str = "SET LOCK_TIMEOUT 5000";
+    const WRITES_COPIES_IN_BATCHES: bool = false;
+    const CHECKS_PASSWORDS: bool = true;
+    const CAPTURES_A_STATEMENT_IN_KEY_ORDER: bool = true;
+    const FETCHES_IN_KEY_ORDER: bool = true;
+    // One trigger for inserts, updates and deletes.
+    const CAPTURE_TRIGGERS_PER_TABLE: usize = 1;
+    const USER_TRIGGER: &'static str =
+        "CREATE TRIGGER audit ON link AFTER INSERT AS SET NOCOUNT ON;";
 
-impl MssqlDb {
-    async fn create(admin: &str) -> MssqlDb {
-        let name = format!("tandem_t_{}", uuid::Uuid::new_v4().simple());
-        execute(admin, &format!("CREATE DATABASE [{name}]")).await;
-        let mut url = url::Url::parse(admin).expect("admin URL");
-        url.set_path(&format!("/{name}"));
-        MssqlDb {
-            name,
-            url: url.to_string(),
-            admin: admin.to_owned(),
+    fn admin_url() -> String {
+        std::env::var(URL_VARIABLE).expect("a SQL Server (skipped without one)")
+    }
+
+    /// Without a server, says so on stderr.
+    fn skipped(test: &str) -> bool {
+        match std::env::var(URL_VARIABLE) {
+            Ok(url) if !url.trim().is_empty() => false,
+            _ => {
+                // Straight to the process' stderr (the harness captures
+                // `eprintln!` of passing tests), in one write so that
+                // parallel tests' lines do not interleave.
+                let line = format!(
+                    "SKIPPED mssql::{test}: {URL_VARIABLE} is not set; \
+                     SQL Server integration tests did not run\n"
+                );
+                let _ = std::io::stderr().write_all(line.as_bytes());
+                true
+            }
         }
     }
 
-    /// A new database set up by the batch `setup`.
-    async fn with(admin: &str, setup: &str) -> MssqlDb {
-        let db = Self::create(admin).await;
-        db.exec(setup).await;
-        db
+    async fn create_database(admin_url: &str, name: &str) {
+        Self::execute(admin_url, &format!("CREATE DATABASE [{name}]")).await;
     }
 
-    /// Runs a batch as an application would (its writes are captured).
-    async fn exec(&self, sql: &str) {
-        execute(&self.url, sql).await;
+    async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+        let mut client = try_session(admin_url).await.map_err(|e| e.to_string())?;
+        // Sessions left behind by a failed test must not block it.
+        let sql = format!(
+            "IF DB_ID(N'{name}') IS NOT NULL BEGIN \
+             ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
+             DROP DATABASE [{name}]; END"
+        );
+        let stream = client.simple_query(sql).await.map_err(|e| e.to_string())?;
+        stream.into_results().await.map_err(|e| e.to_string())?;
+        Ok(())
     }
 
-    /// Runs a batch, saying whether it worked.
-    async fn try_exec(&self, sql: &str) -> bool {
-        let Ok(mut client) = try_session(&self.url).await else {
+    async fn execute(url: &str, sql: &str) {
+        let mut client = session(url).await;
+        let stream = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        stream
+            .into_results()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn try_execute(url: &str, sql: &str) -> bool {
+        let Ok(mut client) = try_session(url).await else {
             return false;
         };
         let worked = match client.simple_query(sql).await {
@@ -177,64 +184,9 @@ impl MssqlDb {
         worked
     }
 
-    /// The first column of every row, as text.
-    async fn strings(&self, sql: &str) -> Vec<String> {
-        let mut client = session(&self.url).await;
-        let rows = client
-            .simple_query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .into_first_result()
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.iter()
-            .map(|r| r.get::<&str, _>(0).unwrap_or_default().to_owned())
-            .collect()
-    }
-
-    fn config(&self) -> EndpointConfig {
-        EndpointConfig {
-            engine: Engine::Mssql,
-            url: self.url.clone(),
-            password: None,
-            poll_interval: Duration::from_millis(50),
-            max_connections: 4,
-            tls: tandem_connectors::TlsConfig::default_for(Engine::Mssql, &self.url)
-                .expect("TLS settings of the test URL"),
-            http: None,
-        }
-    }
-
-    async fn connector(&self) -> Arc<dyn Connector> {
-        self.connector_with(|_| {}).await
-    }
-
-    async fn connector_with(&self, adjust: impl FnOnce(&mut EndpointConfig)) -> Arc<dyn Connector> {
-        let mut config = self.config();
-        adjust(&mut config);
-        connect(&config).await.expect("connect")
-    }
-
-    async fn connect_error(&self, url: &str) -> ConnectorError {
-        let config = EndpointConfig {
-            url: url.to_owned(),
-            ..self.config()
-        };
-        connect(&config)
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("connecting to {url} should fail"))
-    }
-
-    fn url_with(&self, edit: impl FnOnce(&mut url::Url)) -> String {
-        let mut url = url::Url::parse(&self.url).expect("test URL");
-        edit(&mut url);
-        url.to_string()
-    }
-
-    /// Everything the catalog shows of the database (modification times
-    /// aside), sorted.
-    async fn catalog(&self) -> Vec<String> {
+    /// Everything the catalog shows of the database, modification times
+    /// aside.
+    async fn catalog(url: &str, _name: &str) -> Vec<String> {
         let queries = [
             "SELECT CONCAT('schema|', name) FROM sys.schemas",
             "SELECT CONCAT('object|', SCHEMA_NAME(schema_id), '|', name, '|', type, '|', \
@@ -258,53 +210,55 @@ impl MssqlDb {
         ];
         let mut out = Vec::new();
         for q in queries {
-            out.extend(self.strings(q).await);
+            out.extend(strings(url, q).await);
         }
         out.sort();
         out
     }
-}
 
-impl Drop for MssqlDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Its own thread and runtime: the test's runtime may be gone or busy.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?
-                .block_on(async {
-                    let mut client = try_session(&admin).await.map_err(|e| e.to_string())?;
-                    // Sessions left behind by a failed test must not block it.
-                    let sql = format!(
-                        "IF DB_ID(N'{name}') IS NOT NULL BEGIN \
-                         ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
-                         DROP DATABASE [{name}]; END"
-                    );
-                    let stream = client.simple_query(sql).await.map_err(|e| e.to_string())?;
-                    stream.into_results().await.map_err(|e| e.to_string())?;
-                    Ok::<(), String>(())
-                })
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the cleanup thread panicked".to_owned()));
-        if let Err(e) = dropped {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
+    fn quote(name: &str) -> String {
+        format!("[{}]", name.replace(']', "]]"))
     }
-}
 
-/// Polls `condition` until it holds, for at most ten seconds.
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    fn bytes(bytes: &[u8]) -> String {
+        format!("0x{}", hex::encode(bytes))
+    }
+
+    fn varchar(chars: usize) -> String {
+        format!("NVARCHAR({chars})")
+    }
+
+    fn with_explicit_keys(table: &str, sql: &str) -> String {
+        format!("SET IDENTITY_INSERT {table} ON; {sql}; SET IDENTITY_INSERT {table} OFF;")
+    }
+
+    fn is_capture_trigger(line: &str) -> bool {
+        line.starts_with("trigger|tandem_capture_")
+    }
+
+    fn installed_objects() -> Vec<String> {
+        vec![
+            format!("version|1|{SCHEMA_VERSION}"),
+            "schema|tandem".to_owned(),
+        ]
+    }
+
+    fn drop_capture_trigger(table: &str) -> String {
+        let trigger = Self::quote(&format!("tandem_capture_{table}"));
+        format!("DROP TRIGGER dbo.{trigger}")
+    }
+
+    /// A disabled trigger captures nothing.
+    fn tamper_with_capture_trigger(table: &str) -> Option<String> {
+        let trigger = Self::quote(&format!("tandem_capture_{table}"));
+        Some(format!(
+            "DISABLE TRIGGER [dbo].{trigger} ON [dbo].{}",
+            Self::quote(table)
+        ))
+    }
+
+    fn analyze(table: &str) -> String {
+        format!("UPDATE STATISTICS {table}")
     }
 }
 
@@ -312,14 +266,13 @@ fn table(name: &str) -> TableName {
     TableName::new(Some("dbo"), name)
 }
 
-const ODD: &str = "Customer \"Orders\" ü";
+const ODD: &str = common::contract::ODD;
 
 /// A table `t (id, v)` holding the row `(1, v)`.
-async fn one_row(admin: &str, v: i64) -> (MssqlDb, Arc<dyn Connector>, TableSchema) {
-    let db = MssqlDb::with(
-        admin,
-        &format!("CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, {v});"),
-    )
+async fn one_row(v: i64) -> (TestDb, Arc<dyn Connector>, TableSchema) {
+    let db = TestDb::with(&format!(
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, {v});"
+    ))
     .await;
     let connector = db.connector().await;
     let schema = describe(&connector, "t").await;
@@ -360,11 +313,9 @@ async fn a_refused_connection_is_a_connection_error_without_any_server() {
 
 #[tokio::test]
 async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
-    let admin = admin_url_or_skip!("describe_reads_odd_names_types_keys_and_foreign_keys");
+    skip_without_a_server!("describe_reads_odd_names_types_keys_and_foreign_keys");
     // GIVEN a parent with a key in non-column order and a child with odd names
-    let db = MssqlDb::with(
-        &admin,
-        "CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, CONSTRAINT pk_parent PRIMARY KEY (b, a));
+    let db = TestDb::with("CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, CONSTRAINT pk_parent PRIMARY KEY (b, a));
          CREATE TABLE [Customer \"Orders\" ü] (
             id BIGINT IDENTITY PRIMARY KEY,
             [First Name] NVARCHAR(50) NOT NULL,
@@ -443,12 +394,10 @@ async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
 
 #[tokio::test]
 async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
-    let admin = admin_url_or_skip!("install_is_idempotent_and_uninstall_leaves_no_trace");
+    skip_without_a_server!("install_is_idempotent_and_uninstall_leaves_no_trace");
     // GIVEN two tables, one of which will later leave the configuration,
     // and a trigger of the user's own
-    let db = MssqlDb::with(
-        &admin,
-        "CREATE TABLE [Customer \"Orders\" ü] (id INT IDENTITY PRIMARY KEY, [First Name] NVARCHAR(MAX));
+    let db = TestDb::with("CREATE TABLE [Customer \"Orders\" ü] (id INT IDENTITY PRIMARY KEY, [First Name] NVARCHAR(MAX));
          CREATE TABLE link (a INT, b NVARCHAR(20), c VARBINARY(4), PRIMARY KEY (a, b, c));",
     )
     .await;
@@ -505,10 +454,9 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
 
 #[tokio::test]
 async fn captures_insert_update_delete_and_key_change() {
-    let admin = admin_url_or_skip!("captures_insert_update_delete_and_key_change");
+    skip_without_a_server!("captures_insert_update_delete_and_key_change");
     // GIVEN an installed table with an odd name
-    let db = MssqlDb::with(
-        &admin,
+    let db = TestDb::with(
         "CREATE TABLE [Customer \"Orders\" ü] (id INT PRIMARY KEY, [First Name] NVARCHAR(MAX));",
     )
     .await;
@@ -551,11 +499,10 @@ async fn captures_insert_update_delete_and_key_change() {
 
 #[tokio::test]
 async fn captured_keys_decode_to_the_stored_key() {
-    let admin = admin_url_or_skip!("captured_keys_decode_to_the_stored_key");
+    skip_without_a_server!("captured_keys_decode_to_the_stored_key");
     // GIVEN a table keyed by bytes, an instant, a decimal, text, a uuid, a
     // datetime and money
-    let db = MssqlDb::with(
-        &admin,
+    let db = TestDb::with(
         "CREATE TABLE k (b VARBINARY(8), z DATETIMEOFFSET(6), d DECIMAL(8, 3), t NVARCHAR(20),
                          u UNIQUEIDENTIFIER, l DATETIME, m MONEY, v INT,
                          PRIMARY KEY (b, z, d, t, u, l, m));",
@@ -607,13 +554,9 @@ async fn captured_keys_decode_to_the_stored_key() {
 
 #[tokio::test]
 async fn own_writes_are_not_captured_but_concurrent_ones_are() {
-    let admin = admin_url_or_skip!("own_writes_are_not_captured_but_concurrent_ones_are");
+    skip_without_a_server!("own_writes_are_not_captured_but_concurrent_ones_are");
     // GIVEN an installed table
-    let db = MssqlDb::with(
-        &admin,
-        "CREATE TABLE t (id INT IDENTITY PRIMARY KEY, v NVARCHAR(MAX));",
-    )
-    .await;
+    let db = TestDb::with("CREATE TABLE t (id INT IDENTITY PRIMARY KEY, v NVARCHAR(MAX));").await;
     let connector = db.connector().await;
     let [schema] = install_capture(&connector, ["t"]).await;
 
@@ -642,13 +585,9 @@ async fn own_writes_are_not_captured_but_concurrent_ones_are() {
 
 #[tokio::test]
 async fn the_marker_never_leaks_into_the_pool() {
-    let admin = admin_url_or_skip!("the_marker_never_leaks_into_the_pool");
+    skip_without_a_server!("the_marker_never_leaks_into_the_pool");
     // GIVEN a pool of one session and an installed table
-    let db = MssqlDb::with(
-        &admin,
-        "CREATE TABLE t (id INT PRIMARY KEY, v NVARCHAR(MAX));",
-    )
-    .await;
+    let db = TestDb::with("CREATE TABLE t (id INT PRIMARY KEY, v NVARCHAR(MAX));").await;
     let connector = db.connector_with(|c| c.max_connections = 1).await;
     let [schema] = install_capture(&connector, ["t"]).await;
     let id = |i| row(&[("id", Value::Int(i))]);
@@ -695,13 +634,11 @@ async fn the_marker_never_leaks_into_the_pool() {
 
 #[tokio::test]
 async fn changes_are_read_and_deleted_by_identity() {
-    let admin = admin_url_or_skip!("changes_are_read_and_deleted_by_identity");
+    skip_without_a_server!("changes_are_read_and_deleted_by_identity");
     // GIVEN changes of two tables
-    let db = MssqlDb::with(
-        &admin,
-        "CREATE TABLE a (id INT PRIMARY KEY); CREATE TABLE b (id INT PRIMARY KEY);",
-    )
-    .await;
+    let db =
+        TestDb::with("CREATE TABLE a (id INT PRIMARY KEY); CREATE TABLE b (id INT PRIMARY KEY);")
+            .await;
     let connector = db.connector().await;
     install_capture(&connector, ["a", "b"]).await;
     db.exec("INSERT INTO a VALUES (1), (2), (3); INSERT INTO b VALUES (1);")
@@ -735,10 +672,9 @@ async fn changes_are_read_and_deleted_by_identity() {
 
 #[tokio::test]
 async fn values_round_trip_for_every_type() {
-    let admin = admin_url_or_skip!("values_round_trip_for_every_type");
+    skip_without_a_server!("values_round_trip_for_every_type");
     // GIVEN a column of every type
-    let db = MssqlDb::with(
-        &admin,
+    let db = TestDb::with(
         "CREATE TABLE vals (
             id INT IDENTITY PRIMARY KEY,
             i BIGINT, small SMALLINT, tiny TINYINT, dec_ DECIMAL(30, 6), m MONEY, f REAL, d FLOAT,
@@ -828,11 +764,10 @@ async fn values_round_trip_for_every_type() {
 
 #[tokio::test]
 async fn insert_returns_generated_or_given_keys() {
-    let admin = admin_url_or_skip!("insert_returns_generated_or_given_keys");
+    skip_without_a_server!("insert_returns_generated_or_given_keys");
     // GIVEN a table with an IDENTITY key, one with a NEWID() key, and a link
     // table keyed by its references
-    let db = MssqlDb::with(
-        &admin,
+    let db = TestDb::with(
         "CREATE TABLE person (id INT IDENTITY PRIMARY KEY, name NVARCHAR(MAX));
          CREATE TABLE tag (id UNIQUEIDENTIFIER DEFAULT NEWID() PRIMARY KEY, label NVARCHAR(MAX));
          CREATE TABLE person_tag (person INT, tag UNIQUEIDENTIFIER, PRIMARY KEY (person, tag),
@@ -891,9 +826,9 @@ async fn insert_returns_generated_or_given_keys() {
 
 #[tokio::test]
 async fn update_delete_savepoints_and_locks_report_what_happened() {
-    let admin = admin_url_or_skip!("update_delete_savepoints_and_locks_report_what_happened");
+    skip_without_a_server!("update_delete_savepoints_and_locks_report_what_happened");
     // GIVEN one row
-    let (_db, connector, schema) = one_row(&admin, 10).await;
+    let (_db, connector, schema) = one_row(10).await;
     let one = key(&[Value::Int(1)]);
     let missing = key(&[Value::Int(9)]);
     let id = |i| row(&[("id", Value::Int(i))]);
@@ -942,10 +877,9 @@ async fn update_delete_savepoints_and_locks_report_what_happened() {
 
 #[tokio::test]
 async fn scan_pages_through_a_composite_key_in_order() {
-    let admin = admin_url_or_skip!("scan_pages_through_a_composite_key_in_order");
+    skip_without_a_server!("scan_pages_through_a_composite_key_in_order");
     // GIVEN rows inserted out of key order
-    let db = MssqlDb::with(
-        &admin,
+    let db = TestDb::with(
         "CREATE TABLE pairs (a INT, b NVARCHAR(5), c DECIMAL(5, 1), PRIMARY KEY (a, b, c));
          INSERT INTO pairs VALUES (2, N'a', 1), (1, N'b', 1), (1, N'a', 2.5), (3, N'a', 1),
                                   (2, N'b', 1), (1, N'a', 1);",
@@ -988,9 +922,9 @@ async fn scan_pages_through_a_composite_key_in_order() {
 
 #[tokio::test]
 async fn links_are_recorded_replaced_and_forgotten() {
-    let admin = admin_url_or_skip!("links_are_recorded_replaced_and_forgotten");
+    skip_without_a_server!("links_are_recorded_replaced_and_forgotten");
     // GIVEN an installed database
-    let db = MssqlDb::create(&admin).await;
+    let db = TestDb::create().await;
     let connector = db.connector().await;
     install(&connector, &[]).await;
 
@@ -1019,9 +953,8 @@ async fn links_are_recorded_replaced_and_forgotten() {
 
 #[tokio::test]
 async fn errors_have_the_right_kind() {
-    let admin = admin_url_or_skip!("errors_have_the_right_kind");
-    let db = MssqlDb::with(
-        &admin,
+    skip_without_a_server!("errors_have_the_right_kind");
+    let db = TestDb::with(
         "CREATE TABLE parent (id INT PRIMARY KEY);
          CREATE TABLE child (id INT PRIMARY KEY, parent INT REFERENCES parent (id),
                              name NVARCHAR(3) NOT NULL, small TINYINT);",
@@ -1086,9 +1019,9 @@ async fn errors_have_the_right_kind() {
 
 #[tokio::test]
 async fn config_password_wins_and_waits_are_bounded() {
-    let admin = admin_url_or_skip!("config_password_wins_and_waits_are_bounded");
+    skip_without_a_server!("config_password_wins_and_waits_are_bounded");
     // GIVEN a URL with a wrong password and the right one given apart
-    let db = MssqlDb::create(&admin).await;
+    let db = TestDb::create().await;
     let mut url = url::Url::parse(&db.url).unwrap();
     let right = percent_decode(url.password().unwrap_or(""));
     url.set_password(Some("wrong")).unwrap();
@@ -1112,9 +1045,9 @@ async fn config_password_wins_and_waits_are_bounded() {
 
 #[tokio::test]
 async fn dropped_transaction_releases_its_locks() {
-    let admin = admin_url_or_skip!("dropped_transaction_releases_its_locks");
+    skip_without_a_server!("dropped_transaction_releases_its_locks");
     // GIVEN a row locked by an applying transaction that is then dropped
-    let (db, connector, schema) = one_row(&admin, 0).await;
+    let (db, connector, schema) = one_row(0).await;
     let mut tx = connector.begin().await.unwrap();
     let five = row(&[("v", Value::Int(5))]);
     tx.update(&schema, &key(&[Value::Int(1)]), &five)

@@ -1,5 +1,7 @@
-//! Integration tests of the `mysql` connector against the local server
-//! (`TANDEM_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/mysql`).
+//! The MySQL connector against the local server (MariaDB or MySQL 8,
+//! `TANDEM_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/mysql`):
+//! the connector contract, and what only MySQL does (its types, TLS, its two
+//! flavours of SQL, batches cut to its limits).
 //!
 //! Each test creates its own database `tandem_t_<uuid>` and drops it when
 //! its guard goes out of scope, failed test included.
@@ -26,13 +28,42 @@ struct Mysql;
 
 type TestDb = common::TestDb<Mysql>;
 
+common::contract::contract_tests!(Mysql);
+
 async fn session(url: &str) -> mysql_async::Result<Conn> {
     Conn::new(Opts::from_url(url)?).await
 }
 
+/// The first column of every row of `sql`, as text.
+async fn strings(url: &str, sql: &str) -> Vec<String> {
+    let mut conn = session(url).await.unwrap();
+    let out: Vec<Option<String>> = conn
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.disconnect().await.unwrap();
+    out.into_iter().map(Option::unwrap_or_default).collect()
+}
+
 impl Server for Mysql {
     const ENGINE: Engine = Engine::Mysql;
+    const NAME: &'static str = "MySQL";
     const POLL_INTERVAL: Duration = Duration::from_millis(50);
+    const BYTES: &'static str = "VARBINARY(4)";
+    const UUID: &'static str = "UUID";
+    const GENERATED_KEY: &'static str = "INT AUTO_INCREMENT PRIMARY KEY";
+    const GENERATED_UUID_KEY: &'static str = "UUID DEFAULT uuid() PRIMARY KEY";
+    const LOCK_TIMEOUT: &'static str = "SET innodb_lock_wait_timeout = 5";
+    const WRITES_COPIES_IN_BATCHES: bool = true;
+    const CHECKS_PASSWORDS: bool = true;
+    const CAPTURE_TRIGGERS_PER_TABLE: usize = 3;
+    const USER_TRIGGER: &'static str =
+        "CREATE TRIGGER audit BEFORE INSERT ON link FOR EACH ROW SET @audited = 1";
+
+    fn admin_url() -> String {
+        std::env::var("TANDEM_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".to_owned())
+    }
 
     async fn create_database(admin_url: &str, name: &str) {
         let create =
@@ -67,31 +98,17 @@ impl Server for Mysql {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         conn.disconnect().await.unwrap();
     }
-}
 
-impl TestDb {
-    /// A plain session to the test database (not the agent's).
-    async fn conn(&self) -> Conn {
-        session(&self.url).await.unwrap()
+    async fn try_execute(url: &str, sql: &str) -> bool {
+        let Ok(mut conn) = session(url).await else {
+            return false;
+        };
+        let worked = conn.query_drop(sql).await.is_ok();
+        let _ = conn.disconnect().await;
+        worked
     }
 
-    async fn strings(&self, sql: &str) -> Vec<String> {
-        let mut conn = self.conn().await;
-        let out: Vec<Option<String>> = conn
-            .query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        conn.disconnect().await.unwrap();
-        out.into_iter().map(Option::unwrap_or_default).collect()
-    }
-
-    async fn is_mariadb(&self) -> bool {
-        self.strings("SELECT VERSION()").await[0].contains("MariaDB")
-    }
-
-    /// Everything the catalog knows about the database, sorted.
-    async fn catalog(&self) -> Vec<String> {
-        let db = &self.name;
+    async fn catalog(url: &str, db: &str) -> Vec<String> {
         let queries = [
             format!("SELECT CONCAT_WS('|', 'table', TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}'"),
             format!("SELECT CONCAT_WS('|', 'column', TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT, '<null>'), EXTRA, IFNULL(COLLATION_NAME, '')) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{db}'"),
@@ -103,30 +120,50 @@ impl TestDb {
         ];
         let mut out = Vec::new();
         for q in &queries {
-            out.extend(self.strings(q).await);
+            out.extend(strings(url, q).await);
         }
         let has_version = out.iter().any(|l| l.starts_with("table|tandem_version|"));
         if has_version {
-            out.extend(
-                self.strings("SELECT CONCAT('version|', id, '|', version) FROM tandem_version")
-                    .await,
-            );
+            let sql = "SELECT CONCAT('version|', id, '|', version) FROM tandem_version";
+            out.extend(strings(url, sql).await);
         }
         out.sort();
         out
     }
+
+    fn quote(name: &str) -> String {
+        format!("`{}`", name.replace('`', "``"))
+    }
+
+    fn is_capture_trigger(line: &str) -> bool {
+        line.starts_with("trigger|tandem_")
+    }
+
+    fn installed_objects() -> Vec<String> {
+        vec![format!("version|1|{SCHEMA_VERSION}")]
+    }
+
+    fn drop_capture_trigger(table: &str) -> String {
+        format!("DROP TRIGGER tandem_del_{table}")
+    }
+
+    fn analyze(table: &str) -> String {
+        format!("ANALYZE TABLE {table}")
+    }
 }
 
-/// Polls `condition` until it holds, for at most ten seconds.
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+impl TestDb {
+    /// A plain session to the test database (not the agent's).
+    async fn conn(&self) -> Conn {
+        session(&self.url).await.unwrap()
+    }
+
+    async fn strings(&self, sql: &str) -> Vec<String> {
+        strings(&self.url, sql).await
+    }
+
+    async fn is_mariadb(&self) -> bool {
+        self.strings("SELECT VERSION()").await[0].contains("MariaDB")
     }
 }
 
@@ -956,10 +993,6 @@ async fn rows_are_found_by_any_columns() {
         .unwrap()
         .is_empty());
 }
-
-// ---------------------------------------------------------------------------
-// Batches: the multi-row methods of the applying transaction against the
-// one-statement-per-row defaults of the trait.
 
 /// A transaction that only forwards the one-row methods, so the batch
 /// methods run the trait's defaults (one statement per row): what the

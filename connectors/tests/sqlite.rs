@@ -1,4 +1,6 @@
-//! Integration tests of the `sqlite` connector, SQLite running in-process.
+//! The SQLite connector, SQLite running in-process: the connector
+//! contract, and what only SQLite does (types it stores in any column,
+//! file locking, journal modes, files that are no database).
 //!
 //! Each test works on its own database file `test.db` in a directory
 //! `tandem_t_<uuid>` of its own under the system's temporary directory,
@@ -27,6 +29,8 @@ struct Sqlite;
 
 type TestDb = common::TestDb<Sqlite>;
 
+common::contract::contract_tests!(Sqlite);
+
 /// The file (or directory) a `sqlite://` URL names.
 fn path_of(url: &str) -> PathBuf {
     PathBuf::from(url.strip_prefix("sqlite://").expect("a sqlite:// URL"))
@@ -42,9 +46,57 @@ fn app_connection(path: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// The first column of every row of `sql`, as text.
+async fn strings(path: PathBuf, sql: &str) -> Vec<String> {
+    let sql = sql.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = app_connection(&path);
+        let mut statement = conn.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let rows = statement
+            .query_map([], |r| r.get::<_, SqlValue>(0))
+            .unwrap()
+            .map(|v| match v.unwrap() {
+                SqlValue::Null => String::new(),
+                SqlValue::Integer(i) => i.to_string(),
+                SqlValue::Real(f) => f.to_string(),
+                SqlValue::Text(s) => s,
+                SqlValue::Blob(b) => format!("{b:?}"),
+            })
+            .collect();
+        rows
+    })
+    .await
+    .unwrap()
+}
+
+async fn has_table(path: &Path, name: &str) -> bool {
+    let sql = format!("SELECT count(*) FROM sqlite_schema WHERE name = '{name}'");
+    strings(path.to_owned(), &sql).await == ["1"]
+}
+
 impl Server for Sqlite {
     const ENGINE: Engine = Engine::Sqlite;
+    const NAME: &'static str = "SQLite";
     const POLL_INTERVAL: Duration = Duration::from_millis(50);
+    const EMBEDDED: bool = true;
+    const BYTES: &'static str = "BLOB";
+    const UUID: &'static str = "UUID";
+    const GENERATED_KEY: &'static str = "INTEGER PRIMARY KEY";
+    /// (in the form the agent writes a UUID, so that both compare equal)
+    const GENERATED_UUID_KEY: &'static str = "UUID PRIMARY KEY DEFAULT (lower(
+        hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-'
+        || hex(randomblob(2)) || '-' || hex(randomblob(6))))";
+    const LOCK_TIMEOUT: &'static str = "PRAGMA busy_timeout = 5000";
+    const WRITES_COPIES_IN_BATCHES: bool = false;
+    const ENFORCES_WIDTHS: bool = false;
+    const CHECKS_PASSWORDS: bool = false;
+    const CAPTURE_TRIGGERS_PER_TABLE: usize = 3;
+    const USER_TRIGGER: &'static str = "CREATE TABLE audit (n INT);
+        CREATE TRIGGER audit_link AFTER INSERT ON link BEGIN INSERT INTO audit VALUES (1); END";
+
+    fn admin_url() -> String {
+        format!("sqlite://{}", std::env::temp_dir().display())
+    }
 
     async fn create_database(admin_url: &str, name: &str) {
         let dir = path_of(admin_url).join(name);
@@ -72,6 +124,84 @@ impl Server for Sqlite {
         .await
         .unwrap();
     }
+
+    async fn try_execute(url: &str, sql: &str) -> bool {
+        let (path, sql) = (path_of(url), sql.to_owned());
+        tokio::task::spawn_blocking(move || app_connection(&path).execute_batch(&sql).is_ok())
+            .await
+            .unwrap()
+    }
+
+    /// Every object with its SQL, the AUTOINCREMENT sequences, Tandem's
+    /// version row and the journal mode.
+    async fn catalog(url: &str, _name: &str) -> Vec<String> {
+        let path = path_of(url);
+        let mut out = strings(
+            path.clone(),
+            "SELECT type || '|' || name || '|' || tbl_name || '|' || coalesce(sql, '') \
+             FROM sqlite_schema",
+        )
+        .await;
+        if has_table(&path, "sqlite_sequence").await {
+            let sql = "SELECT 'sequence|' || name || '|' || seq FROM sqlite_sequence";
+            out.extend(strings(path.clone(), sql).await);
+        }
+        if has_table(&path, "tandem_version").await {
+            let sql = "SELECT 'version|' || id || '|' || version FROM tandem_version";
+            out.extend(strings(path.clone(), sql).await);
+        }
+        let modes = strings(path, "PRAGMA journal_mode").await;
+        out.extend(modes.into_iter().map(|mode| format!("journal|{mode}")));
+        out.sort();
+        out
+    }
+
+    /// SQLite checks no declared length: a CHECK does.
+    fn length_check(column: &str, chars: usize) -> String {
+        format!(" CHECK (length({column}) <= {chars})")
+    }
+
+    fn database_shown(_name: &str, url: &str) -> String {
+        path_of(url).display().to_string()
+    }
+
+    fn is_capture_trigger(line: &str) -> bool {
+        line.starts_with("trigger|tandem_")
+    }
+
+    fn installed_objects() -> Vec<String> {
+        vec![format!("version|1|{SCHEMA_VERSION}")]
+    }
+
+    fn drop_capture_trigger(table: &str) -> String {
+        format!("DROP TRIGGER tandem_del_{table}")
+    }
+
+    /// A capture trigger replaced by one of the same name that captures
+    /// nothing.
+    fn tamper_with_capture_trigger(table: &str) -> Option<String> {
+        let trigger = Self::quote(&format!("tandem_upd_{table}"));
+        Some(format!(
+            "DROP TRIGGER {trigger};
+             CREATE TRIGGER {trigger} AFTER UPDATE ON {} BEGIN SELECT 1; END",
+            Self::quote(table)
+        ))
+    }
+
+    fn analyze(table: &str) -> String {
+        format!("ANALYZE {table}")
+    }
+
+    /// The write waits for the agent's lock: returns once it does.
+    async fn start_concurrent_write(url: &str, sql: &str) -> Option<tokio::task::JoinHandle<()>> {
+        let writer = waiting_writer(path_of(url), sql.to_owned());
+        eventually("the application to wait for the lock", || async {
+            WRITER_WAITED.load(Ordering::SeqCst)
+        })
+        .await;
+        assert!(!writer.is_finished());
+        Some(tokio::task::spawn_blocking(move || writer.join().unwrap()))
+    }
 }
 
 impl TestDb {
@@ -82,82 +212,41 @@ impl TestDb {
 
     /// The first column of every row of `sql`, as text.
     async fn strings(&self, sql: &str) -> Vec<String> {
-        let (path, sql) = (self.path(), sql.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let conn = app_connection(&path);
-            let mut statement = conn.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let rows = statement
-                .query_map([], |r| r.get::<_, SqlValue>(0))
-                .unwrap()
-                .map(|v| match v.unwrap() {
-                    SqlValue::Null => String::new(),
-                    SqlValue::Integer(i) => i.to_string(),
-                    SqlValue::Real(f) => f.to_string(),
-                    SqlValue::Text(s) => s,
-                    SqlValue::Blob(b) => format!("{b:?}"),
-                })
-                .collect();
-            rows
-        })
-        .await
-        .unwrap()
+        strings(self.path(), sql).await
     }
 
     async fn has_table(&self, name: &str) -> bool {
-        let sql = format!("SELECT count(*) FROM sqlite_schema WHERE name = '{name}'");
-        self.strings(&sql).await == ["1"]
-    }
-
-    /// Everything the catalog knows about the database, sorted: every
-    /// object with its SQL, the AUTOINCREMENT sequences, Tandem's version
-    /// row and the journal mode.
-    async fn catalog(&self) -> Vec<String> {
-        let mut out = self
-            .strings(
-                "SELECT type || '|' || name || '|' || tbl_name || '|' || coalesce(sql, '') \
-                 FROM sqlite_schema",
-            )
-            .await;
-        if self.has_table("sqlite_sequence").await {
-            out.extend(
-                self.strings("SELECT 'sequence|' || name || '|' || seq FROM sqlite_sequence")
-                    .await,
-            );
-        }
-        if self.has_table("tandem_version").await {
-            out.extend(
-                self.strings("SELECT 'version|' || id || '|' || version FROM tandem_version")
-                    .await,
-            );
-        }
-        out.extend(
-            self.strings("PRAGMA journal_mode")
-                .await
-                .into_iter()
-                .map(|mode| format!("journal|{mode}")),
-        );
-        out.sort();
-        out
+        has_table(&self.path(), name).await
     }
 }
 
-/// Polls `condition` until it holds, for at most ten seconds.
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Set by the busy handler of [`waiting_writer`]'s connection.
+static WRITER_WAITED: AtomicBool = AtomicBool::new(false);
+
+/// Waits for the lock 10 ms at a time, for at most ten seconds, and says
+/// that it waited.
+fn wait_for_lock(attempt: i32) -> bool {
+    WRITER_WAITED.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(10));
+    attempt < 1_000
+}
+
+/// An application write on a thread of its own, from a connection that
+/// records when it has to wait for the lock.
+fn waiting_writer(path: PathBuf, sql: String) -> std::thread::JoinHandle<()> {
+    WRITER_WAITED.store(false, Ordering::SeqCst);
+    std::thread::spawn(move || {
+        let conn = app_connection(&path);
+        conn.busy_handler(Some(wait_for_lock)).unwrap();
+        conn.execute_batch(&sql).unwrap();
+    })
 }
 
 fn table(name: &str) -> TableName {
     TableName::new(None, name)
 }
 
+const ODD: &str = common::contract::ODD;
 /// A table `t (id, v)` holding the row `(1, v)`: the database, its
 /// connector and the table.
 async fn one_row(v: i64) -> (TestDb, Arc<dyn Connector>, TableSchema) {
@@ -170,8 +259,6 @@ async fn one_row(v: i64) -> (TestDb, Arc<dyn Connector>, TableSchema) {
     let schema = describe(&connector, "t").await;
     (db, connector, schema)
 }
-
-const ODD: &str = "Customer \"Orders\" ü";
 
 #[tokio::test]
 async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
@@ -509,28 +596,6 @@ async fn captured_keys_decode_to_the_stored_key() {
     );
 }
 
-/// Set by the busy handler of [`waiting_writer`]'s connection.
-static WRITER_WAITED: AtomicBool = AtomicBool::new(false);
-
-/// Waits for the lock 10 ms at a time, for at most ten seconds, and says
-/// that it waited.
-fn wait_for_lock(attempt: i32) -> bool {
-    WRITER_WAITED.store(true, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(10));
-    attempt < 1_000
-}
-
-/// An application write on a thread of its own, from a connection that
-/// records when it has to wait for the lock.
-fn waiting_writer(path: PathBuf, sql: &'static str) -> std::thread::JoinHandle<()> {
-    WRITER_WAITED.store(false, Ordering::SeqCst);
-    std::thread::spawn(move || {
-        let conn = app_connection(&path);
-        conn.busy_handler(Some(wait_for_lock)).unwrap();
-        conn.execute_batch(sql).unwrap();
-    })
-}
-
 /// The agent's writes are not captured; an application's write that waited
 /// for the agent's transaction, and one right after it, are.
 async fn own_writes_are_skipped_others_captured(db: &TestDb) {
@@ -546,7 +611,10 @@ async fn own_writes_are_skipped_others_captured(db: &TestDb) {
         .insert(&schema, &row(&[("v", text("agent"))]))
         .await
         .unwrap();
-    let writer = waiting_writer(db.path(), "INSERT INTO t (id, v) VALUES (100, 'app')");
+    let writer = waiting_writer(
+        db.path(),
+        "INSERT INTO t (id, v) VALUES (100, 'app')".to_owned(),
+    );
     eventually("the application to wait for the lock", || async {
         WRITER_WAITED.load(Ordering::SeqCst)
     })

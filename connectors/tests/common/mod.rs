@@ -1,8 +1,12 @@
-//! What the PostgreSQL, MySQL and SQLite connector tests share: a
-//! throw-away database on a local server (for SQLite, a file in a directory
-//! of its own under the system's temporary directory), the connector
-//! configured for it, and small builders for rows, keys, links and
-//! assertions.
+//! What the connector tests of every engine share: the [`Server`] an
+//! engine's tests run against, a throw-away database on it ([`TestDb`]),
+//! small builders for rows, keys, links and assertions, and the
+//! [`contract`] every connector keeps, written once.
+
+// Each engine's test file is a crate of its own that uses part of this.
+#![allow(dead_code)]
+
+pub mod contract;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -14,24 +18,148 @@ use tandem_connectors::{
     IdMapRow, Key, Result, Row, TableName, TableSchema, Transaction, Value,
 };
 
-/// A local server the tests create their databases on.
-pub trait Server {
+/// A server the tests create their databases on, and how its SQL spells
+/// what the contract tests create.
+pub trait Server: Send + Sync + 'static {
+    /// The engine the connector under test is for.
     const ENGINE: Engine;
+    /// How the connector's messages name the engine.
+    const NAME: &'static str;
     /// The connector's poll interval in the default configuration.
     const POLL_INTERVAL: Duration;
+    /// In-process: no address to be refused at, no login.
+    const EMBEDDED: bool = false;
 
-    fn create_database(admin_url: &str, name: &str) -> impl Future<Output = ()>;
+    /// Text of any length (not for a key column).
+    const TEXT: &'static str = "TEXT";
+    /// A few bytes, fit for a key column.
+    const BYTES: &'static str;
+    /// A UUID column.
+    const UUID: &'static str;
+    /// An integer key the engine generates, `PRIMARY KEY` included.
+    const GENERATED_KEY: &'static str;
+    /// A UUID key the engine generates, `PRIMARY KEY` included.
+    const GENERATED_UUID_KEY: &'static str;
+    /// A small integer type, and a value too big for it.
+    const SMALL_INT: (&'static str, i64) = ("SMALLINT", 70_000);
+    /// A statement bounding the session's lock waits to a few seconds.
+    const LOCK_TIMEOUT: &'static str;
+
+    /// Whether the engine keeps foreign keys in the order they were
+    /// declared (otherwise the tests compare them sorted).
+    const FOREIGN_KEYS_IN_DECLARATION_ORDER: bool = true;
+    /// Whether `insert_copies` writes many rows per statement (see
+    /// [`new_copies_take_over_stale_pairs`]).
+    const WRITES_COPIES_IN_BATCHES: bool;
+    /// Whether a column's declared length and integer width are enforced.
+    const ENFORCES_WIDTHS: bool = true;
+    /// Whether the rows one statement changes are captured in key order
+    /// (otherwise in the order the statement wrote them).
+    const CAPTURES_A_STATEMENT_IN_KEY_ORDER: bool = false;
+    /// Whether a NULL written into a generated key has the engine generate
+    /// the key (otherwise the key column is left out to that end).
+    const A_NULL_KEY_IS_GENERATED: bool = true;
+    /// Whether `fetch_rows` returns the rows in key order.
+    const FETCHES_IN_KEY_ORDER: bool = false;
+    /// How many capture triggers a table gets.
+    const CAPTURE_TRIGGERS_PER_TABLE: usize;
+    /// A trigger of the user's own on table `link`, which install and
+    /// uninstall must leave alone.
+    const USER_TRIGGER: &'static str;
+    /// Whether logging in with a wrong user and password is refused (a
+    /// server that trusts local logins lets anyone in).
+    const CHECKS_PASSWORDS: bool;
+
+    /// The admin URL of the server (for SQLite, a directory).
+    fn admin_url() -> String;
+    fn create_database(admin_url: &str, name: &str) -> impl Future<Output = ()> + Send;
     /// Drops the database, whatever sessions are still open on it.
     fn drop_database(admin_url: &str, name: &str) -> impl Future<Output = Result<(), String>>;
     /// Runs the statements (`;`-separated) in one plain session, not the
     /// agent's: their writes are captured.
-    fn execute(url: &str, sql: &str) -> impl Future<Output = ()>;
+    fn execute(url: &str, sql: &str) -> impl Future<Output = ()> + Send;
+    /// Runs the statements in one plain session, saying whether they
+    /// worked.
+    fn try_execute(url: &str, sql: &str) -> impl Future<Output = bool> + Send;
+    /// Everything the catalog shows of the database `name` at `url`,
+    /// sorted: what an install must change and an uninstall put back.
+    fn catalog(url: &str, name: &str) -> impl Future<Output = Vec<String>> + Send;
 
     /// The URL of database `name` on the server `admin_url` reaches.
     fn database_url(admin_url: &str, name: &str) -> String {
         let mut url = url::Url::parse(admin_url).expect("admin URL");
         url.set_path(&format!("/{name}"));
         url.to_string()
+    }
+
+    /// Whether contract test `test` cannot run here; then it has said so
+    /// where the test output shows it.
+    fn skipped(_test: &str) -> bool {
+        false
+    }
+
+    /// `name` quoted as an identifier.
+    fn quote(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// A literal of the bytes.
+    fn bytes(bytes: &[u8]) -> String {
+        format!("X'{}'", hex::encode(bytes))
+    }
+
+    /// Text of at most `chars` characters.
+    fn varchar(chars: usize) -> String {
+        format!("VARCHAR({chars})")
+    }
+
+    /// What bounds `column` to `chars` characters where the declared
+    /// length does not.
+    fn length_check(_column: &str, _chars: usize) -> String {
+        String::new()
+    }
+
+    /// How messages name database `name` at `url`.
+    fn database_shown(name: &str, _url: &str) -> String {
+        name.to_owned()
+    }
+
+    /// Whether a line of [`Server::catalog`] is one of Tandem's capture
+    /// triggers.
+    fn is_capture_trigger(line: &str) -> bool;
+
+    /// Lines of [`Server::catalog`] that an install must leave.
+    fn installed_objects() -> Vec<String>;
+
+    /// The statement that drops a capture trigger of table `table`.
+    fn drop_capture_trigger(table: &str) -> String;
+
+    /// Statements that leave a capture trigger of table `table` in place
+    /// but no longer capturing, where the engine can tell.
+    fn tamper_with_capture_trigger(_table: &str) -> Option<String> {
+        None
+    }
+
+    /// `sql`, run where explicit values may go into `table`'s generated key.
+    fn with_explicit_keys(_table: &str, sql: &str) -> String {
+        sql.to_owned()
+    }
+
+    /// The statement that has the engine gather statistics of `table`.
+    fn analyze(table: &str) -> String;
+
+    /// Starts an application's write while the agent's transaction is open,
+    /// and returns once the write is done or, where writers wait for each
+    /// other, once it waits for the agent: then with the write's handle.
+    fn start_concurrent_write(
+        url: &str,
+        sql: &str,
+    ) -> impl Future<Output = Option<tokio::task::JoinHandle<()>>> + Send {
+        let (url, sql) = (url.to_owned(), sql.to_owned());
+        async move {
+            Self::execute(&url, &sql).await;
+            None
+        }
     }
 }
 
@@ -44,21 +172,8 @@ pub struct TestDb<S: Server> {
 }
 
 impl<S: Server> TestDb<S> {
-    /// `TANDEM_TEST_PG_URL` or `TANDEM_TEST_MYSQL_URL`, or the local
-    /// server's default; for SQLite, the system's temporary directory.
     fn admin_url() -> String {
-        let (variable, default) = match S::ENGINE {
-            Engine::Sqlite => {
-                return format!("sqlite://{}", std::env::temp_dir().display());
-            }
-            Engine::Postgres => (
-                "TANDEM_TEST_PG_URL",
-                "postgres://postgres@127.0.0.1:5432/postgres",
-            ),
-            Engine::Mysql => ("TANDEM_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mysql"),
-            other => panic!("no test server for {other}"),
-        };
-        std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+        S::admin_url()
     }
 
     /// A new, empty database.
@@ -91,6 +206,16 @@ impl<S: Server> TestDb<S> {
     /// Runs statements as an application would (its writes are captured).
     pub async fn exec(&self, sql: &str) {
         S::execute(&self.url, sql).await;
+    }
+
+    /// Runs statements as an application would, saying whether they worked.
+    pub async fn try_exec(&self, sql: &str) -> bool {
+        S::try_execute(&self.url, sql).await
+    }
+
+    /// Everything the catalog shows of the database, sorted.
+    pub async fn catalog(&self) -> Vec<String> {
+        S::catalog(&self.url, &self.name).await
     }
 
     /// The database's URL, edited.
@@ -437,4 +562,76 @@ pub async fn new_copies_take_over_stale_pairs(
         )
         .await;
     }
+}
+
+/// Polls `condition` until it holds, for at most ten seconds.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Copies of `pair`'s records with single-column keys `origins`, made on
+/// the target (`copy_is_target`) or the source.
+pub fn copies_of(
+    pair: &str,
+    origins: impl IntoIterator<Item = impl std::fmt::Display>,
+    copy_is_target: bool,
+) -> Vec<tandem_connectors::CopyOf> {
+    origins
+        .into_iter()
+        .map(|key| tandem_connectors::CopyOf {
+            pair: pair.into(),
+            origin_key: format!("[{key}]"),
+            copy_is_target,
+        })
+        .collect()
+}
+
+/// The links of `pair`, as (source, target), sorted.
+pub async fn links_of(connector: &Arc<dyn Connector>, pair: &str) -> Vec<(String, String)> {
+    let mut links: Vec<(String, String)> = connector
+        .read_id_map()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.pair == pair)
+        .map(|l| (l.source_key, l.target_key))
+        .collect();
+    links.sort();
+    links
+}
+
+/// Every row of the table, in key order.
+pub async fn all_rows(connector: &Arc<dyn Connector>, table: &TableSchema) -> Vec<Row> {
+    connector.scan(table, None, 10_000).await.unwrap()
+}
+
+/// A URL's user name or password as it was before percent-encoding.
+pub fn percent_decode(part: &str) -> String {
+    let bytes = part.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], part.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) if u8::from_str_radix(hex, 16).is_ok() => {
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("UTF-8 URL part")
 }
