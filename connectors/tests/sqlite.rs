@@ -11,8 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::slice;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveTime};
 use common::*;
@@ -21,7 +20,7 @@ use serde_json::json;
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::sqlite::SqliteConnector;
 use tandem_connectors::{
-    ChangeOp, Charset, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
+    ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
     TableSchema, Value,
 };
 
@@ -247,26 +246,13 @@ fn table(name: &str) -> TableName {
 }
 
 const ODD: &str = common::contract::ODD;
-/// A table `t (id, v)` holding the row `(1, v)`: the database, its
-/// connector and the table.
-async fn one_row(v: i64) -> (TestDb, Arc<dyn Connector>, TableSchema) {
-    let db = TestDb::with(&format!(
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER);
-         INSERT INTO t VALUES (1, {v})"
-    ))
-    .await;
-    let connector = db.connector().await;
-    let schema = describe(&connector, "t").await;
-    (db, connector, schema)
-}
-
 #[tokio::test]
-async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
-    // GIVEN a parent with a key in non-column order and a child with odd
-    // names, types of every kind and a reference to itself
+async fn describe_maps_declared_types_and_only_a_rowid_key_is_generated() {
+    // GIVEN a table of types of every kind, and tables keyed by text, by a
+    // BIGINT and WITHOUT ROWID, with references SQLite resolves or not
     let db = TestDb::with(
         "CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, PRIMARY KEY (b, a));
-         CREATE TABLE \"Customer \"\"Orders\"\" ü\" (
+         CREATE TABLE every_type (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             \"First Name\" VARCHAR(50) NOT NULL,
             pa INT, pb TEXT,
@@ -275,23 +261,22 @@ async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
             born DATE, at_time TIME, created DATETIME, stamped TIMESTAMP WITH TIME ZONE,
             raw BLOB, token UUID NOT NULL DEFAULT (lower(hex(randomblob(16)))), untyped,
             doubled INT GENERATED ALWAYS AS (pa * 2) VIRTUAL, tripled INT AS (pa * 3) STORED,
-            shape GEOMETRY,
-            CONSTRAINT fk_parent FOREIGN KEY (pb, pa) REFERENCES parent (b, a),
-            CONSTRAINT fk_self FOREIGN KEY (manager) REFERENCES \"Customer \"\"Orders\"\" ü\");
+            shape GEOMETRY);
          CREATE TABLE coded (code TEXT PRIMARY KEY, n BIGINT REFERENCES BIG, p INT REFERENCES parent);
          CREATE TABLE big (id BIGINT PRIMARY KEY);
          CREATE TABLE clustered (id INTEGER PRIMARY KEY, v) WITHOUT ROWID;",
     )
     .await;
     let connector = db.connector().await;
-    assert_eq!(connector.table_name(ODD), table(ODD));
 
     // WHEN they are described
-    let [parent, odd, coded, big, clustered] =
-        describe_all(&connector, ["parent", ODD, "coded", "big", "clustered"]).await;
+    let [parent, every, coded, big, clustered] = describe_all(
+        &connector,
+        ["parent", "every_type", "coded", "big", "clustered"],
+    )
+    .await;
 
-    // THEN the key keeps its order, columns their catalog order and types
-    assert_eq!(parent.primary_key, vec!["b", "a"]);
+    // THEN each declared type maps to its kind, kept as declared
     #[rustfmt::skip]
     let expected = vec![
         ("id", DataType::Int, "INTEGER", false, true, false),
@@ -314,20 +299,11 @@ async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
         ("tripled", DataType::Int, "INT", true, true, true),
         ("shape", DataType::Other, "GEOMETRY", true, false, false),
     ];
-    assert_eq!(column_summary(&odd), expected);
-    assert_eq!(odd.primary_key, vec!["id"]);
-    assert!(odd.key_is_generated());
-    // AND the foreign keys keep their declaration and column order, a
-    // self-reference and an implicit reference to a key included
-    assert_eq!(
-        foreign_keys(&odd),
-        vec![
-            (vec!["pb", "pa"], table("parent"), vec!["b", "a"]),
-            (vec!["manager"], table(ODD), vec!["id"]),
-        ]
-    );
-    // (a reference to a two-column key from one column cannot be resolved,
-    // and is left out)
+    assert_eq!(column_summary(&every), expected);
+    assert_eq!(every.primary_key, vec!["id"]);
+    assert!(every.key_is_generated());
+    // AND an implicit reference to a key is resolved (a reference to a
+    // two-column key from one column cannot be, and is left out)
     assert_eq!(
         foreign_keys(&coded),
         vec![(vec!["n"], table("big"), vec!["id"])]
@@ -354,74 +330,34 @@ async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
     // AND tables are found as SQLite finds them, named as the catalog has it
     let upper = connector.describe(&table("PARENT")).await.unwrap();
     assert_eq!(upper, parent);
-    // AND a missing table is a schema error naming it and the database
-    assert_missing_table(&connector, "nope", &db.path().display().to_string()).await;
 }
 
 #[tokio::test]
-async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
-    // GIVEN two tables, one of which will later leave the configuration, a
-    // user trigger, and an AUTOINCREMENT table in use (so SQLite's own
-    // sqlite_sequence is there before)
+async fn a_second_install_creates_no_trigger_and_uninstall_keeps_sqlites_own_sequence() {
+    // GIVEN an AUTOINCREMENT table in use (so SQLite's own sqlite_sequence
+    // is there before) and a table keyed by three columns
     let db = TestDb::with(
         "CREATE TABLE \"Customer \"\"Orders\"\" ü\" (id INTEGER PRIMARY KEY AUTOINCREMENT, \"First Name\" TEXT);
          CREATE TABLE link (a INT, b VARCHAR(20), c BLOB, PRIMARY KEY (a, b, c));
-         CREATE TABLE audit (n INT);
-         CREATE TRIGGER audit_link AFTER INSERT ON link BEGIN INSERT INTO audit VALUES (1); END;
          INSERT INTO \"Customer \"\"Orders\"\" ü\" (\"First Name\") VALUES ('Ann')",
     )
     .await;
     let connector = db.connector().await;
     let tables = describe_all(&connector, [ODD, "link"]).await;
     let before = db.catalog().await;
-    let nothing = connector.installation(&tables).await.unwrap();
-    assert_eq!(nothing.version, None);
-    assert_eq!(nothing.missing_triggers, vec![table(ODD), table("link")]);
-
-    // WHEN installed once, then twice
-    install(&connector, &tables).await;
-    let once = db.catalog().await;
-    install(&connector, &tables).await;
-    let twice = db.catalog().await;
-
-    // THEN the second run changed nothing, and everything is in place
-    assert_eq!(once, twice);
-    let triggers = once.iter().filter(|l| l.starts_with("trigger|tandem_"));
-    assert_eq!(triggers.count(), 6);
     assert!(
-        once.contains(&format!("version|1|{SCHEMA_VERSION}")),
-        "{once:#?}"
+        before.iter().any(|l| l.starts_with("sequence|")),
+        "{before:#?}"
     );
-    let installed = connector.installation(&tables).await.unwrap();
-    assert_eq!(installed.version, Some(SCHEMA_VERSION));
-    assert!(installed.missing_triggers.is_empty(), "{installed:?}");
-    // AND the second install script only holds the idempotent statements
+
+    // WHEN installed, THEN a second install script only holds the
+    // idempotent statements
+    install(&connector, &tables).await;
     let again = connector.install_script(&tables).await.unwrap();
     assert!(
         again.iter().all(|s| !s.contains("CREATE TRIGGER")),
         "{again:#?}"
     );
-
-    // WHEN a trigger is dropped and another one is changed by hand
-    db.exec(
-        "DROP TRIGGER tandem_del_link;
-         DROP TRIGGER \"tandem_upd_Customer \"\"Orders\"\" ü\";
-         CREATE TRIGGER \"tandem_upd_Customer \"\"Orders\"\" ü\" AFTER UPDATE ON \"Customer \"\"Orders\"\" ü\"
-         BEGIN SELECT 1; END",
-    )
-    .await;
-    // THEN both tables are reported, and installing again restores them
-    let partial = connector.installation(&tables).await.unwrap();
-    assert_eq!(partial.missing_triggers, vec![table(ODD), table("link")]);
-    install(&connector, &tables).await;
-    let repaired = db.catalog().await;
-    let tandem = |c: &[String]| -> Vec<String> {
-        c.iter()
-            .filter(|l| l.starts_with("trigger|tandem_"))
-            .cloned()
-            .collect()
-    };
-    assert_eq!(tandem(&repaired), tandem(&once));
 
     // WHEN a change is captured (the change table's sequence starts) and
     // everything is uninstalled with only one table still configured
@@ -429,10 +365,206 @@ async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
     assert_eq!(changes(&connector, &[table("link")]).await.len(), 1);
     uninstall(&connector, &tables[..1]).await;
 
-    // THEN the catalog is exactly as before install (the user's trigger
-    // and sequence kept)
+    // THEN the catalog is exactly as before install, the sequence kept
     assert_eq!(db.catalog().await, before);
-    assert_eq!(connector.installation(&tables).await.unwrap().version, None);
+}
+
+#[tokio::test]
+async fn a_rollback_journal_database_keeps_its_mode_and_never_commits_the_marker() {
+    let db = TestDb::create().await;
+    common::contract::capture::agent_and_application_write_together(&db).await;
+    assert_eq!(db.strings("PRAGMA journal_mode").await, ["delete"]);
+    assert_eq!(
+        db.strings("SELECT count(*) FROM tandem_applying").await,
+        ["0"]
+    );
+}
+
+#[tokio::test]
+async fn a_wal_database_stays_wal_and_captures_the_same() {
+    // GIVEN a database in WAL mode
+    let db = TestDb::create().await;
+    db.exec("PRAGMA journal_mode = WAL").await;
+
+    // WHEN the agent installs, writes and an application writes
+    common::contract::capture::agent_and_application_write_together(&db).await;
+
+    // THEN it is still in WAL mode, and the marker was never committed
+    assert_eq!(db.strings("PRAGMA journal_mode").await, ["wal"]);
+    assert_eq!(
+        db.strings("SELECT count(*) FROM tandem_applying").await,
+        ["0"]
+    );
+}
+
+#[tokio::test]
+async fn autoincrement_keys_given_uuids_and_uuids_in_text_come_back_as_stored() {
+    // GIVEN an AUTOINCREMENT table, one keyed by random text read as a UUID,
+    // and a link table that holds UUIDs as TEXT
+    let db = TestDb::with(
+        "CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE tag (id UUID PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))), label TEXT);
+         CREATE TABLE counter (n INTEGER PRIMARY KEY AUTOINCREMENT);
+         CREATE TABLE person_tag (person INT, tag TEXT, PRIMARY KEY (person, tag),
+            FOREIGN KEY (person) REFERENCES person (id), FOREIGN KEY (tag) REFERENCES tag (id));
+         INSERT INTO person (name) VALUES ('a'), ('b')",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [tag, counter, link] = describe_all(&connector, ["tag", "counter", "person_tag"]).await;
+    assert!(counter.key_is_generated());
+
+    // WHEN a row of nothing but its key, a tag with a key given as hex and
+    // one without, and a link to the given one are inserted
+    let mut tx = connector.begin().await.unwrap();
+    let counted = tx.insert(&counter, &Row::new()).await.unwrap();
+    let tag_id = Value::Text(db.strings("SELECT hex(randomblob(16))").await[0].clone());
+    let given = tx
+        .insert(
+            &tag,
+            &row(&[("id", tag_id.clone()), ("label", text("given"))]),
+        )
+        .await
+        .unwrap();
+    let made = tx
+        .insert(&tag, &row(&[("label", text("x"))]))
+        .await
+        .unwrap();
+    let tagged = row(&[("person", text(" 2")), ("tag", given.0[0].clone())]);
+    let link_key = tx.insert(&link, &tagged).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // THEN the AUTOINCREMENT key is the engine's, the given hex a UUID
+    assert_eq!(counted, key(&[Value::Int(1)]));
+    let Value::Text(hex) = &tag_id else {
+        unreachable!()
+    };
+    assert_eq!(
+        given,
+        key(&[Value::Uuid(uuid::Uuid::parse_str(hex).unwrap())])
+    );
+    assert!(matches!(made.0[0], Value::Uuid(_)), "{made:?}");
+    assert_ne!(made, given);
+    // AND a UUID in a TEXT column is its text
+    let given_text = text(&given.0[0].to_string());
+    assert_eq!(link_key, key(&[Value::Int(2), given_text]));
+    let rows = connector
+        .fetch_rows(&tag, slice::from_ref(&made))
+        .await
+        .unwrap();
+    assert_eq!(rows[0]["label"], text("x"));
+    let links = connector.fetch_rows(&link, &[link_key]).await.unwrap();
+    assert_eq!(links.len(), 1);
+}
+
+#[tokio::test]
+async fn a_without_rowid_table_scans_and_is_counted_as_a_rowid_one_is() {
+    // GIVEN rows inserted out of key order, in a rowid table and in a
+    // WITHOUT ROWID one
+    let db = TestDb::with(
+        "CREATE TABLE pairs (a INT, b VARCHAR(5), PRIMARY KEY (a, b));
+         INSERT INTO pairs VALUES (2, 'a'), (1, 'b'), (1, 'a'), (3, 'a'), (2, 'b');
+         CREATE TABLE clustered (a INT, b TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+         INSERT INTO clustered SELECT * FROM pairs",
+    )
+    .await;
+    let connector = db.connector().await;
+    let [pairs, clustered] = describe_all(&connector, ["pairs", "clustered"]).await;
+
+    // WHEN scanned two at a time
+    // THEN every row comes once, in key order
+    let expected = vec!["(1, a)", "(1, b)", "(2, a)", "(2, b)", "(3, a)"];
+    assert_eq!(scanned_keys(&connector, &pairs, 2).await, expected);
+    assert_eq!(scanned_keys(&connector, &clustered, 2).await, expected);
+    // AND the estimates are cheap and close, with statistics or without
+    // (a small table is counted)
+    for table in [&pairs, &clustered] {
+        assert_eq!(
+            connector.estimate_rows(table).await.unwrap(),
+            tandem_connectors::RowCount::counted(5)
+        );
+    }
+    db.exec("ANALYZE").await;
+    assert_eq!(connector.estimate_rows(&clustered).await.unwrap().rows, 5);
+}
+
+#[tokio::test]
+async fn strict_tables_held_locks_and_files_that_are_no_database_have_their_errors() {
+    let db = TestDb::with("CREATE TABLE strict_t (id INTEGER PRIMARY KEY, n INTEGER) STRICT").await;
+    let connector = db.connector().await;
+    let strict = describe(&connector, "strict_t").await;
+
+    // a value of the wrong type for a STRICT table: data
+    let mut tx = connector.begin().await.unwrap();
+    let mut loose = strict.clone();
+    loose.columns[1].data_type = DataType::Text;
+    let err = tx
+        .insert(&loose, &row(&[("n", text("x"))]))
+        .await
+        .unwrap_err();
+    assert_error(&err, ErrorKind::Data, &["strict_t"]);
+    tx.rollback().await.unwrap();
+
+    // the write lock held elsewhere beyond the busy timeout: transient
+    let path = db.path();
+    let (release, locked) = std::sync::mpsc::channel::<()>();
+    let (held, wait_held) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let conn = app_connection(&path);
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        held.send(()).unwrap();
+        let _ = locked.recv();
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    tokio::task::spawn_blocking(move || wait_held.recv().unwrap())
+        .await
+        .unwrap();
+    let err = connector.begin().await.err().expect("the lock is held");
+    assert_error(&err, ErrorKind::Transient, &["locked"]);
+    release.send(()).unwrap();
+    tokio::task::spawn_blocking(move || holder.join().unwrap())
+        .await
+        .unwrap();
+    connector.begin().await.unwrap().rollback().await.unwrap();
+
+    // a missing file: config, naming it, and it is not created
+    let missing = db.url_with(|url| {
+        url.set_path(&format!(
+            "{}/missing.db",
+            db.path().parent().unwrap().display()
+        ))
+    });
+    let err = db.connect_error(&missing).await;
+    assert_error(&err, ErrorKind::Config, &["missing.db", "does not exist"]);
+    assert!(!path_of(&missing).exists());
+    // a relative path: config
+    let err = db.connect_error("sqlite://relative.db").await;
+    assert_error(&err, ErrorKind::Config, &["absolute"]);
+    // a file that is no database: config
+    let junk = db.path().with_file_name("junk.db");
+    std::fs::write(&junk, "this is not a database, just some text. ".repeat(30)).unwrap();
+    let err = db
+        .connect_error(&format!("sqlite://{}", junk.display()))
+        .await;
+    assert_error(&err, ErrorKind::Config, &["junk.db", "not a database"]);
+    // a directory: config
+    let dir = db.path().parent().unwrap().display().to_string();
+    let err = db.connect_error(&format!("sqlite://{dir}")).await;
+    assert_error(&err, ErrorKind::Config, &["not a file"]);
+}
+
+#[tokio::test]
+async fn the_connector_ignores_a_configured_password_and_never_shows_it() {
+    let db = TestDb::create().await;
+    let config = EndpointConfig {
+        password: Some("s3cret-pw".into()),
+        ..db.config()
+    };
+
+    let connector = SqliteConnector::connect(&config).await.unwrap();
+
+    assert_eq!(connector.engine(), Engine::Sqlite);
+    assert!(!format!("{connector:?} {config:?}").contains("s3cret-pw"));
 }
 
 #[tokio::test]
@@ -450,53 +582,6 @@ async fn uninstall_leaves_no_trace_in_a_database_without_autoincrement() {
     // THEN not even SQLite's own sqlite_sequence was created
     assert!(!db.has_table("sqlite_sequence").await);
     assert_eq!(db.catalog().await, before);
-}
-
-#[tokio::test]
-async fn captures_insert_update_delete_and_key_change() {
-    // GIVEN an installed table with an odd name
-    let db = TestDb::with(
-        "CREATE TABLE \"Customer \"\"Orders\"\" ü\" (id INTEGER PRIMARY KEY, \"First Name\" TEXT)",
-    )
-    .await;
-    let connector = db.connector().await;
-    install_capture(&connector, [ODD]).await;
-
-    // WHEN an application inserts, updates, changes a key and deletes
-    db.exec(
-        "INSERT INTO \"Customer \"\"Orders\"\" ü\" VALUES (1, 'Ann'), (2, 'Bob');
-         UPDATE \"Customer \"\"Orders\"\" ü\" SET \"First Name\" = 'Anna' WHERE id = 1;
-         UPDATE \"Customer \"\"Orders\"\" ü\" SET id = 3 WHERE id = 2;
-         DELETE FROM \"Customer \"\"Orders\"\" ü\" WHERE id = 1",
-    )
-    .await;
-
-    // THEN each is one change row, the key change as delete + insert
-    let read = connector.read_changes(&[table(ODD)], 100).await.unwrap();
-    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert!(read.iter().all(|c| c.table == ODD));
-    let age = chrono::Utc::now() - read[0].captured_at;
-    assert!(
-        age.num_seconds().abs() < 60,
-        "captured at {}",
-        read[0].captured_at
-    );
-    let got: Vec<_> = read.into_iter().map(|c| (c.op, c.key)).collect();
-    assert_eq!(
-        got,
-        vec![
-            (ChangeOp::Insert, json!([1])),
-            (ChangeOp::Insert, json!([2])),
-            (ChangeOp::Update, json!([1])),
-            (ChangeOp::Delete, json!([2])),
-            (ChangeOp::Insert, json!([3])),
-            (ChangeOp::Delete, json!([1])),
-        ]
-    );
-    assert_eq!(
-        connector.count_changes(&[table(ODD)]).await.unwrap(),
-        vec![(ODD.to_owned(), 6)]
-    );
 }
 
 #[tokio::test]
@@ -593,178 +678,6 @@ async fn captured_keys_decode_to_the_stored_key() {
     assert_eq!(
         connector.fetch_rows(&schema, &[last]).await.unwrap(),
         stored
-    );
-}
-
-/// The agent's writes are not captured; an application's write that waited
-/// for the agent's transaction, and one right after it, are.
-async fn own_writes_are_skipped_others_captured(db: &TestDb) {
-    // GIVEN an installed table
-    db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        .await;
-    let connector = db.connector().await;
-    let [schema] = install_capture(&connector, ["t"]).await;
-
-    // WHEN the agent writes in its transaction while an application tries
-    let mut tx = connector.begin().await.unwrap();
-    let own = tx
-        .insert(&schema, &row(&[("v", text("agent"))]))
-        .await
-        .unwrap();
-    let writer = waiting_writer(
-        db.path(),
-        "INSERT INTO t (id, v) VALUES (100, 'app')".to_owned(),
-    );
-    eventually("the application to wait for the lock", || async {
-        WRITER_WAITED.load(Ordering::SeqCst)
-    })
-    .await;
-    assert!(!writer.is_finished());
-    let agent2 = row(&[("v", text("agent2"))]);
-    assert!(tx.update(&schema, &own, &agent2).await.unwrap());
-    tx.commit().await.unwrap();
-    tokio::task::spawn_blocking(move || writer.join().unwrap())
-        .await
-        .unwrap();
-    db.exec("INSERT INTO t (id, v) VALUES (101, 'app after')")
-        .await;
-
-    // THEN only the application's writes are captured
-    assert_eq!(
-        changes(&connector, &[table("t")]).await,
-        vec![
-            (ChangeOp::Insert, json!([100])),
-            (ChangeOp::Insert, json!([101]))
-        ]
-    );
-    let rows = connector.fetch_rows(&schema, &[own]).await.unwrap();
-    assert_eq!(rows[0]["v"], text("agent2"));
-    // AND the marker was never committed
-    assert_eq!(
-        db.strings("SELECT count(*) FROM tandem_applying").await,
-        ["0"]
-    );
-}
-
-#[tokio::test]
-async fn own_writes_are_not_captured_but_concurrent_ones_are() {
-    let db = TestDb::create().await;
-    own_writes_are_skipped_others_captured(&db).await;
-    // AND a rollback-journal database keeps its journal mode
-    assert_eq!(db.strings("PRAGMA journal_mode").await, ["delete"]);
-}
-
-#[tokio::test]
-async fn a_wal_database_stays_wal_and_captures_the_same() {
-    // GIVEN a database in WAL mode
-    let db = TestDb::create().await;
-    db.exec("PRAGMA journal_mode = WAL").await;
-
-    // WHEN the agent installs, writes and an application writes
-    own_writes_are_skipped_others_captured(&db).await;
-
-    // THEN it is still in WAL mode
-    assert_eq!(db.strings("PRAGMA journal_mode").await, ["wal"]);
-}
-
-#[tokio::test]
-async fn the_marker_never_leaks_into_the_pool() {
-    // GIVEN a pool of one connection and an installed table
-    let db = TestDb::with("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").await;
-    let connector = db.connector_with(|c| c.max_connections = 1).await;
-    let [schema] = install_capture(&connector, ["t"]).await;
-    let id = |i| row(&[("id", Value::Int(i))]);
-
-    // WHEN a transaction commits
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &id(1)).await.unwrap();
-    tx.commit().await.unwrap();
-    // THEN the one pooled connection writes unmarked again (it is captured)
-    let plain = |id: i64| vec![format!("INSERT INTO t (id) VALUES ({id})")];
-    connector.run_script(&plain(3)).await.unwrap();
-    assert_eq!(
-        changes(&connector, &[table("t")]).await,
-        vec![(ChangeOp::Insert, json!([3]))]
-    );
-
-    // WHEN a transaction is dropped unfinished
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &id(2)).await.unwrap();
-    drop(tx);
-    // THEN the pool gets a clean connection back
-    tokio::time::timeout(Duration::from_secs(10), connector.run_script(&plain(4)))
-        .await
-        .expect("the pool got its connection back")
-        .unwrap();
-    assert_eq!(
-        changes(&connector, &[table("t")]).await,
-        vec![
-            (ChangeOp::Insert, json!([3])),
-            (ChangeOp::Insert, json!([4]))
-        ]
-    );
-    // AND the dropped transaction left nothing and holds no lock
-    let keys = [key(&[Value::Int(1)]), key(&[Value::Int(2)])];
-    assert_eq!(connector.fetch_rows(&schema, &keys).await.unwrap().len(), 1);
-    db.exec("INSERT INTO t (id) VALUES (2)").await;
-}
-
-#[tokio::test]
-async fn changes_are_read_and_deleted_by_identity() {
-    // GIVEN changes of two tables
-    let db = TestDb::with(
-        "CREATE TABLE a (id INTEGER PRIMARY KEY);
-         CREATE TABLE b (id INTEGER PRIMARY KEY)",
-    )
-    .await;
-    let connector = db.connector().await;
-    install_capture(&connector, ["a", "b"]).await;
-    db.exec(
-        "INSERT INTO a VALUES (1), (2), (3);
-         INSERT INTO b VALUES (1)",
-    )
-    .await;
-
-    // WHEN only a's are read, with a limit, and one of them is deleted
-    let read = connector.read_changes(&[table("a")], 2).await.unwrap();
-    assert_eq!(
-        read.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
-        vec![json!([1]), json!([2])]
-    );
-    connector.delete_changes(&[read[1].seq]).await.unwrap();
-    connector.delete_changes(&[]).await.unwrap();
-
-    // THEN exactly that row is gone; b's are untouched
-    let inserted = |id| (ChangeOp::Insert, json!([id]));
-    assert_eq!(
-        changes(&connector, &[table("a")]).await,
-        vec![inserted(1), inserted(3)]
-    );
-    assert_eq!(changes(&connector, &[table("b")]).await, vec![inserted(1)]);
-    assert_eq!(
-        connector
-            .count_changes(&[table("a"), table("b")])
-            .await
-            .unwrap(),
-        vec![("a".to_owned(), 2), ("b".to_owned(), 1)]
-    );
-    assert!(connector.read_changes(&[], 10).await.unwrap().is_empty());
-
-    // AND once every row is consumed, later changes are still read (a
-    // number may be used again: its row was consumed by identity)
-    let all = connector
-        .read_changes(&[table("a"), table("b")], 10)
-        .await
-        .unwrap();
-    let seqs: Vec<i64> = all.iter().map(|c| c.seq).collect();
-    connector.delete_changes(&seqs).await.unwrap();
-    db.exec("INSERT INTO b VALUES (2)").await;
-    db.exec("INSERT INTO b VALUES (3)").await;
-    let next = connector.read_changes(&[table("b")], 10).await.unwrap();
-    assert_eq!(next.len(), 2);
-    assert!(
-        next[0].seq < next[1].seq,
-        "rows present are numbered in write order"
     );
 }
 
@@ -941,328 +854,6 @@ async fn values_applications_store_are_read() {
 }
 
 #[tokio::test]
-async fn insert_returns_generated_or_given_keys() {
-    // GIVEN a table with a rowid key, one with a random text key, and a link
-    // table keyed by its references
-    let db = TestDb::with(
-        "CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT);
-         CREATE TABLE tag (id UUID PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))), label TEXT);
-         CREATE TABLE counter (n INTEGER PRIMARY KEY AUTOINCREMENT);
-         CREATE TABLE person_tag (person INT, tag TEXT, PRIMARY KEY (person, tag),
-            FOREIGN KEY (person) REFERENCES person (id), FOREIGN KEY (tag) REFERENCES tag (id))",
-    )
-    .await;
-    let connector = db.connector().await;
-    let [person, tag, counter, link] =
-        describe_all(&connector, ["person", "tag", "counter", "person_tag"]).await;
-    assert!(tag.key_is_generated() && counter.key_is_generated());
-    assert!(link.key_is_references());
-
-    // WHEN rows without keys and a link row with its key are inserted
-    let mut tx = connector.begin().await.unwrap();
-    let mut people = Vec::new();
-    for person_row in [
-        row(&[("name", text("a"))]),
-        row(&[("id", Value::Null), ("name", text("b"))]),
-    ] {
-        people.push(tx.insert(&person, &person_row).await.unwrap());
-    }
-    let counted = tx.insert(&counter, &Row::new()).await.unwrap();
-    let tag_id = Value::Text(db.strings("SELECT hex(randomblob(16))").await[0].clone());
-    let given = tx
-        .insert(
-            &tag,
-            &row(&[("id", tag_id.clone()), ("label", text("given"))]),
-        )
-        .await
-        .unwrap();
-    let made = tx
-        .insert(&tag, &row(&[("label", text("x"))]))
-        .await
-        .unwrap();
-    let tagged = row(&[("person", text(" 2")), ("tag", given.0[0].clone())]);
-    let link_key = tx.insert(&link, &tagged).await.unwrap();
-    tx.commit().await.unwrap();
-
-    // THEN the keys are the engine's, and the link's is the row's (as stored)
-    assert_eq!(people, vec![key(&[Value::Int(1)]), key(&[Value::Int(2)])]);
-    assert_eq!(counted, key(&[Value::Int(1)]));
-    let Value::Text(hex) = &tag_id else {
-        unreachable!()
-    };
-    assert_eq!(
-        given,
-        key(&[Value::Uuid(uuid::Uuid::parse_str(hex).unwrap())])
-    );
-    assert!(matches!(made.0[0], Value::Uuid(_)), "{made:?}");
-    assert_ne!(made, given);
-    // (a UUID in a TEXT column is its text)
-    let given_text = text(&given.0[0].to_string());
-    assert_eq!(link_key, key(&[Value::Int(2), given_text]));
-    let rows = connector
-        .fetch_rows(&tag, slice::from_ref(&made))
-        .await
-        .unwrap();
-    assert_eq!(rows[0]["label"], text("x"));
-    let links = connector.fetch_rows(&link, &[link_key]).await.unwrap();
-    assert_eq!(links.len(), 1);
-}
-
-#[tokio::test]
-async fn update_delete_savepoints_and_locks_report_what_happened() {
-    // GIVEN one row
-    let (_db, connector, schema) = one_row(10).await;
-    let one = key(&[Value::Int(1)]);
-    let missing = key(&[Value::Int(9)]);
-    let id = |i| row(&[("id", Value::Int(i))]);
-
-    let mut tx = connector.begin().await.unwrap();
-    // THEN fetch_for_update finds it (or not)
-    let locked = tx.fetch_for_update(&schema, &one).await.unwrap().unwrap();
-    assert_eq!(locked["v"], Value::Int(10));
-    assert_eq!(tx.fetch_for_update(&schema, &missing).await.unwrap(), None);
-    // AND an update with the same values still counts as existing
-    assert_updates(
-        &mut tx,
-        &[
-            (&schema, &one, row(&[("v", Value::Int(10))]), true),
-            (&schema, &one, id(1), true),
-            (&schema, &missing, row(&[("v", Value::Int(1))]), false),
-        ],
-    )
-    .await;
-    // AND a savepoint undoes only what came after it
-    tx.savepoint().await.unwrap();
-    tx.insert(&schema, &id(2)).await.unwrap();
-    tx.rollback_to_savepoint().await.unwrap();
-    tx.savepoint().await.unwrap();
-    tx.insert(&schema, &id(3)).await.unwrap();
-    tx.release_savepoint().await.unwrap();
-    // AND delete says whether there was a row
-    assert!(tx.delete(&schema, &one).await.unwrap());
-    assert!(!tx.delete(&schema, &one).await.unwrap());
-    tx.commit().await.unwrap();
-
-    let page = connector.scan(&schema, None, 10).await.unwrap();
-    assert_eq!(
-        page,
-        vec![row(&[("id", Value::Int(3)), ("v", Value::Null)])]
-    );
-
-    // AND a rolled back transaction leaves nothing
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &id(4)).await.unwrap();
-    tx.rollback().await.unwrap();
-    assert_eq!(connector.scan(&schema, None, 10).await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn scan_pages_through_a_composite_key_in_order() {
-    // GIVEN rows inserted out of key order, in a rowid table and in a
-    // WITHOUT ROWID one
-    let db = TestDb::with(
-        "CREATE TABLE pairs (a INT, b VARCHAR(5), PRIMARY KEY (a, b));
-         INSERT INTO pairs VALUES (2, 'a'), (1, 'b'), (1, 'a'), (3, 'a'), (2, 'b');
-         CREATE TABLE clustered (a INT, b TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
-         INSERT INTO clustered SELECT * FROM pairs",
-    )
-    .await;
-    let connector = db.connector().await;
-    let [pairs, clustered] = describe_all(&connector, ["pairs", "clustered"]).await;
-
-    // WHEN scanned two at a time
-    // THEN every row comes once, in key order
-    let expected = vec!["(1, a)", "(1, b)", "(2, a)", "(2, b)", "(3, a)"];
-    assert_eq!(scanned_keys(&connector, &pairs, 2).await, expected);
-    assert_eq!(scanned_keys(&connector, &clustered, 2).await, expected);
-    // AND the estimates are cheap and close, with statistics or without
-    // (a small table is counted)
-    for table in [&pairs, &clustered] {
-        assert_eq!(
-            connector.estimate_rows(table).await.unwrap(),
-            tandem_connectors::RowCount::counted(5)
-        );
-    }
-    db.exec("ANALYZE").await;
-    assert_eq!(connector.estimate_rows(&pairs).await.unwrap().rows, 5);
-}
-
-#[tokio::test]
-async fn a_new_copy_takes_over_the_mapping_row_of_an_earlier_copy() {
-    let (db, connector) = TestDb::installed().await;
-    db.exec("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-        .await;
-    let [item] = describe_all(&connector, ["item"]).await;
-    install(&connector, slice::from_ref(&item)).await;
-    new_copies_take_over_stale_pairs(&connector, &item, false).await;
-}
-
-#[tokio::test]
-async fn links_are_recorded_replaced_and_forgotten() {
-    // GIVEN an installed database
-    let (_db, connector) = TestDb::installed().await;
-
-    // WHEN links are recorded, some replacing others by source or target
-    let mut tx = connector.begin().await.unwrap();
-    record_links(
-        &mut tx,
-        "p [1]=[10], p [1]=[11], p [2]=[11], p [3]=[13], p [4]=[14], q [1]=[11]",
-    )
-    .await;
-    tx.forget_link("p", "[3]", "[none]").await.unwrap();
-    tx.forget_link("p", "[none]", "[14]").await.unwrap();
-    tx.commit().await.unwrap();
-
-    // THEN the mapping holds one row per source and per target
-    assert_links(&connector, "p [2]=[11], q [1]=[11]").await;
-    // AND a rolled back link is not kept
-    record_links_then_roll_back(&connector, "p [5]=[15]").await;
-    assert_eq!(connector.read_id_map().await.unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn errors_have_the_right_kind() {
-    let db = TestDb::with(
-        "CREATE TABLE parent (id INTEGER PRIMARY KEY);
-         CREATE TABLE child (id INTEGER PRIMARY KEY, parent INT REFERENCES parent (id),
-                             name VARCHAR(3) NOT NULL CHECK (length(name) <= 3));
-         CREATE TABLE strict_t (id INTEGER PRIMARY KEY, n INTEGER) STRICT",
-    )
-    .await;
-    let connector = db.connector().await;
-    let [child, strict] = describe_all(&connector, ["child", "strict_t"]).await;
-    let name = |v: &str| ("name", text(v));
-
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&child, &row(&[("id", Value::Int(1)), name("a")]))
-        .await
-        .unwrap();
-    tx.savepoint().await.unwrap();
-    // a unique violation, a foreign key violation, NOT NULL, CHECK: data
-    for bad in [
-        row(&[("id", Value::Int(1)), name("b")]),
-        row(&[("id", Value::Int(2)), ("parent", Value::Int(7)), name("c")]),
-        row(&[("id", Value::Int(3))]),
-        row(&[("id", Value::Int(4)), name("toolong")]),
-    ] {
-        let err = tx.insert(&child, &bad).await.unwrap_err();
-        assert_error(&err, ErrorKind::Data, &["child"]);
-        tx.rollback_to_savepoint().await.unwrap();
-    }
-    // a value of the wrong type for a STRICT table: data
-    let mut loose = strict.clone();
-    loose.columns[1].data_type = DataType::Text;
-    let err = tx
-        .insert(&loose, &row(&[("n", text("x"))]))
-        .await
-        .unwrap_err();
-    assert_error(&err, ErrorKind::Data, &["strict_t"]);
-    // an unknown column: schema
-    let err = tx
-        .insert(&child, &row(&[("nope", Value::Int(1))]))
-        .await
-        .unwrap_err();
-    assert_error(&err, ErrorKind::Schema, &[]);
-    tx.commit().await.unwrap();
-
-    // an unknown table: schema
-    db.exec("DROP TABLE child").await;
-    let err = connector
-        .fetch_rows(&child, &[key(&[Value::Int(1)])])
-        .await
-        .unwrap_err();
-    assert_error(&err, ErrorKind::Schema, &["child"]);
-    let err = connector.describe(&table("child")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Schema);
-
-    // the write lock held elsewhere beyond the busy timeout: transient
-    let path = db.path();
-    let (release, locked) = std::sync::mpsc::channel::<()>();
-    let (held, wait_held) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let conn = app_connection(&path);
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        held.send(()).unwrap();
-        let _ = locked.recv();
-        conn.execute_batch("ROLLBACK").unwrap();
-    });
-    tokio::task::spawn_blocking(move || wait_held.recv().unwrap())
-        .await
-        .unwrap();
-    let err = connector.begin().await.err().expect("the lock is held");
-    assert_error(&err, ErrorKind::Transient, &["locked"]);
-    release.send(()).unwrap();
-    tokio::task::spawn_blocking(move || holder.join().unwrap())
-        .await
-        .unwrap();
-    connector.begin().await.unwrap().rollback().await.unwrap();
-
-    // a missing file: config, naming it, and it is not created
-    let missing = db.url_with(|url| {
-        url.set_path(&format!(
-            "{}/missing.db",
-            db.path().parent().unwrap().display()
-        ))
-    });
-    let err = db.connect_error(&missing).await;
-    assert_error(&err, ErrorKind::Config, &["missing.db", "does not exist"]);
-    assert!(!path_of(&missing).exists());
-    // a relative path: config
-    let err = db.connect_error("sqlite://relative.db").await;
-    assert_error(&err, ErrorKind::Config, &["absolute"]);
-    // a file that is no database: config
-    let junk = db.path().with_file_name("junk.db");
-    std::fs::write(&junk, "this is not a database, just some text. ".repeat(30)).unwrap();
-    let err = db
-        .connect_error(&format!("sqlite://{}", junk.display()))
-        .await;
-    assert_error(&err, ErrorKind::Config, &["junk.db", "not a database"]);
-    // a directory: config
-    let dir = db.path().parent().unwrap().display().to_string();
-    let err = db.connect_error(&format!("sqlite://{dir}")).await;
-    assert_error(&err, ErrorKind::Config, &["not a file"]);
-}
-
-#[tokio::test]
-async fn the_password_is_ignored_and_waiting_is_bounded() {
-    // GIVEN a configuration that names a password
-    let db = TestDb::create().await;
-    let config = EndpointConfig {
-        password: Some("s3cret-pw".into()),
-        ..db.config()
-    };
-
-    // WHEN connecting
-    let connector = SqliteConnector::connect(&config).await.unwrap();
-
-    // THEN it works, and never shows the password
-    assert_eq!(connector.engine(), Engine::Sqlite);
-    assert!(!format!("{connector:?} {config:?}").contains("s3cret-pw"));
-
-    // AND waiting for changes never outlasts the poll interval by much
-    let started = Instant::now();
-    connector.wait_for_changes(Duration::from_secs(60)).await;
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-#[tokio::test]
-async fn dropped_transaction_releases_its_locks() {
-    // GIVEN a row changed by an applying transaction that is then dropped
-    let (db, connector, schema) = one_row(0).await;
-    let mut tx = connector.begin().await.unwrap();
-    let five = row(&[("v", Value::Int(5))]);
-    tx.update(&schema, &key(&[Value::Int(1)]), &five)
-        .await
-        .unwrap();
-    drop(tx);
-
-    // THEN an application can soon write, and the update is lost
-    db.exec("UPDATE t SET v = v + 1 WHERE id = 1").await;
-    let rows = connector.scan(&schema, None, 10).await.unwrap();
-    assert_eq!(rows[0]["v"], Value::Int(1));
-}
-
-#[tokio::test]
 async fn keys_applications_wrote_in_other_forms_find_their_rows() {
     // GIVEN installed tables keyed by a timestamp, a UUID and bytes, whose
     // keys an application wrote in forms of its own
@@ -1328,30 +919,4 @@ async fn keys_applications_wrote_in_other_forms_find_their_rows() {
         .await,
         ["10"]
     );
-}
-
-#[tokio::test]
-async fn the_catalog_lists_the_tables_and_which_columns_have_defaults() {
-    // GIVEN two tables, one with defaults, and capture installed
-    let db = TestDb::with(
-        "CREATE TABLE Customer (Id INTEGER PRIMARY KEY, Code VARCHAR(12) NOT NULL DEFAULT 'new',
-                                Name TEXT NOT NULL, Visits INT);
-         CREATE TABLE OrderLine (Id INTEGER PRIMARY KEY)",
-    )
-    .await;
-    let connector = db.connector().await;
-    let [customer, _] = install_capture(&connector, ["Customer", "OrderLine"]).await;
-
-    // WHEN the tables are listed, THEN SQLite's and Tandem's own are not
-    assert_eq!(
-        connector.list_tables().await.unwrap(),
-        vec![table("Customer"), table("OrderLine")]
-    );
-    // AND defaults are known; SQLite enforces no length, and stores any text
-    let column = |name: &str| customer.column(name).unwrap().clone();
-    assert!(column("Code").has_default && !column("Name").has_default);
-    assert!(!column("Id").has_default);
-    assert_eq!(column("Code").capacity.max_chars, None);
-    assert_eq!(column("Name").capacity.charset, Some(Charset::Unicode));
-    assert_eq!(column("Visits").capacity.charset, None);
 }
