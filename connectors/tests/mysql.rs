@@ -10,7 +10,7 @@ mod common;
 
 use std::slice;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveTime};
 use common::*;
@@ -171,27 +171,11 @@ fn table(name: &str) -> TableName {
     TableName::new(None, name)
 }
 
-/// A table `t (id, v)` holding the row `(1, v)`: the database, its
-/// connector and the table.
-async fn one_row(v: i64) -> (TestDb, Arc<dyn Connector>, TableSchema) {
-    let db = TestDb::with(&format!(
-        "CREATE TABLE t (id INT PRIMARY KEY, v INT);
-         INSERT INTO t VALUES (1, {v})"
-    ))
-    .await;
-    let connector = db.connector().await;
-    let schema = describe(&connector, "t").await;
-    (db, connector, schema)
-}
-
-const ODD: &str = "Customer \"Orders\" ü";
-
 #[tokio::test]
-async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
-    // GIVEN a parent with a key in non-column order and a child with odd names
+async fn describe_maps_every_mysql_type() {
+    // GIVEN a column of every kind of type, generated ones included
     let db = TestDb::with(
-        "CREATE TABLE parent (a INT NOT NULL, b VARCHAR(10) NOT NULL, PRIMARY KEY (b, a));
-         CREATE TABLE `Customer \"Orders\" ü` (
+        "CREATE TABLE every_type (
             id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
             `First Name` VARCHAR(50) NOT NULL,
             pa INT, pb VARCHAR(10),
@@ -202,19 +186,15 @@ async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
             born DATE, at_time TIME(6), created DATETIME(6), stamped TIMESTAMP(6) NULL,
             raw VARBINARY(16), token UUID DEFAULT uuid(),
             doubled INT AS (pa * 2) VIRTUAL, tripled INT AS (pa * 3) STORED,
-            flag TINYINT(1), kind ENUM('a','b'), shape POINT,
-            CONSTRAINT fk_parent FOREIGN KEY (pb, pa) REFERENCES parent (b, a),
-            CONSTRAINT fk_self FOREIGN KEY (manager) REFERENCES `Customer \"Orders\" ü` (id))",
+            flag TINYINT(1), kind ENUM('a','b'), shape POINT)",
     )
     .await;
     let connector = db.connector().await;
-    assert_eq!(connector.table_name(ODD), table(ODD));
 
-    // WHEN both are described
-    let [parent, odd] = describe_all(&connector, ["parent", ODD]).await;
+    // WHEN described
+    let every = describe(&connector, "every_type").await;
 
-    // THEN the key keeps its order, columns their catalog order and types
-    assert_eq!(parent.primary_key, vec!["b", "a"]);
+    // THEN each column has its type and says whether it is generated
     #[rustfmt::skip]
     let expected = vec![
         ("id", DataType::Int, "bigint", false, true, false),
@@ -237,109 +217,61 @@ async fn describe_reads_odd_names_types_keys_and_foreign_keys() {
         ("kind", DataType::Text, "enum", true, false, false),
         ("shape", DataType::Other, "point", true, false, false),
     ];
-    assert_eq!(column_summary(&odd), expected);
-    assert_eq!(odd.primary_key, vec!["id"]);
-    assert!(odd.key_is_generated());
-    // AND the foreign keys keep their column order, self-reference included
-    assert_eq!(
-        foreign_keys(&odd),
-        vec![
-            (vec!["pb", "pa"], table("parent"), vec!["b", "a"]),
-            (vec!["manager"], table(ODD), vec!["id"]),
-        ]
-    );
-
-    // AND a missing table is a schema error naming it and the database
-    assert_missing_table(&connector, "Parent", &db.name).await;
+    assert_eq!(column_summary(&every), expected);
+    assert_eq!(every.primary_key, vec!["id"]);
+    assert!(every.key_is_generated());
+    // AND a table's name is matched with its case
+    assert_missing_table(&connector, "Every_Type", &db.name).await;
 }
 
 #[tokio::test]
-async fn install_is_idempotent_and_uninstall_leaves_no_trace() {
-    // GIVEN two tables, one of which will later leave the configuration
-    let db = TestDb::with(
-        "CREATE TABLE `Customer \"Orders\" ü` (id INT AUTO_INCREMENT PRIMARY KEY, `First Name` TEXT);
-         CREATE TABLE link (a INT, b VARCHAR(20), c VARBINARY(4), PRIMARY KEY (a, b, c));
-         CREATE TRIGGER audit BEFORE INSERT ON link FOR EACH ROW SET @audited = 1",
-    )
-    .await;
-    let connector = db.connector().await;
-    let tables = describe_all(&connector, [ODD, "link"]).await;
-    let before = db.catalog().await;
-    let nothing = connector.installation(&tables).await.unwrap();
-    assert_eq!(nothing.version, None);
-    assert_eq!(nothing.missing_triggers, vec![table(ODD), table("link")]);
+async fn the_servers_flavour_is_detected() {
+    let db = TestDb::create().await;
 
-    // WHEN installed once, then twice
-    install(&connector, &tables).await;
-    let once = db.catalog().await;
-    install(&connector, &tables).await;
-    let twice = db.catalog().await;
+    let connector = MysqlConnector::connect(&db.config()).await.unwrap();
 
-    // THEN the second run changed nothing, and everything is in place
-    assert_eq!(once, twice);
-    let triggers = once.iter().filter(|l| l.starts_with("trigger|tandem_"));
-    assert_eq!(triggers.count(), 6);
-    assert!(
-        once.contains(&format!("version|1|{SCHEMA_VERSION}")),
-        "{once:#?}"
-    );
-    let installed = connector.installation(&tables).await.unwrap();
-    assert_eq!(installed.version, Some(SCHEMA_VERSION));
-    assert!(installed.missing_triggers.is_empty(), "{installed:?}");
-
-    // AND a dropped trigger is reported
-    db.exec("DROP TRIGGER tandem_del_link").await;
-    let partial = connector.installation(&tables).await.unwrap();
-    assert_eq!(partial.missing_triggers, vec![table("link")]);
-
-    // WHEN uninstalled with only one table still configured
-    uninstall(&connector, &tables[..1]).await;
-
-    // THEN the catalog is exactly as before install (the user's own
-    // trigger kept)
-    assert_eq!(db.catalog().await, before);
-    assert_eq!(connector.installation(&tables).await.unwrap().version, None);
+    let expected = if db.is_mariadb().await {
+        Flavour::MariaDb
+    } else {
+        Flavour::MySql
+    };
+    assert_eq!(connector.flavour(), expected);
+    assert_eq!(connector.engine(), Engine::Mysql);
 }
 
 #[tokio::test]
-async fn captures_insert_update_delete_and_key_change() {
-    // GIVEN an installed table with an odd name
+async fn columns_say_the_widths_and_character_sets_mysql_allows() {
+    // GIVEN a table with unsigned, tiny and medium integers, three
+    // character sets and digits
     let db = TestDb::with(
-        "CREATE TABLE `Customer \"Orders\" ü` (id INT PRIMARY KEY, `First Name` TEXT)",
+        "CREATE TABLE Customer (
+            Id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+            Name VARCHAR(100) CHARACTER SET utf8mb3 NOT NULL,
+            Legacy VARCHAR(20) CHARACTER SET latin1,
+            Note TEXT,
+            `Rank` TINYINT,
+            Visits MEDIUMINT DEFAULT 0,
+            Credit DECIMAL(12, 2))",
     )
     .await;
     let connector = db.connector().await;
-    install_capture(&connector, [ODD]).await;
 
-    // WHEN an application inserts, updates, changes a key and deletes
-    db.exec(
-        "INSERT INTO `Customer \"Orders\" ü` VALUES (1, 'Ann'), (2, 'Bob');
-         UPDATE `Customer \"Orders\" ü` SET `First Name` = 'Anna' WHERE id = 1;
-         UPDATE `Customer \"Orders\" ü` SET id = 3 WHERE id = 2;
-         DELETE FROM `Customer \"Orders\" ü` WHERE id = 1",
-    )
-    .await;
+    let customer = describe(&connector, "Customer").await;
 
-    // THEN each is one change row, the key change as delete + insert
-    let read = connector.read_changes(&[table(ODD)], 100).await.unwrap();
-    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert!(read.iter().all(|c| c.table == ODD));
-    let got: Vec<_> = read.into_iter().map(|c| (c.op, c.key)).collect();
+    let column = |name: &str| customer.column(name).unwrap().clone();
+    assert_eq!(column("Id").capacity.int_range, Some((0, u32::MAX.into())));
+    assert_eq!(column("Name").capacity.charset, Some(Charset::Bmp));
     assert_eq!(
-        got,
-        vec![
-            (ChangeOp::Insert, json!([1])),
-            (ChangeOp::Insert, json!([2])),
-            (ChangeOp::Update, json!([1])),
-            (ChangeOp::Delete, json!([2])),
-            (ChangeOp::Insert, json!([3])),
-            (ChangeOp::Delete, json!([1])),
-        ]
+        column("Legacy").capacity.charset,
+        Some(Charset::Legacy("latin1".into()))
     );
+    assert_eq!(column("Note").capacity.max_chars, None);
+    assert_eq!(column("Rank").capacity.int_range, Some((-128, 127)));
     assert_eq!(
-        connector.count_changes(&[table(ODD)]).await.unwrap(),
-        vec![(ODD.to_owned(), 6)]
+        column("Visits").capacity.int_range,
+        Some((-(1 << 23), (1 << 23) - 1))
     );
+    assert_eq!(column("Credit").capacity.digits, Some((12, 2)));
 }
 
 #[tokio::test]
@@ -388,121 +320,6 @@ async fn captured_keys_decode_to_the_stored_key() {
         connector.fetch_rows(&schema, &[last]).await.unwrap(),
         stored
     );
-}
-
-#[tokio::test]
-async fn own_writes_are_not_captured_but_concurrent_ones_are() {
-    // GIVEN an installed table
-    let db = TestDb::with("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)").await;
-    let connector = db.connector().await;
-    let [schema] = install_capture(&connector, ["t"]).await;
-
-    // WHEN the agent writes in its transaction while an application writes
-    let mut tx = connector.begin().await.unwrap();
-    let own = tx
-        .insert(&schema, &row(&[("v", text("agent"))]))
-        .await
-        .unwrap();
-    db.exec("INSERT INTO t (id, v) VALUES (100, 'app')").await;
-    let agent2 = row(&[("v", text("agent2"))]);
-    assert!(tx.update(&schema, &own, &agent2).await.unwrap());
-    tx.commit().await.unwrap();
-
-    // THEN only the application's write is captured
-    assert_eq!(
-        changes(&connector, &[table("t")]).await,
-        vec![(ChangeOp::Insert, json!([100]))]
-    );
-    let rows = connector.fetch_rows(&schema, &[own]).await.unwrap();
-    assert_eq!(rows[0]["v"], text("agent2"));
-}
-
-#[tokio::test]
-async fn the_marker_never_leaks_into_the_pool() {
-    // GIVEN a pool of one connection and an installed table
-    let db = TestDb::with("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)").await;
-    let connector = db.connector_with(|c| c.max_connections = 1).await;
-    let [schema] = install_capture(&connector, ["t"]).await;
-    let id = |i| row(&[("id", Value::Int(i))]);
-
-    // WHEN a transaction commits
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &id(1)).await.unwrap();
-    tx.commit().await.unwrap();
-    // THEN the one pooled session writes unmarked again (it is captured)
-    let plain = |id: i64| vec![format!("INSERT INTO t (id) VALUES ({id})")];
-    connector.run_script(&plain(3)).await.unwrap();
-    assert_eq!(
-        changes(&connector, &[table("t")]).await,
-        vec![(ChangeOp::Insert, json!([3]))]
-    );
-
-    // WHEN a transaction is dropped unfinished
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &id(2)).await.unwrap();
-    drop(tx);
-    // THEN the pool gets a clean session back
-    tokio::time::timeout(Duration::from_secs(10), connector.run_script(&plain(4)))
-        .await
-        .expect("the pool got its connection back")
-        .unwrap();
-    assert_eq!(
-        changes(&connector, &[table("t")]).await,
-        vec![
-            (ChangeOp::Insert, json!([3])),
-            (ChangeOp::Insert, json!([4]))
-        ]
-    );
-    // AND the dropped transaction left nothing and holds no lock
-    let keys = [key(&[Value::Int(1)]), key(&[Value::Int(2)])];
-    assert_eq!(connector.fetch_rows(&schema, &keys).await.unwrap().len(), 1);
-    db.exec(
-        "SET innodb_lock_wait_timeout = 5;
-         INSERT INTO t (id) VALUES (2)",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn changes_are_read_and_deleted_by_identity() {
-    // GIVEN changes of two tables
-    let db = TestDb::with(
-        "CREATE TABLE a (id INT PRIMARY KEY);
-         CREATE TABLE b (id INT PRIMARY KEY)",
-    )
-    .await;
-    let connector = db.connector().await;
-    install_capture(&connector, ["a", "b"]).await;
-    db.exec(
-        "INSERT INTO a VALUES (1), (2), (3);
-         INSERT INTO b VALUES (1)",
-    )
-    .await;
-
-    // WHEN only a's are read, with a limit, and one of them is deleted
-    let read = connector.read_changes(&[table("a")], 2).await.unwrap();
-    assert_eq!(
-        read.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
-        vec![json!([1]), json!([2])]
-    );
-    connector.delete_changes(&[read[1].seq]).await.unwrap();
-    connector.delete_changes(&[]).await.unwrap();
-
-    // THEN exactly that row is gone; b's are untouched
-    let inserted = |id| (ChangeOp::Insert, json!([id]));
-    assert_eq!(
-        changes(&connector, &[table("a")]).await,
-        vec![inserted(1), inserted(3)]
-    );
-    assert_eq!(changes(&connector, &[table("b")]).await, vec![inserted(1)]);
-    assert_eq!(
-        connector
-            .count_changes(&[table("a"), table("b")])
-            .await
-            .unwrap(),
-        vec![("a".to_owned(), 2), ("b".to_owned(), 1)]
-    );
-    assert!(connector.read_changes(&[], 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -597,219 +414,6 @@ async fn values_round_trip_for_every_type() {
 }
 
 #[tokio::test]
-async fn insert_returns_generated_or_given_keys() {
-    // GIVEN a table with an AUTO_INCREMENT key, one with a uuid() key, and a
-    // link table keyed by its references
-    let db = TestDb::with(
-        "CREATE TABLE person (id INT AUTO_INCREMENT PRIMARY KEY, name TEXT);
-         CREATE TABLE tag (id UUID DEFAULT uuid() PRIMARY KEY, label TEXT);
-         CREATE TABLE person_tag (person INT, tag UUID, PRIMARY KEY (person, tag),
-            FOREIGN KEY (person) REFERENCES person (id), FOREIGN KEY (tag) REFERENCES tag (id))",
-    )
-    .await;
-    let connector = db.connector().await;
-    let [person, tag, link] = describe_all(&connector, ["person", "tag", "person_tag"]).await;
-    assert!(tag.key_is_generated());
-    assert!(link.key_is_references());
-
-    // WHEN rows without keys and a link row with its key are inserted
-    let mut tx = connector.begin().await.unwrap();
-    let mut people = Vec::new();
-    for person_row in [
-        row(&[("name", text("a"))]),
-        row(&[("id", Value::Null), ("name", text("b"))]),
-    ] {
-        people.push(tx.insert(&person, &person_row).await.unwrap());
-    }
-    let labelled = row(&[("label", text("x"))]);
-    let tag_key = tx.insert(&tag, &labelled).await.unwrap();
-    let tagged = row(&[("person", text(" 2")), ("tag", tag_key.0[0].clone())]);
-    let link_key = tx.insert(&link, &tagged).await.unwrap();
-    tx.commit().await.unwrap();
-
-    // THEN the keys are the engine's, and the link's is the row's (as stored)
-    assert_eq!(people, vec![key(&[Value::Int(1)]), key(&[Value::Int(2)])]);
-    assert!(matches!(tag_key.0[0], Value::Uuid(_)), "{tag_key:?}");
-    assert_eq!(link_key, key(&[Value::Int(2), tag_key.0[0].clone()]));
-    let rows = connector
-        .fetch_rows(&tag, slice::from_ref(&tag_key))
-        .await
-        .unwrap();
-    assert_eq!(rows[0]["label"], text("x"));
-    let links = connector.fetch_rows(&link, &[link_key]).await.unwrap();
-    assert_eq!(links.len(), 1);
-}
-
-#[tokio::test]
-async fn update_delete_savepoints_and_locks_report_what_happened() {
-    // GIVEN one row
-    let (_db, connector, schema) = one_row(10).await;
-    let one = key(&[Value::Int(1)]);
-    let missing = key(&[Value::Int(9)]);
-    let id = |i| row(&[("id", Value::Int(i))]);
-
-    let mut tx = connector.begin().await.unwrap();
-    // THEN fetch_for_update finds it (or not)
-    let locked = tx.fetch_for_update(&schema, &one).await.unwrap().unwrap();
-    assert_eq!(locked["v"], Value::Int(10));
-    assert_eq!(tx.fetch_for_update(&schema, &missing).await.unwrap(), None);
-    // AND an update with the same values still counts as existing
-    assert_updates(
-        &mut tx,
-        &[
-            (&schema, &one, row(&[("v", Value::Int(10))]), true),
-            (&schema, &one, id(1), true),
-            (&schema, &missing, row(&[("v", Value::Int(1))]), false),
-        ],
-    )
-    .await;
-    // AND a savepoint undoes only what came after it
-    tx.savepoint().await.unwrap();
-    tx.insert(&schema, &id(2)).await.unwrap();
-    tx.rollback_to_savepoint().await.unwrap();
-    tx.savepoint().await.unwrap();
-    tx.insert(&schema, &id(3)).await.unwrap();
-    tx.release_savepoint().await.unwrap();
-    // AND delete says whether there was a row
-    assert!(tx.delete(&schema, &one).await.unwrap());
-    assert!(!tx.delete(&schema, &one).await.unwrap());
-    tx.commit().await.unwrap();
-
-    let page = connector.scan(&schema, None, 10).await.unwrap();
-    assert_eq!(
-        page,
-        vec![row(&[("id", Value::Int(3)), ("v", Value::Null)])]
-    );
-
-    // AND a rolled back transaction leaves nothing
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&schema, &id(4)).await.unwrap();
-    tx.rollback().await.unwrap();
-    assert_eq!(connector.scan(&schema, None, 10).await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn scan_pages_through_a_composite_key_in_order() {
-    // GIVEN rows inserted out of key order
-    let db = TestDb::with(
-        "CREATE TABLE pairs (a INT, b VARCHAR(5), PRIMARY KEY (a, b));
-         INSERT INTO pairs VALUES (2, 'a'), (1, 'b'), (1, 'a'), (3, 'a'), (2, 'b')",
-    )
-    .await;
-    let connector = db.connector().await;
-    let schema = describe(&connector, "pairs").await;
-
-    // WHEN scanned two at a time
-    let seen = scanned_keys(&connector, &schema, 2).await;
-
-    // THEN every row comes once, in key order
-    assert_eq!(seen, vec!["(1, a)", "(1, b)", "(2, a)", "(2, b)", "(3, a)"]);
-    let estimate = connector.estimate_rows(&schema).await.unwrap();
-    assert_eq!(estimate, tandem_connectors::RowCount::counted(5));
-}
-
-#[tokio::test]
-async fn a_new_copy_takes_over_the_mapping_row_of_an_earlier_copy() {
-    let (db, connector) = TestDb::installed().await;
-    db.exec("CREATE TABLE item (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20) NOT NULL)")
-        .await;
-    let [item] = describe_all(&connector, ["item"]).await;
-    install(&connector, slice::from_ref(&item)).await;
-    new_copies_take_over_stale_pairs(&connector, &item, true).await;
-}
-
-#[tokio::test]
-async fn links_are_recorded_replaced_and_forgotten() {
-    // GIVEN an installed database
-    let (_db, connector) = TestDb::installed().await;
-
-    // WHEN links are recorded, some replacing others by source or target
-    let mut tx = connector.begin().await.unwrap();
-    record_links(
-        &mut tx,
-        "p [1]=[10], p [1]=[11], p [2]=[11], p [3]=[13], p [4]=[14], q [1]=[11]",
-    )
-    .await;
-    tx.forget_link("p", "[3]", "[none]").await.unwrap();
-    tx.forget_link("p", "[none]", "[14]").await.unwrap();
-    tx.commit().await.unwrap();
-
-    // THEN the mapping holds one row per source and per target
-    assert_links(&connector, "p [2]=[11], q [1]=[11]").await;
-    // AND a rolled back link is not kept
-    record_links_then_roll_back(&connector, "p [5]=[15]").await;
-    assert_eq!(connector.read_id_map().await.unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn errors_have_the_right_kind() {
-    let db = TestDb::with(
-        "CREATE TABLE parent (id INT PRIMARY KEY);
-         CREATE TABLE child (id INT PRIMARY KEY, parent INT, name VARCHAR(3) NOT NULL,
-                             FOREIGN KEY (parent) REFERENCES parent (id))",
-    )
-    .await;
-    let connector = db.connector().await;
-    let child = describe(&connector, "child").await;
-    let name = |v: &str| ("name", text(v));
-
-    let mut tx = connector.begin().await.unwrap();
-    tx.insert(&child, &row(&[("id", Value::Int(1)), name("a")]))
-        .await
-        .unwrap();
-    tx.savepoint().await.unwrap();
-    // a unique violation, a foreign key violation, NOT NULL, too long: data
-    for bad in [
-        row(&[("id", Value::Int(1)), name("b")]),
-        row(&[("id", Value::Int(2)), ("parent", Value::Int(7)), name("c")]),
-        row(&[("id", Value::Int(3))]),
-        row(&[("id", Value::Int(4)), name("toolong")]),
-    ] {
-        let err = tx.insert(&child, &bad).await.unwrap_err();
-        assert_error(&err, ErrorKind::Data, &["child"]);
-        tx.rollback_to_savepoint().await.unwrap();
-    }
-    // an unknown column: schema
-    let err = tx
-        .insert(&child, &row(&[("nope", Value::Int(1))]))
-        .await
-        .unwrap_err();
-    assert_error(&err, ErrorKind::Schema, &[]);
-    tx.commit().await.unwrap();
-
-    // an unknown table: schema
-    db.exec("DROP TABLE child").await;
-    let err = connector
-        .fetch_rows(&child, &[key(&[Value::Int(1)])])
-        .await
-        .unwrap_err();
-    assert_error(&err, ErrorKind::Schema, &[]);
-    let err = connector.describe(&table("child")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Schema);
-
-    // a refused connection: connection, naming the address
-    let err = db.connect_error("mysql://root@127.0.0.1:1/x").await;
-    assert_eq!(err.kind(), ErrorKind::Connection);
-    assert_eq!(
-        err.to_string(),
-        "cannot connect to MySQL at 127.0.0.1:1: connection refused"
-    );
-
-    // a wrong password: permission, and the password is never shown
-    let denied = EndpointConfig {
-        url: db.url_with(|url| {
-            url.set_username("tandem_nobody").unwrap();
-            url.set_password(Some("s3cret-pw")).unwrap();
-        }),
-        ..db.config()
-    };
-    let err = db.connect_error(&denied.url).await;
-    assert_eq!(err.kind(), ErrorKind::Permission, "{err}");
-    assert!(!format!("{err} {err:?}").contains("s3cret-pw"), "{err:?}");
-    assert!(!format!("{denied:?}").contains("s3cret-pw"));
-}
-
-#[tokio::test]
 async fn tls_modes_against_the_local_server() {
     let db = TestDb::create().await;
     let have_ssl = db.strings("SELECT @@have_ssl").await.remove(0);
@@ -849,66 +453,6 @@ async fn tls_modes_against_the_local_server() {
         );
         assert_eq!(message.lines().count(), 1);
     }
-}
-
-#[tokio::test]
-async fn config_password_wins_and_flavour_is_detected() {
-    // GIVEN a URL with a wrong password and the right one given apart
-    let db = TestDb::create().await;
-    let mut url = url::Url::parse(&db.url).unwrap();
-    let right = url.password().unwrap_or("").to_owned();
-    url.set_password(Some("wrong")).unwrap();
-    let config = EndpointConfig {
-        url: url.to_string(),
-        password: Some(right),
-        ..db.config()
-    };
-
-    // WHEN connecting
-    let connector = MysqlConnector::connect(&config).await.unwrap();
-
-    // THEN the given password was used, and the server's flavour is known
-    let expected = if db.is_mariadb().await {
-        Flavour::MariaDb
-    } else {
-        Flavour::MySql
-    };
-    assert_eq!(connector.flavour(), expected);
-    assert_eq!(connector.engine(), Engine::Mysql);
-
-    // AND waiting for changes never outlasts the poll interval by much
-    let started = Instant::now();
-    connector.wait_for_changes(Duration::from_secs(60)).await;
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-#[tokio::test]
-async fn dropped_transaction_releases_its_locks() {
-    // GIVEN a row locked by an applying transaction that is then dropped
-    let (db, connector, schema) = one_row(0).await;
-    let mut tx = connector.begin().await.unwrap();
-    let five = row(&[("v", Value::Int(5))]);
-    tx.update(&schema, &key(&[Value::Int(1)]), &five)
-        .await
-        .unwrap();
-    drop(tx);
-
-    // THEN another session can soon update the row, and the update is lost
-    eventually("the dropped transaction to end", || async {
-        let mut conn = db.conn().await;
-        conn.query_drop("SET innodb_lock_wait_timeout = 1")
-            .await
-            .unwrap();
-        let ok = conn
-            .query_drop("UPDATE t SET v = v + 1 WHERE id = 1")
-            .await
-            .is_ok();
-        conn.disconnect().await.unwrap();
-        ok
-    })
-    .await;
-    let rows = connector.scan(&schema, None, 10).await.unwrap();
-    assert_eq!(rows[0]["v"], Value::Int(1));
 }
 
 #[tokio::test]
@@ -961,37 +505,6 @@ async fn mysql8_statements_work_on_a_server_that_knows_both() {
     // AND uninstall leaves the catalog as before
     uninstall(&connector, &[]).await;
     assert_eq!(db.catalog().await, before);
-}
-
-#[tokio::test]
-async fn rows_are_found_by_any_columns() {
-    let db = TestDb::with(
-        "CREATE TABLE companies (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20), country CHAR(2));
-         INSERT INTO companies (name, country) VALUES ('Acme', 'GB'), ('Acme', 'FR'), ('Initech', 'GB')",
-    )
-    .await;
-    let connector = db.connector().await;
-    let schema = describe(&connector, "companies").await;
-    let columns = ["name".to_owned(), "country".to_owned()];
-    let found = connector
-        .find_rows(&schema, &columns, &[text("Acme"), text("FR")])
-        .await
-        .unwrap();
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0]["country"], text("FR"));
-    assert_eq!(
-        connector
-            .find_rows(&schema, &columns[..1], &[text("Acme")])
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert!(connector
-        .find_rows(&schema, &columns[..1], &[Value::Null])
-        .await
-        .unwrap()
-        .is_empty());
 }
 
 /// A transaction that only forwards the one-row methods, so the batch
@@ -1070,25 +583,6 @@ fn copies(pair: &str, origins: &[&str]) -> Vec<CopyOf> {
             copy_is_target: true,
         })
         .collect()
-}
-
-/// The links of `pair`, as (source, target).
-async fn links_of(connector: &Arc<dyn Connector>, pair: &str) -> Vec<(String, String)> {
-    let mut links: Vec<(String, String)> = connector
-        .read_id_map()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|l| l.pair == pair)
-        .map(|l| (l.source_key, l.target_key))
-        .collect();
-    links.sort();
-    links
-}
-
-/// Every row of the table, in key order.
-async fn all_rows(connector: &Arc<dyn Connector>, table: &TableSchema) -> Vec<Row> {
-    connector.scan(table, None, 10_000).await.unwrap()
 }
 
 /// A connector of `flavour` for the database.
@@ -1412,45 +906,6 @@ async fn mysql8_batch_inserts_keep_keys_order_and_links() {
 }
 
 #[tokio::test]
-async fn batch_inserts_return_uuid_keys_in_order() {
-    // GIVEN a table keyed by uuid() (MariaDB's RETURNING tells the keys)
-    let db =
-        TestDb::with("CREATE TABLE tag (id UUID DEFAULT uuid() PRIMARY KEY, label TEXT)").await;
-    let connector = db.connector().await;
-    install(&connector, &[]).await;
-    let tag = describe(&connector, "tag").await;
-    let labels: Vec<Row> = (0..50)
-        .map(|i| row(&[("label", text(&format!("l{i}")))]))
-        .collect();
-    let origins: Vec<String> = (0..50).map(|i| format!("o{i}")).collect();
-    let origins: Vec<&str> = origins.iter().map(String::as_str).collect();
-
-    // WHEN they are inserted in one batch
-    let mut tx = connector.begin().await.unwrap();
-    let written = tx
-        .insert_copies(&tag, &labels, &copies("tags", &origins))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-
-    // THEN each comes back with its own key, in order, linked to its origin
-    assert_eq!(written.len(), 50);
-    for (i, row) in written.iter().enumerate() {
-        assert_eq!(row["label"], text(&format!("l{i}")));
-        let key = tag.key_of(row).unwrap();
-        let link = (format!("[{:?}]", origins[i]), key.encode());
-        assert!(
-            links_of(&connector, "tags").await.contains(&link),
-            "{link:?}"
-        );
-        assert_eq!(
-            connector.fetch_rows(&tag, &[key]).await.unwrap(),
-            vec![row.clone()]
-        );
-    }
-}
-
-#[tokio::test]
 async fn batch_updates_find_rows_as_the_key_lookup_does() {
     // GIVEN rows keyed by case-insensitive text and a decimal, and a
     // composite key
@@ -1585,54 +1040,6 @@ async fn fetch_many_for_update_reads_and_locks_the_rows_that_exist() {
 }
 
 #[tokio::test]
-async fn delete_many_and_forget_links_take_one_batch() {
-    // GIVEN rows and links
-    let db = TestDb::with(
-        "CREATE TABLE t (id INT PRIMARY KEY);
-         INSERT INTO t VALUES (1), (2), (3), (4)",
-    )
-    .await;
-    let connector = db.connector().await;
-    install(&connector, &[]).await;
-    let t = describe(&connector, "t").await;
-    let mut tx = connector.begin().await.unwrap();
-    record_links(
-        &mut tx,
-        "p [1]=[10], p [2]=[20], p [3]=[30], q [1]=[10], p [4]=[40]",
-    )
-    .await;
-
-    // WHEN some rows are deleted (one twice, one missing) and links are
-    // forgotten by source or by target
-    let ids = |ids: &[i64]| {
-        ids.iter()
-            .map(|i| key(&[Value::Int(*i)]))
-            .collect::<Vec<_>>()
-    };
-    let deleted = tx.delete_many(&t, &ids(&[3, 1, 9, 3])).await.unwrap();
-    tx.forget_links(
-        "p",
-        &[
-            ("[1]".into(), "[none]".into()),
-            ("[none]".into(), "[30]".into()),
-        ],
-    )
-    .await
-    .unwrap();
-    tx.forget_links("p", &[]).await.unwrap();
-    tx.commit().await.unwrap();
-
-    // THEN exactly those are gone
-    assert_eq!(deleted, 2);
-    let left = all_rows(&connector, &t).await;
-    assert_eq!(
-        left,
-        vec![row(&[("id", Value::Int(2))]), row(&[("id", Value::Int(4))])]
-    );
-    assert_links(&connector, "p [2]=[20], p [4]=[40], q [1]=[10]").await;
-}
-
-#[tokio::test]
 async fn a_bad_row_fails_the_batch_as_a_data_error_and_leaves_nothing() {
     // GIVEN a table with a unique, NOT NULL and short name and a latin1
     // column, two rows, and a savepoint
@@ -1690,42 +1097,6 @@ async fn a_bad_row_fails_the_batch_as_a_data_error_and_leaves_nothing() {
     // THEN nothing of the batches was written
     assert_eq!(all_rows(&connector, &t).await, before);
     assert!(connector.read_id_map().await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn batch_writes_are_not_captured() {
-    // GIVEN an installed table
-    let db = TestDb::with("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)").await;
-    let connector = db.connector().await;
-    let [t] = install_capture(&connector, ["t"]).await;
-
-    // WHEN the agent writes in batches
-    let mut tx = connector.begin().await.unwrap();
-    let rows: Vec<Row> = (0..10)
-        .map(|i| row(&[("v", text(&i.to_string()))]))
-        .collect();
-    let origins = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-    let written = tx
-        .insert_copies(&t, &rows, &copies("p", &origins))
-        .await
-        .unwrap();
-    let keys: Vec<Key> = written.iter().map(|r| t.key_of(r).unwrap()).collect();
-    let updates: Vec<(Key, Row)> = keys
-        .iter()
-        .map(|k| (k.clone(), row(&[("v", text("new"))])))
-        .collect();
-    tx.update_many(&t, &updates).await.unwrap();
-    assert_eq!(tx.delete_many(&t, &keys[..5]).await.unwrap(), 5);
-    tx.commit().await.unwrap();
-    // AND an application writes too
-    db.exec("INSERT INTO t (id, v) VALUES (100, 'app')").await;
-
-    // THEN only the application's write is captured
-    assert_eq!(
-        changes(&connector, &[table("t")]).await,
-        vec![(ChangeOp::Insert, json!([100]))]
-    );
-    assert_eq!(all_rows(&connector, &t).await.len(), 6);
 }
 
 /// GIVEN a table, WHEN batches too big for one statement are applied (more
@@ -1794,51 +1165,4 @@ async fn mariadb_big_batches_are_cut_without_changing_the_result() {
 #[tokio::test]
 async fn mysql8_big_batches_are_cut_without_changing_the_result() {
     big_batches_are_cut_without_changing_the_result(Flavour::MySql).await;
-}
-
-#[tokio::test]
-async fn the_catalog_lists_the_tables_and_what_each_column_can_hold() {
-    // GIVEN a table with lengths, widths, digits, character sets and defaults
-    let db = TestDb::with(
-        "CREATE TABLE Customer (
-            Id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
-            Code VARCHAR(12) NOT NULL DEFAULT 'new',
-            Name VARCHAR(100) CHARACTER SET utf8mb3 NOT NULL,
-            Legacy VARCHAR(20) CHARACTER SET latin1,
-            Note TEXT,
-            `Rank` TINYINT,
-            Visits MEDIUMINT DEFAULT 0,
-            Credit DECIMAL(12, 2))",
-    )
-    .await;
-    let connector = db.connector().await;
-    let [customer] = install_capture(&connector, ["Customer"]).await;
-
-    // WHEN the tables are listed, THEN Tandem's own are not among them
-    assert_eq!(
-        connector.list_tables().await.unwrap(),
-        vec![table("Customer")]
-    );
-    // AND each column says what it can hold, and whether it has a default
-    let column = |name: &str| customer.column(name).unwrap().clone();
-    assert_eq!(column("Id").capacity.int_range, Some((0, u32::MAX.into())));
-    assert!(
-        !column("Id").has_default,
-        "a generated key is not a default"
-    );
-    assert_eq!(column("Code").capacity.max_chars, Some(12));
-    assert_eq!(column("Code").capacity.charset, Some(Charset::Unicode));
-    assert!(column("Code").has_default && !column("Name").has_default);
-    assert_eq!(column("Name").capacity.charset, Some(Charset::Bmp));
-    assert_eq!(
-        column("Legacy").capacity.charset,
-        Some(Charset::Legacy("latin1".into()))
-    );
-    assert_eq!(column("Note").capacity.max_chars, None);
-    assert_eq!(column("Rank").capacity.int_range, Some((-128, 127)));
-    assert_eq!(
-        column("Visits").capacity.int_range,
-        Some((-(1 << 23), (1 << 23) - 1))
-    );
-    assert_eq!(column("Credit").capacity.digits, Some((12, 2)));
 }
