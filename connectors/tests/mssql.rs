@@ -117,6 +117,62 @@ impl Server for Mssql {
     const USER_TRIGGER: &'static str =
         "CREATE TRIGGER audit ON link AFTER INSERT AS SET NOCOUNT ON;";
 
+    const EVERY_TYPE: &'static str = "CREATE TABLE vals (
+            id INT IDENTITY PRIMARY KEY,
+            i BIGINT, small SMALLINT, tiny TINYINT, dec_ DECIMAL(30, 6), m MONEY, f REAL, d FLOAT,
+            t NVARCHAR(100), vt VARCHAR(100), tx NVARCHAR(MAX), b VARBINARY(50), bl VARBINARY(MAX),
+            dt DATE, tm TIME(6), ts DATETIME2(6), legacy DATETIME, tz DATETIMEOFFSET(6),
+            uu UNIQUEIDENTIFIER, flag BIT, doc XML);";
+
+    fn every_type_rows() -> Vec<Row> {
+        let at = |y, mo, d, h, mi, s, nano| {
+            let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
+            date.and_hms_nano_opt(h, mi, s, nano).unwrap()
+        };
+        let full = row(&[
+            ("i", Value::Int(i64::MIN)),
+            ("small", Value::Int(-32768)),
+            ("tiny", Value::Int(255)),
+            (
+                "dec_",
+                Value::Decimal("-123456789012345678901234.123456".into()),
+            ),
+            ("m", Value::Decimal("-922337203685477.5808".into())),
+            ("f", Value::Float(0.1)),
+            ("d", Value::Float(-1.5e300)),
+            ("t", text("Grüße 🎉 'q' \"x\" \\ ] [")),
+            ("vt", text("plain ascii")),
+            ("tx", text("long\ntext")),
+            ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
+            ("bl", Value::Bytes(vec![])),
+            (
+                "dt",
+                Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+            ),
+            (
+                "tm",
+                Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
+            ),
+            (
+                "ts",
+                Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789_000)),
+            ),
+            // datetime keeps 1/300 s: written as what it reads back.
+            (
+                "legacy",
+                Value::Timestamp(at(2024, 1, 2, 3, 4, 5, 3_333_333)),
+            ),
+            (
+                "tz",
+                Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456_000).and_utc()),
+            ),
+            ("uu", Value::Uuid(uuid::Uuid::new_v4())),
+            ("flag", Value::Bool(true)),
+            ("doc", text("<a>1</a>")),
+        ]);
+        vec![full]
+    }
+
     fn admin_url() -> String {
         std::env::var(URL_VARIABLE).expect("a SQL Server (skipped without one)")
     }
@@ -418,91 +474,15 @@ async fn captured_keys_decode_to_the_stored_key() {
 }
 
 #[tokio::test]
-async fn values_round_trip_for_every_type() {
-    skip_without_a_server!("values_round_trip_for_every_type");
-    // GIVEN a column of every type
-    let db = TestDb::with(
-        "CREATE TABLE vals (
-            id INT IDENTITY PRIMARY KEY,
-            i BIGINT, small SMALLINT, tiny TINYINT, dec_ DECIMAL(30, 6), m MONEY, f REAL, d FLOAT,
-            t NVARCHAR(100), vt VARCHAR(100), tx NVARCHAR(MAX), b VARBINARY(50), bl VARBINARY(MAX),
-            dt DATE, tm TIME(6), ts DATETIME2(6), legacy DATETIME, tz DATETIMEOFFSET(6),
-            uu UNIQUEIDENTIFIER, flag BIT, doc XML);",
-    )
-    .await;
+async fn a_float_that_is_not_a_number_is_a_data_error() {
+    skip_without_a_server!("a_float_that_is_not_a_number_is_a_data_error");
+    let db = TestDb::with("CREATE TABLE vals (id INT IDENTITY PRIMARY KEY, d FLOAT);").await;
     let connector = db.connector().await;
-    let schema = describe(&connector, "vals").await;
-    let at = |y, mo, d, h, mi, s, nano| {
-        let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
-        date.and_hms_nano_opt(h, mi, s, nano).unwrap()
-    };
-    let full = row(&[
-        ("i", Value::Int(i64::MIN)),
-        ("small", Value::Int(-32768)),
-        ("tiny", Value::Int(255)),
-        (
-            "dec_",
-            Value::Decimal("-123456789012345678901234.123456".into()),
-        ),
-        ("m", Value::Decimal("-922337203685477.5808".into())),
-        ("f", Value::Float(0.1)),
-        ("d", Value::Float(-1.5e300)),
-        ("t", text("Grüße 🎉 'q' \"x\" \\ ] [")),
-        ("vt", text("plain ascii")),
-        ("tx", text("long\ntext")),
-        ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
-        ("bl", Value::Bytes(vec![])),
-        (
-            "dt",
-            Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
-        ),
-        (
-            "tm",
-            Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
-        ),
-        (
-            "ts",
-            Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789_000)),
-        ),
-        // datetime keeps 1/300 s: written as what it reads back.
-        (
-            "legacy",
-            Value::Timestamp(at(2024, 1, 2, 3, 4, 5, 3_333_333)),
-        ),
-        (
-            "tz",
-            Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456_000).and_utc()),
-        ),
-        ("uu", Value::Uuid(uuid::Uuid::new_v4())),
-        ("flag", Value::Bool(true)),
-        ("doc", text("<a>1</a>")),
-    ]);
-    let nulls: Row = full.keys().map(|k| (k.clone(), Value::Null)).collect();
+    let vals = describe(&connector, "vals").await;
 
-    // WHEN both rows are written by the agent and read back
-    let mut tx = connector.begin().await.unwrap();
-    let full_key = tx.insert(&schema, &full).await.unwrap();
-    let null_key = tx.insert(&schema, &nulls).await.unwrap();
-    tx.commit().await.unwrap();
-    let keys = [full_key, null_key];
-    let rows = connector.fetch_rows(&schema, &keys).await.unwrap();
-
-    // THEN every value comes back as written, NULL included
-    assert_eq!(rows.len(), 2);
-    for (i, written) in [full, nulls].into_iter().enumerate() {
-        let mut expected = written;
-        expected.insert("id".into(), keys[i].0[0].clone());
-        assert_eq!(rows[i], expected);
-    }
-    // AND an unconvertible value is a data error naming table, column, value
     let mut tx = connector.begin().await.unwrap();
     let err = tx
-        .insert(&schema, &row(&[("dt", text("someday"))]))
-        .await
-        .unwrap_err();
-    assert_error(&err, ErrorKind::Data, &["`dt`", "vals", "someday"]);
-    let err = tx
-        .insert(&schema, &row(&[("d", Value::Float(f64::NAN))]))
+        .insert(&vals, &row(&[("d", Value::Float(f64::NAN))]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Data);

@@ -93,6 +93,50 @@ impl Server for Sqlite {
     const USER_TRIGGER: &'static str = "CREATE TABLE audit (n INT);
         CREATE TRIGGER audit_link AFTER INSERT ON link BEGIN INSERT INTO audit VALUES (1); END";
 
+    const EVERY_TYPE: &'static str = "CREATE TABLE vals (
+        id INTEGER PRIMARY KEY,
+        i BIGINT, flag BOOLEAN, dec_ DECIMAL(30,6), big NUMERIC, f REAL, d DOUBLE,
+        t VARCHAR(100), tx TEXT, b BLOB, bl BLOB, untyped, dt DATE, tm TIME,
+        ts DATETIME, tz TIMESTAMPTZ, j JSON, uu UUID, other GEOMETRY)";
+
+    fn every_type_rows() -> Vec<Row> {
+        let at = |y, mo, d, h, mi, s, micro| {
+            let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
+            date.and_hms_micro_opt(h, mi, s, micro).unwrap()
+        };
+        let uuid = uuid::Uuid::new_v4();
+        let full = row(&[
+            ("i", Value::Int(i64::MIN)),
+            ("flag", Value::Bool(true)),
+            ("dec_", Value::Decimal("-1234567890.12345".into())),
+            ("big", Value::Decimal("9223372036854775807".into())),
+            ("f", Value::Float(0.1)),
+            ("d", Value::Float(-1.5e300)),
+            ("t", text("Grüße 🎉 'q' \"x\" \\ `")),
+            ("tx", text("long\ntext")),
+            ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
+            ("bl", Value::Bytes(vec![])),
+            ("untyped", Value::Bytes(vec![1, 2])),
+            (
+                "dt",
+                Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+            ),
+            (
+                "tm",
+                Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
+            ),
+            ("ts", Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789))),
+            (
+                "tz",
+                Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456).and_utc()),
+            ),
+            ("j", Value::Json(json!({"a": [1, "b"], "c": null}))),
+            ("uu", Value::Uuid(uuid)),
+            ("other", text("POINT(1 2)")),
+        ]);
+        vec![full]
+    }
+
     fn admin_url() -> String {
         format!("sqlite://{}", std::env::temp_dir().display())
     }
@@ -682,85 +726,39 @@ async fn captured_keys_decode_to_the_stored_key() {
 }
 
 #[tokio::test]
-async fn values_round_trip_for_every_type() {
-    // GIVEN a column of every type
-    let db = TestDb::with(
-        "CREATE TABLE vals (
-        id INTEGER PRIMARY KEY,
-        i BIGINT, flag BOOLEAN, dec_ DECIMAL(30,6), big NUMERIC, f REAL, d DOUBLE,
-        t VARCHAR(100), tx TEXT, b BLOB, bl BLOB, untyped, dt DATE, tm TIME,
-        ts DATETIME, tz TIMESTAMPTZ, j JSON, uu UUID, other GEOMETRY)",
-    )
-    .await;
+async fn values_are_stored_as_sqlites_functions_expect_them_and_never_rounded() {
+    // GIVEN the table of every type, a row of every type in it, and one
+    // whose decimal has a scale to drop, a UUID into a blob and a false flag
+    let db = TestDb::with(Sqlite::EVERY_TYPE).await;
     let connector = db.connector().await;
-    let schema = describe(&connector, "vals").await;
-    let at = |y, mo, d, h, mi, s, micro| {
-        let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
-        date.and_hms_micro_opt(h, mi, s, micro).unwrap()
-    };
+    let vals = describe(&connector, "vals").await;
     let uuid = uuid::Uuid::new_v4();
-    let full = row(&[
-        ("i", Value::Int(i64::MIN)),
-        ("flag", Value::Bool(true)),
-        ("dec_", Value::Decimal("-1234567890.12345".into())),
-        ("big", Value::Decimal("9223372036854775807".into())),
-        ("f", Value::Float(0.1)),
-        ("d", Value::Float(-1.5e300)),
-        ("t", text("Grüße 🎉 'q' \"x\" \\ `")),
-        ("tx", text("long\ntext")),
-        ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
-        ("bl", Value::Bytes(vec![])),
-        ("untyped", Value::Bytes(vec![1, 2])),
-        (
-            "dt",
-            Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
-        ),
-        (
-            "tm",
-            Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
-        ),
-        ("ts", Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789))),
-        (
-            "tz",
-            Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456).and_utc()),
-        ),
-        ("j", Value::Json(json!({"a": [1, "b"], "c": null}))),
-        ("uu", Value::Uuid(uuid)),
-        ("other", text("POINT(1 2)")),
-    ]);
-    let nulls: Row = full.keys().map(|k| (k.clone(), Value::Null)).collect();
-
-    // WHEN both rows are written by the agent and read back
-    let mut tx = connector.begin().await.unwrap();
-    let full_key = tx.insert(&schema, &full).await.unwrap();
-    let null_key = tx.insert(&schema, &nulls).await.unwrap();
-    // a decimal's scale is SQLite's to drop; a UUID into a blob is its bytes
     let scaled = row(&[
         ("dec_", Value::Decimal("1.50".into())),
         ("b", Value::Uuid(uuid)),
         ("flag", Value::Bool(false)),
     ]);
-    let scaled_key = tx.insert(&schema, &scaled).await.unwrap();
+    let mut tx = connector.begin().await.unwrap();
+    let full = tx
+        .insert(&vals, &Sqlite::every_type_rows()[0])
+        .await
+        .unwrap();
+    let scaled = tx.insert(&vals, &scaled).await.unwrap();
     tx.commit().await.unwrap();
-    let keys = [full_key, null_key, scaled_key];
-    let rows = connector.fetch_rows(&schema, &keys).await.unwrap();
 
-    // THEN every value comes back as written, NULL included
-    assert_eq!(rows.len(), 3);
-    for (i, written) in [full, nulls].into_iter().enumerate() {
-        let mut expected = written;
-        expected.insert("id".into(), keys[i].0[0].clone());
-        assert_eq!(rows[i], expected);
-    }
-    assert_eq!(rows[2]["dec_"], Value::Decimal("1.5".into()));
-    assert_eq!(rows[2]["b"], Value::Bytes(uuid.as_bytes().to_vec()));
-    assert_eq!(rows[2]["flag"], Value::Bool(false));
-    // AND they are stored as SQLite's own functions expect them
+    // THEN a decimal's scale is SQLite's to drop; a UUID into a blob is its
+    // bytes
+    let rows = connector.fetch_rows(&vals, &[scaled]).await.unwrap();
+    assert_eq!(rows[0]["dec_"], Value::Decimal("1.5".into()));
+    assert_eq!(rows[0]["b"], Value::Bytes(uuid.as_bytes().to_vec()));
+    assert_eq!(rows[0]["flag"], Value::Bool(false));
+    // AND values are stored as SQLite's own functions expect them
     let stored = db
-        .strings(
+        .strings(&format!(
             "SELECT typeof(flag) || ' ' || flag || ' | ' || typeof(dec_) || ' | ' || ts || ' | ' \
-             || tz || ' | ' || typeof(b) || ' | ' || datetime(tz) FROM vals WHERE id = 1",
-        )
+             || tz || ' | ' || typeof(b) || ' | ' || datetime(tz) FROM vals WHERE id = {}",
+            full.0[0]
+        ))
         .await;
     assert_eq!(
         stored,
@@ -776,7 +774,7 @@ async fn values_round_trip_for_every_type() {
         ("f", Value::Float(f64::NAN)),
     ] {
         let err = tx
-            .insert(&schema, &row(&[(column, value.clone())]))
+            .insert(&vals, &row(&[(column, value.clone())]))
             .await
             .unwrap_err();
         assert_error(&err, ErrorKind::Data, &[&format!("`{column}`"), "vals"]);

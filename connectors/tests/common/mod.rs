@@ -70,6 +70,13 @@ pub trait Server: Send + Sync + 'static {
     /// server that trusts local logins lets anyone in).
     const CHECKS_PASSWORDS: bool;
 
+    /// Statements that create table `vals`: a generated key `id`, and a
+    /// column of every type the engine maps, a date `dt` among them.
+    const EVERY_TYPE: &'static str;
+    /// Rows of values of `vals`' columns, each read back as written (the
+    /// first holds every column).
+    fn every_type_rows() -> Vec<Row>;
+
     /// The admin URL of the server (for SQLite, a directory).
     fn admin_url() -> String;
     fn create_database(admin_url: &str, name: &str) -> impl Future<Output = ()> + Send;
@@ -117,6 +124,11 @@ pub trait Server: Send + Sync + 'static {
     /// length does not.
     fn length_check(_column: &str, _chars: usize) -> String {
         String::new()
+    }
+
+    /// How messages name column `name`.
+    fn column_shown(name: &str) -> String {
+        format!("`{name}`")
     }
 
     /// How messages name database `name` at `url`.

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod catalog;
 pub mod connecting;
 pub mod copies;
+pub mod values;
 pub mod writes;
 
 /// The odd table name every engine must quote and find.
@@ -36,6 +37,7 @@ macro_rules! contract_tests {
             copies::batch_inserts_return_generated_uuid_keys_in_order,
             copies::batch_writes_are_not_captured,
             copies::delete_many_and_forget_links_take_one_batch,
+            values::values_of_every_type_round_trip_and_null_in_each,
             writes::insert_returns_generated_or_given_keys,
             writes::updates_and_deletes_say_whether_the_row_existed_and_savepoints_undo,
             writes::a_dropped_transaction_releases_its_locks,
