@@ -18,10 +18,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveTime};
+use common::contract::capture::assert_a_case_only_key_change_was_captured;
 use common::*;
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::{
-    connect, ChangeOp, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName, Value,
+    connect, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName, Value,
 };
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
@@ -442,9 +443,13 @@ async fn captured_keys_decode_to_the_stored_key() {
     .await;
     db.exec("UPDATE k SET t = N'AB';").await;
 
-    // THEN the captured keys decode to the keys the table holds
-    let stored = connector.scan(&schema, None, 10).await.unwrap();
-    let stored_key = schema.key_of(&stored[0]).unwrap();
+    // THEN the captured keys decode to the keys the table holds. The
+    // datetime key comes back at 1/300 s, the captured text at 1 ms: both
+    // bind to the same datetime, so the row is found by either.
+    let same = |captured: &Key, stored: &Key| {
+        captured.0[..5] == stored.0[..5] && captured.0[6] == stored.0[6]
+    };
+    let stored_key = assert_a_case_only_key_change_was_captured(&connector, &schema, 3, same).await;
     assert_eq!(stored_key.0[0], Value::Bytes(vec![0, 255, 39]));
     assert_eq!(
         stored_key.0[1],
@@ -453,24 +458,6 @@ async fn captured_keys_decode_to_the_stored_key() {
     assert_eq!(stored_key.0[2], Value::Decimal("1.500".into()));
     assert_eq!(stored_key.0[3], text("AB"));
     assert_eq!(stored_key.0[6], Value::Decimal("-12.3456".into()));
-    let read = connector.read_changes(&[table("k")], 10).await.unwrap();
-    let ops: Vec<ChangeOp> = read.iter().map(|c| c.op).collect();
-    assert_eq!(
-        ops,
-        vec![ChangeOp::Insert, ChangeOp::Delete, ChangeOp::Insert]
-    );
-    let captured = |i: usize| Key::from_captured(&schema.key_types(), &read[i].key).unwrap();
-    assert_eq!(captured(0).0[3], text("Ab"));
-    let last = captured(2);
-    // The datetime key comes back at 1/300 s, the captured text at 1 ms:
-    // both bind to the same datetime, so the row is found by either.
-    assert_eq!(last.0[..4], stored_key.0[..4]);
-    assert_eq!(last.0[4..5], stored_key.0[4..5]);
-    assert_eq!(last.0[6], stored_key.0[6]);
-    assert_eq!(
-        connector.fetch_rows(&schema, &[last]).await.unwrap(),
-        stored
-    );
 }
 
 #[tokio::test]
