@@ -17,8 +17,9 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 use common::contract::capture::assert_a_case_only_key_change_was_captured;
+use common::contract::values::portable_samples;
 use common::*;
 use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::{
@@ -130,8 +131,8 @@ impl Server for Mssql {
             let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
             date.and_hms_nano_opt(h, mi, s, nano).unwrap()
         };
-        let full = row(&[
-            ("i", Value::Int(i64::MIN)),
+        let mut full = portable_samples();
+        full.extend(row(&[
             ("small", Value::Int(-32768)),
             ("tiny", Value::Int(255)),
             (
@@ -139,38 +140,16 @@ impl Server for Mssql {
                 Value::Decimal("-123456789012345678901234.123456".into()),
             ),
             ("m", Value::Decimal("-922337203685477.5808".into())),
-            ("f", Value::Float(0.1)),
-            ("d", Value::Float(-1.5e300)),
             ("t", text("Grüße 🎉 'q' \"x\" \\ ] [")),
             ("vt", text("plain ascii")),
-            ("tx", text("long\ntext")),
-            ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
-            ("bl", Value::Bytes(vec![])),
-            (
-                "dt",
-                Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
-            ),
-            (
-                "tm",
-                Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 1, 5).unwrap()),
-            ),
-            (
-                "ts",
-                Value::Timestamp(at(1999, 12, 31, 1, 2, 3, 456_789_000)),
-            ),
             // datetime keeps 1/300 s: written as what it reads back.
             (
                 "legacy",
                 Value::Timestamp(at(2024, 1, 2, 3, 4, 5, 3_333_333)),
             ),
-            (
-                "tz",
-                Value::TimestampTz(at(2030, 1, 1, 0, 0, 0, 123_456_000).and_utc()),
-            ),
-            ("uu", Value::Uuid(uuid::Uuid::new_v4())),
             ("flag", Value::Bool(true)),
             ("doc", text("<a>1</a>")),
-        ]);
+        ]));
         vec![full]
     }
 

@@ -56,3 +56,32 @@ pub async fn values_of_every_type_round_trip_and_null_in_each<S: Server>() {
     );
     tx.rollback().await.unwrap();
 }
+
+/// Values that columns of the same names take on every SQL engine: `i`
+/// (64-bit integer), `f` and `d` (floats), `tx` (long text), `b` and `bl`
+/// (bytes, `bl` empty), `dt` (date), `tm` (time, microseconds), `ts`
+/// (timestamp), `tz` (instant) and `uu` (UUID). An engine's sample row
+/// starts from these.
+pub fn portable_samples() -> Row {
+    let date = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    let time = |h, m, s, micro| chrono::NaiveTime::from_hms_micro_opt(h, m, s, micro).unwrap();
+    row(&[
+        ("i", Value::Int(i64::MIN)),
+        ("f", Value::Float(0.1)),
+        ("d", Value::Float(-1.5e300)),
+        ("tx", text("long\ntext")),
+        ("b", Value::Bytes(vec![0, 255, 10, 39, 92])),
+        ("bl", Value::Bytes(vec![])),
+        ("dt", Value::Date(date(2024, 2, 29))),
+        ("tm", Value::Time(time(23, 59, 1, 5))),
+        (
+            "ts",
+            Value::Timestamp(date(1999, 12, 31).and_time(time(1, 2, 3, 456_789))),
+        ),
+        (
+            "tz",
+            Value::TimestampTz(date(2030, 1, 1).and_time(time(0, 0, 0, 123_456)).and_utc()),
+        ),
+        ("uu", Value::Uuid(uuid::Uuid::new_v4())),
+    ])
+}
