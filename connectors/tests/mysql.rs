@@ -19,7 +19,6 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use serde_json::json;
-use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::mysql::{Flavour, MysqlConnector};
 use tandem_connectors::{
     ChangeOp, Charset, Connector, CopyOf, DataType, EndpointConfig, Engine, ErrorKind, IdMapRow,
@@ -162,18 +161,6 @@ impl Server for Mysql {
 
     fn quote(name: &str) -> String {
         format!("`{}`", name.replace('`', "``"))
-    }
-
-    fn is_capture_trigger(line: &str) -> bool {
-        line.starts_with("trigger|tandem_")
-    }
-
-    fn installed_objects() -> Vec<String> {
-        vec![format!("version|1|{SCHEMA_VERSION}")]
-    }
-
-    fn drop_capture_trigger(table: &str) -> String {
-        format!("DROP TRIGGER tandem_del_{table}")
     }
 
     fn analyze(table: &str) -> String {

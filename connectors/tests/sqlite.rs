@@ -19,7 +19,6 @@ use common::contract::values::portable_samples;
 use common::*;
 use rusqlite::types::Value as SqlValue;
 use serde_json::json;
-use tandem_connectors::connector::SCHEMA_VERSION;
 use tandem_connectors::sqlite::SqliteConnector;
 use tandem_connectors::{
     ChangeOp, Connector, DataType, EndpointConfig, Engine, ErrorKind, Key, Row, TableName,
@@ -184,18 +183,6 @@ impl Server for Sqlite {
 
     fn database_shown(_name: &str, url: &str) -> String {
         path_of(url).display().to_string()
-    }
-
-    fn is_capture_trigger(line: &str) -> bool {
-        line.starts_with("trigger|tandem_")
-    }
-
-    fn installed_objects() -> Vec<String> {
-        vec![format!("version|1|{SCHEMA_VERSION}")]
-    }
-
-    fn drop_capture_trigger(table: &str) -> String {
-        format!("DROP TRIGGER tandem_del_{table}")
     }
 
     /// A capture trigger replaced by one of the same name that captures

@@ -137,14 +137,25 @@ pub trait Server: Send + Sync + 'static {
     }
 
     /// Whether a line of [`Server::catalog`] is one of Tandem's capture
-    /// triggers.
-    fn is_capture_trigger(line: &str) -> bool;
+    /// triggers (by default, a row trigger `tandem_ins_`, `tandem_upd_` or
+    /// `tandem_del_` of a table).
+    fn is_capture_trigger(line: &str) -> bool {
+        line.starts_with("trigger|tandem_")
+    }
 
-    /// Lines of [`Server::catalog`] that an install must leave.
-    fn installed_objects() -> Vec<String>;
+    /// Lines of [`Server::catalog`] that an install must leave (by default,
+    /// the version row).
+    fn installed_objects() -> Vec<String> {
+        vec![format!(
+            "version|1|{}",
+            tandem_connectors::connector::SCHEMA_VERSION
+        )]
+    }
 
     /// The statement that drops a capture trigger of table `table`.
-    fn drop_capture_trigger(table: &str) -> String;
+    fn drop_capture_trigger(table: &str) -> String {
+        format!("DROP TRIGGER tandem_del_{table}")
+    }
 
     /// Statements that leave a capture trigger of table `table` in place
     /// but no longer capturing, where the engine can tell.

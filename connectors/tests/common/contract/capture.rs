@@ -108,14 +108,7 @@ pub async fn own_writes_are_not_captured_but_concurrent_ones_are<S: Server>() {
 /// The body of [`own_writes_are_not_captured_but_concurrent_ones_are`], on
 /// a database of the caller's (one in a mode of its own, say).
 pub async fn agent_and_application_write_together<S: Server>(db: &TestDb<S>) {
-    db.exec(&format!(
-        "CREATE TABLE t (id {}, v {})",
-        S::GENERATED_KEY,
-        S::TEXT
-    ))
-    .await;
-    let connector = db.connector().await;
-    let [t] = install_capture(&connector, ["t"]).await;
+    let (connector, t) = super::captured_t(db).await;
 
     // WHEN the agent writes in its transaction while an application writes
     let mut tx = connector.begin().await.unwrap();

@@ -95,14 +95,8 @@ pub async fn batch_inserts_return_generated_uuid_keys_in_order<S: Server>() {
 /// batches while an application writes too, THEN only the application's
 /// write is captured.
 pub async fn batch_writes_are_not_captured<S: Server>() {
-    let db = TestDb::<S>::with(&format!(
-        "CREATE TABLE t (id {}, v {})",
-        S::GENERATED_KEY,
-        S::TEXT
-    ))
-    .await;
-    let connector = db.connector().await;
-    let [t] = install_capture(&connector, ["t"]).await;
+    let db = TestDb::<S>::create().await;
+    let (connector, t) = super::captured_t(&db).await;
 
     let mut tx = connector.begin().await.unwrap();
     let rows: Vec<Row> = (0..10)

@@ -12,8 +12,28 @@ pub mod copies;
 pub mod values;
 pub mod writes;
 
+use std::sync::Arc;
+
+use tandem_connectors::{Connector, TableSchema};
+
+use super::{install_capture, Server, TestDb};
+
 /// The odd table name every engine must quote and find.
 pub const ODD: &str = "Customer \"Orders\" ü";
+
+/// Table `t` (a generated key `id`, a text `v`) in the database, captured,
+/// and a connector.
+async fn captured_t<S: Server>(db: &TestDb<S>) -> (Arc<dyn Connector>, TableSchema) {
+    db.exec(&format!(
+        "CREATE TABLE t (id {}, v {})",
+        S::GENERATED_KEY,
+        S::TEXT
+    ))
+    .await;
+    let connector = db.connector().await;
+    let [t] = install_capture(&connector, ["t"]).await;
+    (connector, t)
+}
 
 /// One `#[tokio::test]` per contract test, for the server type given, in
 /// a module `contract` of the test file. Where the server is not there,
