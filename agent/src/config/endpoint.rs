@@ -1,0 +1,157 @@
+//! One endpoint section, checked and turned into an [`EndpointConfig`].
+
+use std::path::Path;
+
+use tandem_connectors::{EndpointConfig, Engine, TlsConfig, TlsMode};
+
+use super::raw::RawEndpoint;
+use super::secrets::secrets;
+use super::{
+    ConfigError, Problems, DEFAULT_HTTP_POLL_INTERVAL, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_NOTIFY_FALLBACK, DEFAULT_POLL_INTERVAL,
+};
+
+pub(super) fn endpoint(
+    path: &Path,
+    base: &Path,
+    state_dir: &Path,
+    at: &str,
+    mut raw: RawEndpoint,
+    literal_secrets: &mut Vec<String>,
+) -> Result<EndpointConfig, ConfigError> {
+    let engine = match raw.kind.as_str() {
+        "postgres" | "postgresql" => Engine::Postgres,
+        "mysql" | "mariadb" => Engine::Mysql,
+        "sqlite" => Engine::Sqlite,
+        "mssql" | "sqlserver" => Engine::Mssql,
+        "http" => Engine::Http,
+        other => {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "{at}.kind: unknown kind {other:?} (expected \"postgres\", \"mysql\", \"sqlite\", \"mssql\" or \"http\")"
+                ),
+            ))
+        }
+    };
+    let raw_http = raw.take_http();
+    let http = if engine == Engine::Http {
+        let mut options = raw_http
+            .validate(at, base)
+            .map_err(|e| ConfigError::new(path, e))?;
+        // The endpoint's journal (its position and mapping table) lives
+        // with the rest of the state.
+        options.state_dir = Some(state_dir.join(format!("{at}-http")));
+        Some(std::sync::Arc::new(options))
+    } else if !raw_http.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            format!(
+                "{at}: headers, auth, objects and the other API keys are only for kind = \"http\""
+            ),
+        ));
+    } else {
+        None
+    };
+    let scheme_ok = match engine {
+        Engine::Postgres => {
+            raw.url.starts_with("postgres://") || raw.url.starts_with("postgresql://")
+        }
+        Engine::Mysql => raw.url.starts_with("mysql://") || raw.url.starts_with("mariadb://"),
+        Engine::Sqlite => raw.url.starts_with("sqlite://") && raw.url.len() > "sqlite://".len(),
+        Engine::Mssql => raw.url.starts_with("mssql://") || raw.url.starts_with("sqlserver://"),
+        Engine::Http => raw.url.starts_with("http://") || raw.url.starts_with("https://"),
+    };
+    if !scheme_ok || url::Url::parse(&raw.url).is_err() {
+        let expected = match engine {
+            Engine::Sqlite => {
+                "sqlite:///absolute/path.db or sqlite://relative/to/this/file.db".to_owned()
+            }
+            Engine::Http => "https://host/base/path of the API".to_owned(),
+            _ => format!("{engine}://user[:password]@host:port/database"),
+        };
+        return Err(ConfigError::new(
+            path,
+            format!(
+                "{at}.url: {} is not a {engine} URL (expected {expected})",
+                tandem_connectors::connector::redact_url(&raw.url)
+            ),
+        ));
+    }
+    let url = match engine {
+        Engine::Mysql => raw.url.replacen("mariadb://", "mysql://", 1),
+        Engine::Mssql => raw.url.replacen("sqlserver://", "mssql://", 1),
+        // A relative database file is relative to the config file, like
+        // the state directory.
+        Engine::Sqlite => {
+            let file = Path::new(&raw.url["sqlite://".len()..]);
+            format!("sqlite://{}", base.join(file).display())
+        }
+        Engine::Postgres | Engine::Http => raw.url.clone(),
+    };
+    // From here on, every problem of the section is reported.
+    let mut problems = Problems::default();
+    let secrets = problems.take(secrets(
+        path,
+        base,
+        at,
+        engine,
+        url.clone(),
+        &raw,
+        literal_secrets,
+    ));
+    let (url, password) = secrets.unwrap_or((url, None));
+    let tls_mode = problems
+        .take(
+            raw.tls
+                .as_deref()
+                .map(|text| text.parse::<TlsMode>())
+                .transpose()
+                .map_err(|e| ConfigError::new(path, format!("{at}.tls: {e}"))),
+        )
+        .flatten();
+    let tls_ca_file = raw.tls_ca_file.map(|file| {
+        if file.is_relative() {
+            base.join(file)
+        } else {
+            file
+        }
+    });
+    let tls = problems.take(
+        TlsConfig::resolve(engine, &url, tls_mode, tls_ca_file)
+            .map_err(|e| ConfigError::new(path, format!("{at}.{e}"))),
+    );
+    let default_poll = match engine {
+        Engine::Postgres => DEFAULT_NOTIFY_FALLBACK,
+        Engine::Mysql | Engine::Sqlite | Engine::Mssql => DEFAULT_POLL_INTERVAL,
+        Engine::Http => DEFAULT_HTTP_POLL_INTERVAL,
+    };
+    let poll_interval = match raw.poll_interval {
+        Some(text) => humantime::parse_duration(&text).unwrap_or_else(|e| {
+            problems.push(format!(
+                "{at}.poll_interval: {text:?} is not a duration like \"250ms\": {e}"
+            ));
+            default_poll
+        }),
+        None => default_poll,
+    };
+    if poll_interval.is_zero() {
+        problems.push(format!("{at}.poll_interval: must be more than zero"));
+    }
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections < 2 {
+        problems.push(format!("{at}.max_connections: must be at least 2"));
+    }
+    let (Some(tls), true) = (tls, problems.0.is_empty()) else {
+        return Err(ConfigError::many(path, problems.0));
+    };
+    Ok(EndpointConfig {
+        engine,
+        url,
+        password,
+        poll_interval,
+        max_connections,
+        tls,
+        http,
+    })
+}

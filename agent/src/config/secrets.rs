@@ -1,0 +1,173 @@
+//! Passwords: `${VAR}` references, `password_env`, `password_file`, and
+//! the refusal of a file every user can read that holds one written out.
+
+use std::path::Path;
+
+use tandem_connectors::connector::redact_url;
+use tandem_connectors::Engine;
+
+use super::raw::RawEndpoint;
+use super::ConfigError;
+
+/// The name `${NAME}` refers to, when `text` is such a reference; an error
+/// when it holds `${` otherwise (a typo would otherwise become a password).
+pub(super) fn env_reference(text: &str) -> Result<Option<&str>, String> {
+    let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
+        return if text.contains("${") {
+            Err("write an environment variable as the whole value, ${NAME}".to_owned())
+        } else {
+            Ok(None)
+        };
+    };
+    let valid = inner
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(Some(inner))
+    } else {
+        Err(format!(
+            "{text:?} is not an environment variable reference like ${{NAME}}"
+        ))
+    }
+}
+
+/// The value of the environment variable `name`, for the field `field`.
+pub(super) fn env_secret(path: &Path, field: &str, name: &str) -> Result<String, ConfigError> {
+    std::env::var(name).map_err(|e| {
+        let why = match e {
+            std::env::VarError::NotPresent => "is not set",
+            std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+        };
+        ConfigError::new(path, format!("{field}: environment variable {name} {why}"))
+    })
+}
+
+/// `%XX` escapes decoded (URL passwords hold `$`, `{`, `}` that way).
+pub(crate) fn percent_decoded(part: &str) -> Option<String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(part.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The endpoint's URL and separate password, with `${VAR}` references
+/// resolved: a `${VAR}` password in the URL is taken out of the URL and
+/// becomes the separate password. Fields holding a password written out are
+/// added to `literal_secrets`. At most one of `password`, `password_env` and
+/// `password_file` may be set; it wins over a password in the URL.
+pub(super) fn secrets(
+    path: &Path,
+    base: &Path,
+    at: &str,
+    engine: Engine,
+    mut url: String,
+    raw: &RawEndpoint,
+    literal_secrets: &mut Vec<String>,
+) -> Result<(String, Option<String>), ConfigError> {
+    let keys = [
+        raw.password.is_some(),
+        raw.password_env.is_some(),
+        raw.password_file.is_some(),
+    ];
+    if keys.iter().filter(|set| **set).count() > 1 {
+        return Err(ConfigError::new(
+            path,
+            format!("{at}: set one of password, password_env and password_file, not several"),
+        ));
+    }
+    // The URL's own password (SQLite URLs have none).
+    let mut url_password = None;
+    if engine != Engine::Sqlite {
+        let mut parsed = url::Url::parse(&url).map_err(|_| {
+            ConfigError::new(path, format!("{at}.url: {} is not a URL", redact_url(&url)))
+        })?;
+        if let Some(written) = parsed.password() {
+            let written = percent_decoded(written).unwrap_or_else(|| written.to_owned());
+            let field = format!("{at}.url");
+            match env_reference(&written)
+                .map_err(|e| ConfigError::new(path, format!("{field}: password: {e}")))?
+            {
+                Some(name) => {
+                    url_password = Some(env_secret(path, &field, name)?);
+                    // The reference is not a password: out of the URL.
+                    let _ = parsed.set_password(None);
+                    url = parsed.to_string();
+                }
+                None => literal_secrets.push(field),
+            }
+        }
+    }
+    let separate = if let Some(text) = &raw.password {
+        let field = format!("{at}.password");
+        match env_reference(text).map_err(|e| ConfigError::new(path, format!("{field}: {e}")))? {
+            Some(name) => Some(env_secret(path, &field, name)?),
+            None => {
+                literal_secrets.push(field);
+                Some(text.clone())
+            }
+        }
+    } else if let Some(var) = &raw.password_env {
+        Some(env_secret(path, &format!("{at}.password_env"), var)?)
+    } else if let Some(file) = &raw.password_file {
+        let file = if file.is_relative() {
+            base.join(file)
+        } else {
+            file.clone()
+        };
+        let secret = std::fs::read_to_string(&file).map_err(|e| {
+            ConfigError::new(
+                path,
+                format!("{at}.password_file: cannot read {}: {e}", file.display()),
+            )
+        })?;
+        Some(secret.trim_end_matches(['\n', '\r']).to_owned())
+    } else {
+        None
+    };
+    Ok((url, separate.or(url_password)))
+}
+
+/// The permission bits of a file (`None` where there are none to read).
+pub(super) fn file_mode(metadata: &std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(metadata.permissions().mode())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
+}
+
+/// Refuses a config file that every user may read (`mode & 0o004`) when it
+/// holds a password written out.
+pub(super) fn refuse_readable_secrets(
+    path: &Path,
+    mode: Option<u32>,
+    literal_secrets: &[String],
+) -> Result<(), ConfigError> {
+    match mode {
+        Some(mode) if mode & 0o004 != 0 && !literal_secrets.is_empty() => Err(ConfigError::new(
+            path,
+            format!(
+                "every user can read this file and it holds a password ({}): run `chmod 640 {}`, or take the password from password_file or an environment variable (${{VAR}})",
+                literal_secrets.join(", "),
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
