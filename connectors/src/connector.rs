@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
@@ -42,9 +43,10 @@ pub struct EndpointConfig {
     pub engine: Engine,
     /// Connection URL, as in the config file (may hold a password).
     pub url: String,
-    /// A password given apart from the URL (from the environment or a file);
-    /// wins over one in the URL.
-    pub password: Option<String>,
+    /// A password given apart from the URL (from the config's `password`
+    /// keys, the environment or a file); wins over one in the URL. Read
+    /// only where it is handed to the driver or put in a header.
+    pub password: Option<SecretString>,
     /// How often to look for changes when the engine cannot wake us.
     pub poll_interval: Duration,
     /// Largest number of pooled connections.
@@ -57,13 +59,18 @@ pub struct EndpointConfig {
 
 impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print a password: the URL is shown without its credentials.
+        // Written by hand for the URL alone, which may still carry a
+        // password (a URL given to `init`, or built by a test): it is shown
+        // without its credentials.
         f.debug_struct("EndpointConfig")
             .field("engine", &self.engine)
             .field("url", &redact_url(&self.url))
+            .field("password", &self.password)
             .field("poll_interval", &self.poll_interval)
+            .field("max_connections", &self.max_connections)
             .field("tls", &self.tls)
-            .finish_non_exhaustive()
+            .field("http", &self.http)
+            .finish()
     }
 }
 
@@ -935,7 +942,7 @@ mod tests {
         let config = EndpointConfig {
             engine: Engine::Postgres,
             url: "postgres://u:hunter2@h/db".to_owned(),
-            password: Some("other-secret".to_owned()),
+            password: Some("other-secret".into()),
             poll_interval: Duration::from_secs(1),
             max_connections: 2,
             tls: TlsConfig::default_for(Engine::Postgres, "postgres://u@h/db").unwrap(),
@@ -945,6 +952,30 @@ mod tests {
         assert!(shown.contains("VerifyFull"), "{shown}");
         assert!(
             !shown.contains("hunter2") && !shown.contains("other-secret"),
+            "{shown}"
+        );
+        // An API: its token (the password) and a key in a header.
+        let raw: crate::http::config::RawHttp = toml::from_str(
+            "headers = { \"X-Api-Key\" = \"header-key\" }\nauth = { scheme = \"bearer\" }\n\
+             [[objects]]\nname = \"O\"\npath = \"/o\"\nmodified = \"m\"\nsince = { s = \"{since}\" }\n",
+        )
+        .unwrap();
+        let url = "https://api.example.com/v1";
+        let api = EndpointConfig {
+            engine: Engine::Http,
+            url: url.to_owned(),
+            password: Some("api-token".into()),
+            poll_interval: Duration::from_secs(1),
+            max_connections: 2,
+            tls: TlsConfig::default_for(Engine::Http, url).unwrap(),
+            http: Some(Arc::new(
+                raw.validate("target", std::path::Path::new(".")).unwrap(),
+            )),
+        };
+        let shown = format!("{api:?}");
+        assert!(shown.contains("Bearer"), "{shown}");
+        assert!(
+            !shown.contains("api-token") && !shown.contains("header-key"),
             "{shown}"
         );
     }

@@ -31,4 +31,6 @@ pub use connector::{
 pub use engine::{connect, Engine};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use schema::{Capacity, Charset, Column, DataType, ForeignKey, TableName, TableSchema};
+/// The type of a password or token, and the one way to read it.
+pub use secrecy::{ExposeSecret, SecretString};
 pub use value::{Fingerprint, Key, Row, Value};

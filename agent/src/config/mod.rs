@@ -13,7 +13,9 @@
 //! written `${VAR}` is read from the environment variable `VAR` instead. A
 //! password written out (not `${VAR}`) in a file that every user can read is
 //! refused by [`Config::load`]. Passwords never reach `Debug` output or
-//! error messages: the URL is shown through
+//! error messages: each is read into a [`tandem_connectors::SecretString`]
+//! (no `Display`, a `Debug` without it) and exposed only where the
+//! connector sends it, and the URL is shown through
 //! [`tandem_connectors::connector::redact_url`].
 
 use std::collections::HashSet;

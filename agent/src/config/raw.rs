@@ -1,11 +1,10 @@
 //! The file as written: its sections, each read on its own.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use tandem_connectors::connector::redact_url;
 use tandem_connectors::http::config as http;
+use tandem_connectors::SecretString;
 
 use super::{ConflictPolicy, Problems};
 use crate::mapping::NameMatching;
@@ -15,7 +14,7 @@ use crate::mapping::NameMatching;
 pub(super) struct RawEndpoint {
     pub(super) kind: String,
     pub(super) url: String,
-    pub(super) password: Option<String>,
+    pub(super) password: Option<SecretString>,
     pub(super) password_env: Option<String>,
     pub(super) password_file: Option<PathBuf>,
     pub(super) poll_interval: Option<String>,
@@ -48,21 +47,6 @@ impl RawEndpoint {
             reconcile_interval: self.reconcile_interval.take(),
             objects: std::mem::take(&mut self.objects),
         }
-    }
-}
-
-impl fmt::Debug for RawEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL and `password` may hold a secret: never shown.
-        f.debug_struct("RawEndpoint")
-            .field("kind", &self.kind)
-            .field("url", &redact_url(&self.url))
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("password_env", &self.password_env)
-            .field("password_file", &self.password_file)
-            .field("tls", &self.tls)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .finish_non_exhaustive()
     }
 }
 

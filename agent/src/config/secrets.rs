@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use tandem_connectors::connector::redact_url;
-use tandem_connectors::Engine;
+use tandem_connectors::{Engine, ExposeSecret, SecretString};
 
 use super::raw::RawEndpoint;
 use super::ConfigError;
@@ -34,8 +34,12 @@ pub(super) fn env_reference(text: &str) -> Result<Option<&str>, String> {
 }
 
 /// The value of the environment variable `name`, for the field `field`.
-pub(super) fn env_secret(path: &Path, field: &str, name: &str) -> Result<String, ConfigError> {
-    std::env::var(name).map_err(|e| {
+pub(super) fn env_secret(
+    path: &Path,
+    field: &str,
+    name: &str,
+) -> Result<SecretString, ConfigError> {
+    std::env::var(name).map(SecretString::from).map_err(|e| {
         let why = match e {
             std::env::VarError::NotPresent => "is not set",
             std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
@@ -74,7 +78,7 @@ pub(super) fn secrets(
     mut url: String,
     raw: &RawEndpoint,
     literal_secrets: &mut Vec<String>,
-) -> Result<(String, Option<String>), ConfigError> {
+) -> Result<(String, Option<SecretString>), ConfigError> {
     let keys = [
         raw.password.is_some(),
         raw.password_env.is_some(),
@@ -110,7 +114,9 @@ pub(super) fn secrets(
     }
     let separate = if let Some(text) = &raw.password {
         let field = format!("{at}.password");
-        match env_reference(text).map_err(|e| ConfigError::new(path, format!("{field}: {e}")))? {
+        match env_reference(text.expose_secret())
+            .map_err(|e| ConfigError::new(path, format!("{field}: {e}")))?
+        {
             Some(name) => Some(env_secret(path, &field, name)?),
             None => {
                 literal_secrets.push(field);
@@ -131,7 +137,7 @@ pub(super) fn secrets(
                 format!("{at}.password_file: cannot read {}: {e}", file.display()),
             )
         })?;
-        Some(secret.trim_end_matches(['\n', '\r']).to_owned())
+        Some(secret.trim_end_matches(['\n', '\r']).into())
     } else {
         None
     };

@@ -1,5 +1,5 @@
 use super::*;
-use tandem_connectors::TlsMode;
+use tandem_connectors::{ExposeSecret, TlsMode};
 
 const GOOD: &str = r#"
 state_dir = "state"
@@ -17,6 +17,11 @@ target = "clients"
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/tandem/crm.toml"), text)
+}
+
+/// The endpoint's separate password, read.
+fn password(endpoint: &EndpointConfig) -> Option<&str> {
+    endpoint.password.as_ref().map(ExposeSecret::expose_secret)
 }
 
 #[test]
@@ -188,7 +193,7 @@ fn env_references_in_the_url_become_the_separate_password() {
     );
     let config = parse(&text).unwrap();
     let source = config.endpoint(Side::Source);
-    assert_eq!(source.password.as_deref(), Some("from-env p@ss"));
+    assert_eq!(password(source), Some("from-env p@ss"));
     assert_eq!(source.url, "postgres://tandem@db.example:5432/crm");
     assert!(!format!("{config:?}").contains("from-env"));
     // A reference to a variable that is not set names it, not a value.
@@ -216,17 +221,10 @@ fn the_password_key_takes_a_reference_or_a_literal() {
         "kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"\npassword = \"${TANDEM_TEST_CFG_KEY_PW}\"",
     );
     let config = parse(&text).unwrap();
-    assert_eq!(
-        config.endpoint(Side::Source).password.as_deref(),
-        Some("key-secret")
-    );
+    assert_eq!(password(config.endpoint(Side::Source)), Some("key-secret"));
     let literal = text.replace("${TANDEM_TEST_CFG_KEY_PW}", "written-out");
     assert_eq!(
-        parse(&literal)
-            .unwrap()
-            .endpoint(Side::Source)
-            .password
-            .as_deref(),
+        password(parse(&literal).unwrap().endpoint(Side::Source)),
         Some("written-out")
     );
     // One source of password only.
@@ -244,11 +242,7 @@ fn the_password_key_takes_a_reference_or_a_literal() {
         "kind = \"postgres\"\nurl = \"postgres://tandem:in-url@db.example/crm\"\npassword = \"${TANDEM_TEST_CFG_KEY_PW}\"",
     );
     assert_eq!(
-        parse(&over)
-            .unwrap()
-            .endpoint(Side::Source)
-            .password
-            .as_deref(),
+        password(parse(&over).unwrap().endpoint(Side::Source)),
         Some("key-secret")
     );
 }
@@ -260,11 +254,7 @@ fn password_env_and_password_file_still_work() {
         "kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"\npassword_env = \"TANDEM_TEST_CFG_ENV_PW\"",
     );
     assert_eq!(
-        parse(&text)
-            .unwrap()
-            .endpoint(Side::Source)
-            .password
-            .as_deref(),
+        password(parse(&text).unwrap().endpoint(Side::Source)),
         Some("env-secret")
     );
     let dir = tempfile::tempdir().unwrap();
@@ -273,10 +263,7 @@ fn password_env_and_password_file_still_work() {
         "kind = \"postgres\"\nurl = \"postgres://tandem@db.example/crm\"\npassword_file = \"pw\"",
     );
     let config = Config::parse(&dir.path().join("t.toml"), &text).unwrap();
-    assert_eq!(
-        config.endpoint(Side::Source).password.as_deref(),
-        Some("file-secret")
-    );
+    assert_eq!(password(config.endpoint(Side::Source)), Some("file-secret"));
 }
 
 /// Writes `text` to a file with `mode` and loads it.
@@ -420,4 +407,54 @@ fn passwords_never_appear_in_errors() {
         .to_string();
     assert!(!err.contains("secret"), "{err}");
     assert!(format!("{:?}", parse(GOOD).unwrap()).contains("***"));
+}
+
+#[test]
+fn debug_output_shows_no_password_token_or_client_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crm.toml");
+    std::fs::write(dir.path().join("client-secret"), "oauth-client-secret\n").unwrap();
+    std::fs::write(dir.path().join("refresh"), "oauth-refresh-token\n").unwrap();
+    std::env::set_var("TANDEM_TEST_CFG_DEBUG_TOKEN", "api-bearer-token");
+    // The secrets were read (so that their absence below means something),
+    // and Debug shows none of them.
+    let shown = |text: &str, side: Side, expected: &str| {
+        let config = Config::parse(&file, text).unwrap();
+        assert_eq!(password(config.endpoint(side)), Some(expected));
+        format!("{config:?}")
+    };
+    // Databases: a password in the URL, and one in the password key.
+    let databases = GOOD.replace(
+        "url = \"mysql://root@127.0.0.1:3306/shop\"",
+        "url = \"mysql://root@127.0.0.1:3306/shop\"\npassword = \"key-pass\"",
+    );
+    let debug = shown(&databases, Side::Target, "key-pass");
+    assert!(debug.contains("password"), "{debug}");
+    for secret in ["secret", "key-pass"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+    // An API: a bearer token, then an OAuth2 client secret and refresh token.
+    let api = |target: &str| {
+        with_source("kind = \"sqlite\"\nurl = \"sqlite://crm.db\"").replace(
+            "kind = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/shop\"\npoll_interval = \"100ms\"\n",
+            &format!(
+                "kind = \"http\"\nurl = \"https://api.example.com/v1\"\n{target}\n\
+                 [[target.objects]]\nname = \"clients\"\npath = \"/clients\"\nmodified = \"m\"\n\
+                 since = {{ s = \"{{since}}\" }}\n"
+            ),
+        )
+    };
+    let bearer =
+        api("password = \"${TANDEM_TEST_CFG_DEBUG_TOKEN}\"\nauth = { scheme = \"bearer\" }");
+    let debug = shown(&bearer, Side::Target, "api-bearer-token");
+    assert!(debug.contains("Bearer"), "{debug}");
+    assert!(!debug.contains("api-bearer-token"), "{debug}");
+    let oauth = api("password_file = \"client-secret\"\n\
+         auth = { scheme = \"oauth2\", token_url = \"https://id.example.com/token\", \
+         client_id = \"tandem\", grant = \"refresh_token\", refresh_token_file = \"refresh\" }");
+    let debug = shown(&oauth, Side::Target, "oauth-client-secret");
+    assert!(debug.contains("OAuth2"), "{debug}");
+    for secret in ["oauth-client-secret", "oauth-refresh-token"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
 }

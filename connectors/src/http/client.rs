@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value as Json;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{debug, info, warn};
@@ -70,10 +71,11 @@ pub enum Repeat {
 }
 
 impl Client {
-    /// A client for the API at `base` (no trailing slash).
+    /// A client for the API at `base` (no trailing slash); `secret` is the
+    /// endpoint's password, which `options.auth` says how to send.
     pub fn new(
         base: &str,
-        secret: Option<&str>,
+        secret: Option<&SecretString>,
         options: &HttpOptions,
         tls: &TlsConfig,
     ) -> Result<Client> {
@@ -96,7 +98,7 @@ impl Client {
             headers.insert(name, value);
         }
         let need_secret = |scheme: &str| {
-            secret.ok_or_else(|| {
+            secret.map(ExposeSecret::expose_secret).ok_or_else(|| {
                 config(format!(
                     "auth: scheme = \"{scheme}\" needs a secret (password, password_env or password_file)"
                 ))
@@ -180,7 +182,7 @@ impl Client {
         let tokens = oauth.map(|spec| {
             Tokens::new(
                 spec,
-                secret.map(str::to_owned),
+                secret.cloned(),
                 options.state_dir.clone(),
                 http.clone(),
             )
@@ -481,7 +483,7 @@ mod tests {
         let options = raw.validate("target", std::path::Path::new(".")).unwrap();
         Client::new(
             "https://api.example.com/v1",
-            secret,
+            secret.map(SecretString::from).as_ref(),
             &options,
             &TlsConfig::default_for(crate::Engine::Http, "https://api.example.com/v1").unwrap(),
         )

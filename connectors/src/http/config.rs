@@ -335,23 +335,14 @@ pub enum Grant {
 }
 
 /// Where the first refresh token is read (a newer one, when the provider
-/// rotates them, is kept in the endpoint's state).
-#[derive(Clone, PartialEq, Eq)]
+/// rotates them, is kept in the endpoint's state). It is read when a token
+/// is asked for, so the config never holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshTokenFrom {
     /// An environment variable.
     Env(String),
     /// A file.
     File(PathBuf),
-}
-
-impl std::fmt::Debug for RefreshTokenFrom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Where, never what.
-        match self {
-            RefreshTokenFrom::Env(var) => write!(f, "env {var}"),
-            RefreshTokenFrom::File(path) => write!(f, "file {}", path.display()),
-        }
-    }
 }
 
 /// An OAuth2 client.

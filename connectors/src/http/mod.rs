@@ -113,12 +113,7 @@ pub async fn connect(config: &EndpointConfig) -> Result<Arc<dyn Connector>> {
     let options = config.http.as_deref().cloned().ok_or_else(|| {
         ConnectorError::config("an http endpoint needs its objects described".to_owned())
     })?;
-    let client = Client::new(
-        &config.url,
-        config.password.as_deref(),
-        &options,
-        &config.tls,
-    )?;
+    let client = Client::new(&config.url, config.password.as_ref(), &options, &config.tls)?;
     let journal_path = options.state_dir.as_ref().map(|dir| dir.join("journal"));
     Ok(Arc::new(HttpConnector {
         inner: Arc::new(Endpoint {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -40,17 +41,20 @@ fn renew_early(life: Duration) -> Duration {
 }
 
 /// An access token and when it must be renewed.
+#[derive(Debug)]
 struct Token {
+    /// `Bearer <token>`, marked sensitive (its Debug shows no token).
     header: HeaderValue,
     renew_at: Option<Instant>,
 }
 
 /// The refresh token kept in the state directory, with the fingerprint
 /// of the configured one it descends from.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Kept {
     from: String,
-    token: String,
+    #[serde(serialize_with = "written_out")]
+    token: SecretString,
     /// When it was received (ms since 1970): the newer of the file's and
     /// the process's own is used.
     #[serde(default)]
@@ -58,9 +62,10 @@ struct Kept {
 }
 
 /// The tokens of one endpoint.
+#[derive(Debug)]
 pub struct Tokens {
     spec: OAuth2,
-    client_secret: Option<String>,
+    client_secret: Option<SecretString>,
     /// Where the latest refresh token is kept, when there is a state
     /// directory.
     kept_at: Option<PathBuf>,
@@ -71,23 +76,23 @@ pub struct Tokens {
     http: reqwest::Client,
 }
 
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("token_url", &self.spec.token_url)
-            .field("client_id", &self.spec.client_id)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The answer of a token endpoint.
 #[derive(Deserialize)]
 struct Answer {
-    access_token: String,
+    access_token: SecretString,
     #[serde(default)]
     expires_in: Option<f64>,
     #[serde(default)]
-    refresh_token: Option<String>,
+    refresh_token: Option<SecretString>,
+}
+
+/// A kept refresh token as the state file holds it: the file (mode 0600)
+/// is where it must be written out.
+fn written_out<S: serde::Serializer>(
+    token: &SecretString,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(token.expose_secret())
 }
 
 fn refused(message: String) -> ConnectorError {
@@ -99,7 +104,7 @@ impl Tokens {
     /// `state_dir` keeps rotated refresh tokens.
     pub fn new(
         spec: OAuth2,
-        client_secret: Option<String>,
+        client_secret: Option<SecretString>,
         state_dir: Option<PathBuf>,
         http: reqwest::Client,
     ) -> Tokens {
@@ -146,13 +151,15 @@ impl Tokens {
 
     /// The refresh token to use: the configured one, or a later one it was
     /// rotated into.
-    fn refresh_token(&self, from: &RefreshTokenFrom) -> Result<(String, String)> {
-        let configured = match from {
-            RefreshTokenFrom::Env(var) => std::env::var(var).map_err(|_| {
-                ConnectorError::config(format!(
-                    "auth.refresh_token_env: environment variable {var} is not set"
-                ))
-            })?,
+    fn refresh_token(&self, from: &RefreshTokenFrom) -> Result<(SecretString, String)> {
+        let configured: SecretString = match from {
+            RefreshTokenFrom::Env(var) => std::env::var(var)
+                .map_err(|_| {
+                    ConnectorError::config(format!(
+                        "auth.refresh_token_env: environment variable {var} is not set"
+                    ))
+                })?
+                .into(),
             RefreshTokenFrom::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| {
                     ConnectorError::config(format!(
@@ -161,9 +168,11 @@ impl Tokens {
                     ))
                 })?
                 .trim()
-                .to_owned(),
+                .into(),
         };
-        let origin = blake3::hash(configured.as_bytes()).to_hex().to_string();
+        let origin = blake3::hash(configured.expose_secret().as_bytes())
+            .to_hex()
+            .to_string();
         let on_disk = self
             .kept_at
             .as_ref()
@@ -260,7 +269,7 @@ impl Tokens {
                 lock = self.exclusive().await?;
                 let (token, from) = self.refresh_token(from)?;
                 form.push(("grant_type".into(), "refresh_token".into()));
-                form.push(("refresh_token".into(), token));
+                form.push(("refresh_token".into(), token.expose_secret().to_owned()));
                 origin = Some(from);
             }
         }
@@ -272,7 +281,7 @@ impl Tokens {
         if spec.secret_in_form {
             form.push(("client_id".into(), spec.client_id.clone()));
             if let Some(secret) = &self.client_secret {
-                form.push(("client_secret".into(), secret.clone()));
+                form.push(("client_secret".into(), secret.expose_secret().to_owned()));
             }
         } else {
             // RFC 6749 2.3.1: both form-encoded, then Basic.
@@ -281,7 +290,11 @@ impl Tokens {
             let pair = format!(
                 "{}:{}",
                 encode(&spec.client_id),
-                encode(self.client_secret.as_deref().unwrap_or_default())
+                encode(
+                    self.client_secret
+                        .as_ref()
+                        .map_or("", ExposeSecret::expose_secret)
+                )
             );
             let mut value = HeaderValue::try_from(format!(
                 "Basic {}",
@@ -350,8 +363,11 @@ impl Tokens {
             .map(Duration::from_secs_f64);
         let renew_at = lifetime.map(|life| Instant::now() + life - renew_early(life));
         debug!(token_url = %spec.token_url, expires_in = ?lifetime, "got an OAuth2 access token");
-        let mut header = HeaderValue::try_from(format!("Bearer {}", answer.access_token))
-            .map_err(|_| refused(format!("{what}: the access token is not valid in a header")))?;
+        let mut header =
+            HeaderValue::try_from(format!("Bearer {}", answer.access_token.expose_secret()))
+                .map_err(|_| {
+                    refused(format!("{what}: the access token is not valid in a header"))
+                })?;
         header.set_sensitive(true);
         Ok(Token { header, renew_at })
     }
@@ -360,6 +376,53 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_no_secret_or_token_and_the_state_file_keeps_the_rotated_one() {
+        let spec = OAuth2 {
+            token_url: "https://id.example.com/token".to_owned(),
+            client_id: "tandem".to_owned(),
+            grant: Grant::RefreshToken(RefreshTokenFrom::Env("REFRESH".to_owned())),
+            scope: None,
+            params: Default::default(),
+            secret_in_form: false,
+        };
+        let tokens = Tokens::new(
+            spec,
+            Some("client-secret-value".into()),
+            None,
+            reqwest::Client::new(),
+        );
+        let kept = Kept {
+            from: "origin".to_owned(),
+            token: "rotated-refresh-token".into(),
+            at: 1,
+        };
+        *tokens.latest.lock().unwrap() = Some(kept.clone());
+        let mut header = HeaderValue::from_static("Bearer access-token-value");
+        header.set_sensitive(true);
+        *tokens.current.try_lock().unwrap() = Some(Token {
+            header,
+            renew_at: None,
+        });
+        let shown = format!("{tokens:?}");
+        assert!(shown.contains("id.example.com"), "{shown}");
+        for secret in [
+            "client-secret-value",
+            "rotated-refresh-token",
+            "access-token-value",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // The state file is where the rotated token must be written out.
+        let file = serde_json::to_string(&kept).unwrap();
+        assert_eq!(
+            file,
+            r#"{"from":"origin","token":"rotated-refresh-token","at":1}"#
+        );
+        let read: Kept = serde_json::from_str(&file).unwrap();
+        assert_eq!(read.token.expose_secret(), "rotated-refresh-token");
+    }
 
     #[test]
     fn tokens_are_renewed_early_enough_for_whole_second_lifetimes() {

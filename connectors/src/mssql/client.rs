@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, Pool, PoolError, RecycleResult};
+use secrecy::ExposeSecret;
 use tiberius::error::Error as TdsError;
 use tiberius::{AuthMethod, ColumnData, Config, EncryptionLevel, IntoSql, Query};
 use tokio::net::TcpStream;
@@ -151,7 +152,7 @@ impl Server {
             .filter(|u| !u.is_empty())
             .ok_or_else(|| invalid("it names no user (mssql://USER@host:port/database)"))?;
         let password = match &endpoint.password {
-            Some(password) => password.clone(),
+            Some(password) => password.expose_secret().to_owned(),
             None => url
                 .password()
                 .map(|p| {
@@ -545,7 +546,7 @@ mod tests {
         EndpointConfig {
             engine: crate::Engine::Mssql,
             url: url.to_owned(),
-            password: password.map(str::to_owned),
+            password: password.map(Into::into),
             poll_interval: Duration::from_secs(1),
             max_connections: 2,
             tls: crate::TlsConfig::default_for(crate::Engine::Mssql, url)

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, Row, SslOpts};
+use secrecy::ExposeSecret;
 
 use crate::connector::{redact_url, EndpointConfig, TlsConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
@@ -156,7 +157,7 @@ impl Client {
             .setup(SESSION_SETUP.to_vec())
             .ssl_opts(ssl_opts(&config.tls)?);
         if let Some(password) = &config.password {
-            builder = builder.pass(Some(password.clone()));
+            builder = builder.pass(Some(password.expose_secret()));
         }
 
         let at = |e: mysql_async::Error| {

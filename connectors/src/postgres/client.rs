@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
+use secrecy::ExposeSecret;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Connection, Socket};
@@ -102,7 +103,7 @@ impl Server {
                 ))
             })?;
         if let Some(password) = &endpoint.password {
-            config.password(password.as_bytes());
+            config.password(password.expose_secret().as_bytes());
         }
         let options = match config.get_options() {
             Some(existing) if !existing.trim().is_empty() => {
@@ -353,7 +354,7 @@ mod tests {
         EndpointConfig {
             engine: crate::Engine::Postgres,
             url: url.to_owned(),
-            password: password.map(str::to_owned),
+            password: password.map(Into::into),
             poll_interval: Duration::from_secs(1),
             max_connections: 2,
             tls: crate::TlsConfig::disabled(),

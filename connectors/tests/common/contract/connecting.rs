@@ -121,7 +121,7 @@ pub async fn a_configured_password_wins_over_the_urls_and_is_never_shown<S: Serv
     };
     let config = EndpointConfig {
         url: url.to_string(),
-        password: Some(password),
+        password: Some(password.into()),
         ..db.config()
     };
 
