@@ -1,16 +1,21 @@
-//! One endpoint section, checked and turned into an [`EndpointConfig`].
+//! One endpoint section, checked (step 1 of loading).
 
 use std::path::Path;
 
 use tandem_connectors::{EndpointConfig, Engine, TlsConfig, TlsMode};
 
 use super::raw::RawEndpoint;
-use super::secrets::secrets;
+use super::secrets::PasswordSources;
 use super::{
     ConfigError, Problems, DEFAULT_HTTP_POLL_INTERVAL, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_NOTIFY_FALLBACK, DEFAULT_POLL_INTERVAL,
 };
 
+/// Checks the endpoint section `at` (`source`, `target`), noting its
+/// problems in `problems`. Gives the endpoint, its password not read yet,
+/// and where that password is read: each `None` when it has a problem. The
+/// second is known once the kind and the URL are, so that reading the
+/// password can report its problems with those of the rest of the file.
 pub(super) fn endpoint(
     path: &Path,
     base: &Path,
@@ -18,7 +23,8 @@ pub(super) fn endpoint(
     at: &str,
     mut raw: RawEndpoint,
     literal_secrets: &mut Vec<String>,
-) -> Result<EndpointConfig, ConfigError> {
+    problems: &mut Problems,
+) -> (Option<EndpointConfig>, Option<PasswordSources>) {
     let engine = match raw.kind.as_str() {
         "postgres" | "postgresql" => Engine::Postgres,
         "mysql" | "mariadb" => Engine::Mysql,
@@ -26,30 +32,30 @@ pub(super) fn endpoint(
         "mssql" | "sqlserver" => Engine::Mssql,
         "http" => Engine::Http,
         other => {
-            return Err(ConfigError::new(
-                path,
-                format!(
-                    "{at}.kind: unknown kind {other:?} (expected \"postgres\", \"mysql\", \"sqlite\", \"mssql\" or \"http\")"
-                ),
-            ))
+            problems.push(format!(
+                "{at}.kind: unknown kind {other:?} (expected \"postgres\", \"mysql\", \"sqlite\", \"mssql\" or \"http\")"
+            ));
+            return (None, None);
         }
     };
     let raw_http = raw.take_http();
     let http = if engine == Engine::Http {
-        let mut options = raw_http
-            .validate(at, base)
-            .map_err(|e| ConfigError::new(path, e))?;
+        let mut options = match raw_http.validate(at, base) {
+            Ok(options) => options,
+            Err(e) => {
+                problems.push(e);
+                return (None, None);
+            }
+        };
         // The endpoint's journal (its position and mapping table) lives
         // with the rest of the state.
         options.state_dir = Some(state_dir.join(format!("{at}-http")));
         Some(std::sync::Arc::new(options))
     } else if !raw_http.is_empty() {
-        return Err(ConfigError::new(
-            path,
-            format!(
-                "{at}: headers, auth, objects and the other API keys are only for kind = \"http\""
-            ),
+        problems.push(format!(
+            "{at}: headers, auth, objects and the other API keys are only for kind = \"http\""
         ));
+        return (None, None);
     } else {
         None
     };
@@ -70,13 +76,11 @@ pub(super) fn endpoint(
             Engine::Http => "https://host/base/path of the API".to_owned(),
             _ => format!("{engine}://user[:password]@host:port/database"),
         };
-        return Err(ConfigError::new(
-            path,
-            format!(
-                "{at}.url: {} is not a {engine} URL (expected {expected})",
-                tandem_connectors::connector::redact_url(&raw.url)
-            ),
+        problems.push(format!(
+            "{at}.url: {} is not a {engine} URL (expected {expected})",
+            tandem_connectors::connector::redact_url(&raw.url)
         ));
+        return (None, None);
     }
     let url = match engine {
         Engine::Mysql => raw.url.replacen("mariadb://", "mysql://", 1),
@@ -90,8 +94,8 @@ pub(super) fn endpoint(
         Engine::Postgres | Engine::Http => raw.url.clone(),
     };
     // From here on, every problem of the section is reported.
-    let mut problems = Problems::default();
-    let secrets = problems.take(secrets(
+    let mut own = Problems::default();
+    let (url, password) = match own.take(PasswordSources::check(
         path,
         base,
         at,
@@ -99,9 +103,11 @@ pub(super) fn endpoint(
         url.clone(),
         &raw,
         literal_secrets,
-    ));
-    let (url, password) = secrets.unwrap_or((url, None));
-    let tls_mode = problems
+    )) {
+        Some((url, password)) => (url, Some(password)),
+        None => (url, None),
+    };
+    let tls_mode = own
         .take(
             raw.tls
                 .as_deref()
@@ -117,7 +123,7 @@ pub(super) fn endpoint(
             file
         }
     });
-    let tls = problems.take(
+    let tls = own.take(
         TlsConfig::resolve(engine, &url, tls_mode, tls_ca_file)
             .map_err(|e| ConfigError::new(path, format!("{at}.{e}"))),
     );
@@ -128,7 +134,7 @@ pub(super) fn endpoint(
     };
     let poll_interval = match raw.poll_interval {
         Some(text) => humantime::parse_duration(&text).unwrap_or_else(|e| {
-            problems.push(format!(
+            own.push(format!(
                 "{at}.poll_interval: {text:?} is not a duration like \"250ms\": {e}"
             ));
             default_poll
@@ -136,22 +142,25 @@ pub(super) fn endpoint(
         None => default_poll,
     };
     if poll_interval.is_zero() {
-        problems.push(format!("{at}.poll_interval: must be more than zero"));
+        own.push(format!("{at}.poll_interval: must be more than zero"));
     }
     let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if max_connections < 2 {
-        problems.push(format!("{at}.max_connections: must be at least 2"));
+        own.push(format!("{at}.max_connections: must be at least 2"));
     }
-    let (Some(tls), true) = (tls, problems.0.is_empty()) else {
-        return Err(ConfigError::many(path, problems.0));
+    let endpoint = match (tls, own.0.is_empty()) {
+        (Some(tls), true) => Some(EndpointConfig {
+            engine,
+            url,
+            // Read in step 2.
+            password: None,
+            poll_interval,
+            max_connections,
+            tls,
+            http,
+        }),
+        _ => None,
     };
-    Ok(EndpointConfig {
-        engine,
-        url,
-        password,
-        poll_interval,
-        max_connections,
-        tls,
-        http,
-    })
+    problems.0.extend(own.0);
+    (endpoint, password)
 }

@@ -1,8 +1,18 @@
 //! The integration's configuration file (TOML).
 //!
 //! Parsing is strict (`deny_unknown_fields`) and validation names the file,
-//! the field and the rule it broke, on one line. Validation here reads only
-//! the environment and password files; whether tables exist is checked once
+//! the field and the rule it broke, on one line. Loading goes in three
+//! steps, each reporting every problem it finds:
+//!
+//! 1. `RawConfig::validate`: the file's sections (`RawConfig::read`) are
+//!    checked without reading anything else, into a `Validated` that knows
+//!    where each password is read;
+//! 2. `Validated::resolve_secrets`: the passwords are read (environment
+//!    variables, password files);
+//! 3. `Validated::build`: the runtime [`Config`].
+//!
+//! A file with problems in step 1 still has the passwords it places read,
+//! so that one run reports them all. Whether tables exist is checked once
 //! the agent connects.
 //!
 //! # Secrets
@@ -18,7 +28,6 @@
 //! connector sends it, and the URL is shown through
 //! [`tandem_connectors::connector::redact_url`].
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,9 +42,9 @@ mod raw;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod validate;
 
-use endpoint::endpoint;
-use raw::{located, section, RawEndpoint, RawMetrics, RawSync, RawTable, Sections};
+use raw::RawConfig;
 pub(crate) use secrets::percent_decoded;
 use secrets::{file_mode, refuse_readable_secrets};
 
@@ -253,169 +262,17 @@ impl Config {
 
     /// Parses `text`; also returns where it holds passwords written out
     /// (`source.url`, `target.password`). Every problem is reported, not
-    /// only the first.
+    /// only the first: those of the file's values (step 1) and those of
+    /// reading its passwords (step 2).
     fn parse_with_secrets(path: &Path, text: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        // Only a file that does not split into sections stops here.
-        let sections: Sections =
-            toml::from_str(text).map_err(|e| ConfigError::new(path, located(text, &e, 0, None)))?;
-        let mut problems = Problems::default();
-        for (field, present) in [
-            ("state_dir", sections.state_dir.is_some()),
-            ("source", sections.source.is_some()),
-            ("target", sections.target.is_some()),
-        ] {
-            if !present {
-                problems.push(format!("missing field `{field}`"));
-            }
-        }
-        let raw_state_dir: Option<PathBuf> = section(
-            text,
-            "state_dir",
-            sections.state_dir.as_ref(),
-            &mut problems,
-        );
-        let raw_source: Option<RawEndpoint> =
-            section(text, "source", sections.source.as_ref(), &mut problems);
-        let raw_target: Option<RawEndpoint> =
-            section(text, "target", sections.target.as_ref(), &mut problems);
-        let raw_tables: Vec<Option<RawTable>> = sections
-            .tables
-            .iter()
-            .enumerate()
-            .map(|(i, t)| section(text, &format!("tables[{i}]"), Some(t), &mut problems))
-            .collect();
-        let raw_sync: RawSync =
-            section(text, "sync", sections.sync.as_ref(), &mut problems).unwrap_or_default();
-        let raw_metrics: Option<RawMetrics> =
-            section(text, "metrics", sections.metrics.as_ref(), &mut problems);
-        let names_matching = raw_sync.names.unwrap_or_default();
-
-        let base = path.parent().unwrap_or(Path::new("."));
-        if raw_state_dir
-            .as_ref()
-            .is_some_and(|d| d.as_os_str().is_empty())
-        {
-            problems.push("state_dir: must not be empty");
-        }
-        let raw_state_dir = raw_state_dir.unwrap_or_default();
-        let state_dir = if raw_state_dir.is_relative() {
-            base.join(&raw_state_dir)
-        } else {
-            raw_state_dir.clone()
+        let raw = RawConfig::read(path, text)?;
+        let validated = match raw.validate() {
+            Ok(validated) => validated,
+            Err(invalid) => return Err(invalid.report()),
         };
-        let mut literal_secrets = Vec::new();
-        let mut endpoint_of = |at: &str, raw: Option<RawEndpoint>, problems: &mut Problems| {
-            problems.take(endpoint(
-                path,
-                base,
-                &state_dir,
-                at,
-                raw?,
-                &mut literal_secrets,
-            ))
-        };
-        let source = endpoint_of("source", raw_source, &mut problems);
-        let target = endpoint_of("target", raw_target, &mut problems);
-        if raw_tables.is_empty() {
-            problems.push(
-                "tables: no table pair configured (add a [[tables]] section naming a source table)",
-            );
-        }
-        let mut names = HashSet::new();
-        let mut sources = HashSet::new();
-        let mut targets = HashSet::new();
-        let mut tables = Vec::new();
-        for (i, t) in raw_tables.into_iter().enumerate() {
-            let Some(t) = t else { continue };
-            let at = format!("tables[{i}]");
-            for (field, value) in [("source", Some(&t.source)), ("target", t.target.as_ref())] {
-                if value.is_some_and(|v| v.trim().is_empty()) {
-                    problems.push(format!("{at}.{field}: must name a table"));
-                }
-            }
-            let name = t.name.unwrap_or_else(|| t.source.clone());
-            if !names.insert(name.clone()) {
-                problems.push(format!("{at}.name: pair name {name:?} is used twice"));
-            }
-            if !sources.insert(t.source.clone()) {
-                problems.push(format!(
-                    "{at}.source: table {:?} is already in another pair",
-                    t.source
-                ));
-            }
-            // (A target not written is the source's name; names that fold
-            // alike are one table.)
-            let target = t.target.clone().unwrap_or_else(|| {
-                t.source
-                    .rsplit_once('.')
-                    .map_or(t.source.clone(), |(_, n)| n.to_owned())
-            });
-            let folded = match names_matching {
-                NameMatching::Fold => crate::mapping::names::fold(&target),
-                NameMatching::Exact => target.clone(),
-            };
-            if !targets.insert(folded) {
-                problems.push(format!(
-                    "{at}.target: table {target:?} is already in another pair"
-                ));
-            }
-            let mut direction = |section: &str, raw: Option<toml::Value>| match raw {
-                Some(raw) => problems
-                    .take(crate::mapping::rules::parse_direction(
-                        path,
-                        &format!("{at}.{section}"),
-                        raw,
-                    ))
-                    .unwrap_or_default(),
-                None => DirectionConfig::default(),
-            };
-            let directions = [
-                direction("to_target", t.to_target),
-                direction("to_source", t.to_source),
-            ];
-            let match_on = t.match_on.unwrap_or_default();
-            if match_on.iter().any(|c| c.trim().is_empty()) {
-                problems.push(format!("{at}.match: column names must not be empty"));
-            }
-            let splits = t
-                .split
-                .into_iter()
-                .enumerate()
-                .filter_map(|(j, raw)| {
-                    problems.take(crate::mapping::rules::parse_split(
-                        path,
-                        &format!("{at}.split[{j}]"),
-                        raw,
-                    ))
-                })
-                .collect();
-            tables.push(TablePairConfig {
-                name,
-                source: t.source,
-                target: t.target,
-                match_on,
-                directions,
-                splits,
-            });
-        }
-        let batch_size = raw_sync.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
-        if batch_size == 0 {
-            problems.push("sync.batch_size: must be at least 1");
-        }
-        let (Some(source), Some(target), true) = (source, target, problems.0.is_empty()) else {
-            return Err(ConfigError::many(path, problems.0));
-        };
-        let config = Config {
-            path: path.to_owned(),
-            state_dir,
-            endpoints: [source, target],
-            tables,
-            conflict: raw_sync.conflict.unwrap_or_default(),
-            batch_size,
-            names: names_matching,
-            metrics_listen: raw_metrics.map(|m| m.listen),
-        };
-        Ok((config, literal_secrets))
+        let passwords = validated.resolve_secrets()?;
+        let literal_secrets = validated.literal_secrets.clone();
+        Ok((validated.build(passwords), literal_secrets))
     }
 
     /// The endpoint on `side`.

@@ -1,14 +1,77 @@
-//! The file as written: its sections, each read on its own.
+//! The file as written: its sections, each read on its own, before any
+//! value is checked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tandem_connectors::http::config as http;
 use tandem_connectors::SecretString;
 
-use super::{ConflictPolicy, Problems};
+use super::{ConfigError, ConflictPolicy, Problems};
 use crate::mapping::NameMatching;
 
+/// A config file split into its sections, each as written. A section that
+/// cannot be read (an unknown key, a value of the wrong type) is `None` and
+/// its problem waits in `problems`, to be reported with validation's.
+pub(super) struct RawConfig {
+    /// Where the file was read from.
+    pub(super) path: PathBuf,
+    pub(super) state_dir: Option<PathBuf>,
+    pub(super) source: Option<RawEndpoint>,
+    pub(super) target: Option<RawEndpoint>,
+    pub(super) tables: Vec<Option<RawTable>>,
+    pub(super) sync: RawSync,
+    pub(super) metrics: Option<RawMetrics>,
+    /// The sections missing or unreadable.
+    pub(super) problems: Problems,
+}
+
+impl RawConfig {
+    /// Reads `text` (the file at `path`) section by section. Only a file
+    /// that does not split into sections is an error here.
+    pub(super) fn read(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+        let sections: Sections =
+            toml::from_str(text).map_err(|e| ConfigError::new(path, located(text, &e, 0, None)))?;
+        let mut problems = Problems::default();
+        for (field, present) in [
+            ("state_dir", sections.state_dir.is_some()),
+            ("source", sections.source.is_some()),
+            ("target", sections.target.is_some()),
+        ] {
+            if !present {
+                problems.push(format!("missing field `{field}`"));
+            }
+        }
+        let state_dir = section(
+            text,
+            "state_dir",
+            sections.state_dir.as_ref(),
+            &mut problems,
+        );
+        let source = section(text, "source", sections.source.as_ref(), &mut problems);
+        let target = section(text, "target", sections.target.as_ref(), &mut problems);
+        let tables = sections
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| section(text, &format!("tables[{i}]"), Some(t), &mut problems))
+            .collect();
+        let sync = section(text, "sync", sections.sync.as_ref(), &mut problems).unwrap_or_default();
+        let metrics = section(text, "metrics", sections.metrics.as_ref(), &mut problems);
+        Ok(RawConfig {
+            path: path.to_owned(),
+            state_dir,
+            source,
+            target,
+            tables,
+            sync,
+            metrics,
+            problems,
+        })
+    }
+}
+
+/// `[source]` or `[target]` as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEndpoint {
@@ -50,6 +113,7 @@ impl RawEndpoint {
     }
 }
 
+/// A `[[tables]]` entry as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTable {
@@ -64,6 +128,7 @@ pub(super) struct RawTable {
     pub(super) split: Vec<toml::Value>,
 }
 
+/// `[sync]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSync {
@@ -76,16 +141,17 @@ pub(super) struct RawSync {
 /// that a problem in one does not hide those of the others.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Sections {
-    pub(super) state_dir: Option<toml::Spanned<toml::Value>>,
-    pub(super) source: Option<toml::Spanned<toml::Value>>,
-    pub(super) target: Option<toml::Spanned<toml::Value>>,
+struct Sections {
+    state_dir: Option<toml::Spanned<toml::Value>>,
+    source: Option<toml::Spanned<toml::Value>>,
+    target: Option<toml::Spanned<toml::Value>>,
     #[serde(default)]
-    pub(super) tables: Vec<toml::Spanned<toml::Value>>,
-    pub(super) sync: Option<toml::Spanned<toml::Value>>,
-    pub(super) metrics: Option<toml::Spanned<toml::Value>>,
+    tables: Vec<toml::Spanned<toml::Value>>,
+    sync: Option<toml::Spanned<toml::Value>>,
+    metrics: Option<toml::Spanned<toml::Value>>,
 }
 
+/// `[metrics]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
@@ -93,19 +159,14 @@ pub(super) struct RawMetrics {
 }
 
 /// The line of `text` that `offset` falls on, counted from 1.
-pub(super) fn line_of(text: &str, offset: usize) -> usize {
+fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// A deserialization error as one line: `line N: ` (of `text`, `offset`
 /// bytes into it) and the message, `at` naming where when the error has no
 /// place of its own.
-pub(super) fn located(
-    text: &str,
-    e: &toml::de::Error,
-    offset: usize,
-    at: Option<(&str, usize)>,
-) -> String {
+fn located(text: &str, e: &toml::de::Error, offset: usize, at: Option<(&str, usize)>) -> String {
     let message = e.message().trim().replace('\n', "; ");
     match (e.span(), at) {
         (Some(span), _) => format!("line {}: {message}", line_of(text, offset + span.start)),
@@ -116,7 +177,7 @@ pub(super) fn located(
 
 /// Reads one section of the file, or notes its problem (with the line of
 /// the key at fault where it can be found) and gives `None`.
-pub(super) fn section<T: serde::de::DeserializeOwned>(
+fn section<T: serde::de::DeserializeOwned>(
     text: &str,
     at: &str,
     spanned: Option<&toml::Spanned<toml::Value>>,

@@ -458,3 +458,59 @@ fn debug_output_shows_no_password_token_or_client_secret() {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
 }
+
+#[test]
+fn validating_reads_no_secret_and_reading_them_reports_every_problem() {
+    let path = Path::new("/etc/tandem/crm.toml");
+    let text = with_source(
+        "kind = \"postgres\"\nurl = \"postgres://tandem:${TANDEM_TEST_CFG_STEPS_UNSET}@db.example/crm\"",
+    )
+    .replace(
+        "poll_interval = \"100ms\"",
+        "poll_interval = \"100ms\"\npassword_file = \"/nonexistent/tandem-pw\"",
+    );
+    // Step 1 only names the variable and the file.
+    let validated = RawConfig::read(path, &text).unwrap().validate().unwrap();
+    // Step 2 reads them: each problem on its line.
+    let err = validated.resolve_secrets().unwrap_err().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0]
+            .ends_with("source.url: environment variable TANDEM_TEST_CFG_STEPS_UNSET is not set"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("target.password_file: cannot read /nonexistent/tandem-pw"),
+        "{err}"
+    );
+    // A file with other problems has its passwords read all the same: one
+    // run reports every problem, the values' first.
+    let err = parse(&text.replace("\"100ms\"", "\"soon\""))
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].contains("target.poll_interval: \"soon\""), "{err}");
+    assert!(
+        lines[1].contains("source.url: environment variable"),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains("target.password_file: cannot read"),
+        "{err}"
+    );
+    // Step 3: the passwords go to their endpoints.
+    std::env::set_var("TANDEM_TEST_CFG_STEPS_SET", "steps-secret");
+    let text = text
+        .replace("STEPS_UNSET", "STEPS_SET")
+        .replace("password_file = \"/nonexistent/tandem-pw\"\n", "");
+    let validated = RawConfig::read(path, &text).unwrap().validate().unwrap();
+    let passwords = validated.resolve_secrets().unwrap();
+    let config = validated.build(passwords);
+    assert_eq!(
+        password(config.endpoint(Side::Source)),
+        Some("steps-secret")
+    );
+    assert_eq!(password(config.endpoint(Side::Target)), None);
+}
