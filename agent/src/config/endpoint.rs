@@ -6,10 +6,7 @@ use tandem_connectors::{EndpointConfig, Engine, TlsConfig, TlsMode};
 
 use super::raw::RawEndpoint;
 use super::secrets::PasswordSources;
-use super::{
-    ConfigError, Problems, DEFAULT_HTTP_POLL_INTERVAL, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_NOTIFY_FALLBACK, DEFAULT_POLL_INTERVAL,
-};
+use super::{ConfigError, Problems, DEFAULT_MAX_CONNECTIONS};
 
 /// Checks the endpoint section `at` (`source`, `target`), noting its
 /// problems in `problems`. Gives the endpoint, its password not read yet,
@@ -25,18 +22,12 @@ pub(super) fn endpoint(
     literal_secrets: &mut Vec<String>,
     problems: &mut Problems,
 ) -> (Option<EndpointConfig>, Option<PasswordSources>) {
-    let engine = match raw.kind.as_str() {
-        "postgres" | "postgresql" => Engine::Postgres,
-        "mysql" | "mariadb" => Engine::Mysql,
-        "sqlite" => Engine::Sqlite,
-        "mssql" | "sqlserver" => Engine::Mssql,
-        "http" => Engine::Http,
-        other => {
-            problems.push(format!(
-                "{at}.kind: unknown kind {other:?} (expected \"postgres\", \"mysql\", \"sqlite\", \"mssql\" or \"http\")"
-            ));
-            return (None, None);
-        }
+    let Some(engine) = Engine::from_kind(&raw.kind) else {
+        problems.push(format!(
+            "{at}.kind: unknown kind {:?} (expected \"postgres\", \"mysql\", \"sqlite\", \"mssql\" or \"http\")",
+            raw.kind
+        ));
+        return (None, None);
     };
     let raw_http = raw.take_http();
     let http = if engine == Engine::Http {
@@ -59,39 +50,22 @@ pub(super) fn endpoint(
     } else {
         None
     };
-    let scheme_ok = match engine {
-        Engine::Postgres => {
-            raw.url.starts_with("postgres://") || raw.url.starts_with("postgresql://")
-        }
-        Engine::Mysql => raw.url.starts_with("mysql://") || raw.url.starts_with("mariadb://"),
-        Engine::Sqlite => raw.url.starts_with("sqlite://") && raw.url.len() > "sqlite://".len(),
-        Engine::Mssql => raw.url.starts_with("mssql://") || raw.url.starts_with("sqlserver://"),
-        Engine::Http => raw.url.starts_with("http://") || raw.url.starts_with("https://"),
-    };
-    if !scheme_ok || url::Url::parse(&raw.url).is_err() {
-        let expected = match engine {
-            Engine::Sqlite => {
-                "sqlite:///absolute/path.db or sqlite://relative/to/this/file.db".to_owned()
-            }
-            Engine::Http => "https://host/base/path of the API".to_owned(),
-            _ => format!("{engine}://user[:password]@host:port/database"),
-        };
+    if !engine.accepts_url(&raw.url) || url::Url::parse(&raw.url).is_err() {
         problems.push(format!(
-            "{at}.url: {} is not a {engine} URL (expected {expected})",
-            tandem_connectors::connector::redact_url(&raw.url)
+            "{at}.url: {} is not a {engine} URL (expected {})",
+            tandem_connectors::connector::redact_url(&raw.url),
+            engine.url_example()
         ));
         return (None, None);
     }
     let url = match engine {
-        Engine::Mysql => raw.url.replacen("mariadb://", "mysql://", 1),
-        Engine::Mssql => raw.url.replacen("sqlserver://", "mssql://", 1),
         // A relative database file is relative to the config file, like
         // the state directory.
         Engine::Sqlite => {
             let file = Path::new(&raw.url["sqlite://".len()..]);
             format!("sqlite://{}", base.join(file).display())
         }
-        Engine::Postgres | Engine::Http => raw.url.clone(),
+        _ => engine.canonical_url(&raw.url),
     };
     // From here on, every problem of the section is reported.
     let mut own = Problems::default();
@@ -127,11 +101,7 @@ pub(super) fn endpoint(
         TlsConfig::resolve(engine, &url, tls_mode, tls_ca_file)
             .map_err(|e| ConfigError::new(path, format!("{at}.{e}"))),
     );
-    let default_poll = match engine {
-        Engine::Postgres => DEFAULT_NOTIFY_FALLBACK,
-        Engine::Mysql | Engine::Sqlite | Engine::Mssql => DEFAULT_POLL_INTERVAL,
-        Engine::Http => DEFAULT_HTTP_POLL_INTERVAL,
-    };
+    let default_poll = engine.default_poll_interval();
     let poll_interval = match raw.poll_interval {
         Some(text) => humantime::parse_duration(&text).unwrap_or_else(|e| {
             own.push(format!(

@@ -30,7 +30,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 use tandem_connectors::EndpointConfig;
@@ -48,14 +47,6 @@ use raw::RawConfig;
 pub(crate) use secrets::percent_decoded;
 use secrets::{file_mode, refuse_readable_secrets};
 
-/// Default interval between polls of an engine that cannot notify.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// Default longest wait between passes of an idle PostgreSQL endpoint (it
-/// notifies, so polling is only the fallback).
-pub const DEFAULT_NOTIFY_FALLBACK: Duration = Duration::from_secs(2);
-/// Default interval between polls of a cloud application's API (each poll
-/// is a request per object, under the API's rate limit).
-pub const DEFAULT_HTTP_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// Default number of records applied in one transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default size of each endpoint's connection pool.

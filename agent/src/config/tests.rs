@@ -1,5 +1,7 @@
+use std::time::Duration;
+
 use super::*;
-use tandem_connectors::{ExposeSecret, TlsMode};
+use tandem_connectors::{Engine, ExposeSecret, TlsMode};
 
 const GOOD: &str = r#"
 state_dir = "state"
@@ -35,7 +37,7 @@ fn reads_a_minimal_config() {
     );
     assert_eq!(
         config.endpoint(Side::Source).poll_interval,
-        DEFAULT_NOTIFY_FALLBACK
+        Engine::Postgres.default_poll_interval()
     );
     assert_eq!(config.conflict, ConflictPolicy::SourceWins);
 }
