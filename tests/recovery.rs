@@ -147,3 +147,54 @@ async fn a_corrupt_state_directory_is_refused_until_rebuilt() {
     assert_eq!(source.rows(sql).await, target.rows(sql).await);
     assert_eq!(target.count("SELECT count(*) FROM items").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_directory_of_a_newer_release_is_refused_until_rebuilt() {
+    use tandem_agent::store::{Batch, Kv, SledKv};
+
+    let (source, target, agent) = synced_items().await;
+    let state = agent.dir.path().join("state");
+
+    // GIVEN a newer release ran on the state directory and marked it
+    // with a format this build does not read
+    let newer = tandem_agent::state::FORMAT_VERSION + 1;
+    {
+        let kv = SledKv::open(&state).expect("the state store");
+        let mut batch = Batch::default();
+        batch.put(b"meta/format".to_vec(), vec![newer]);
+        kv.apply(batch).unwrap();
+        kv.flush().unwrap();
+    }
+    source
+        .exec("INSERT INTO items (label, qty) VALUES ('d', 4)")
+        .await;
+
+    // WHEN this build starts on it, THEN it refuses in one line naming the
+    // directory, both formats and what to do
+    let out = agent.output(&["run", "--once"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("newer tandem-agent"))
+        .unwrap_or_else(|| panic!("no message about a newer release: {stderr}"));
+    assert!(
+        line.contains(&format!(
+            "state directory {}: the store is in format {newer}",
+            state.display()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("upgrade tandem-agent"), "{line}");
+    assert!(line.contains("tandem-agent rebuild-state"), "{line}");
+    assert_eq!(target.count("SELECT count(*) FROM items").await, 3);
+
+    // WHEN the state is rebuilt as it says, THEN syncing goes on with no
+    // record twice, and the newer store is kept aside
+    let rebuilt = agent.ok(&["rebuild-state"]).await;
+    assert!(rebuilt.contains("kept in"), "{rebuilt}");
+    agent.once().await;
+    let sql = "SELECT label, qty FROM items ORDER BY label";
+    assert_eq!(source.rows(sql).await, target.rows(sql).await);
+    assert_eq!(target.count("SELECT count(*) FROM items").await, 4);
+}

@@ -2,7 +2,10 @@
 //! ID map, first-sync checkpoints, dead letters and per-pair figures.
 //!
 //! Every record carries a format version (`v`) so a later release can read
-//! what an earlier one wrote. All writes of one step go into one
+//! what an earlier one wrote, and so this build refuses, by name, what a
+//! later one wrote: every read checks the version of the record it decodes,
+//! and the store keeps the newest format it may hold under a key of its own
+//! ([`State::open`] checks it first). All writes of one step go into one
 //! [`StateBatch`], applied atomically.
 
 use std::path::Path;
@@ -16,7 +19,8 @@ use tandem_connectors::{Fingerprint, Key, Row};
 use crate::config::Side;
 use crate::store::{Batch, Kv, MemoryKv, SledKv, StoreError, StoreResult};
 
-/// Format version of the records written by this build.
+/// Format version of the records written by this build; also the newest
+/// it reads.
 pub const FORMAT_VERSION: u8 = 1;
 
 const LOG: &[u8] = b"log/";
@@ -31,6 +35,11 @@ const PENDING_UPDATES: &[u8] = b"pu/";
 /// Present while every key pair in the databases' mapping tables is linked
 /// here too (see [`State::links_complete`]).
 const LINKS_COMPLETE: &[u8] = b"meta/links-complete";
+/// The newest format of the records the store may hold (one byte): written
+/// when a build opens the store, so that an older build, which would not
+/// know those records, is refused at once rather than at the first one it
+/// reads. Stores of releases before this key hold format 1 records.
+const STORE_FORMAT: &[u8] = b"meta/format";
 
 /// One captured change in the change log: the record's key on the side it
 /// happened, and the record's values when it was tailed (`None`: deleted).
@@ -243,10 +252,57 @@ pub struct CopyCheckpoint {
     pub done: bool,
 }
 
+/// A record kept in the store, with its format version.
+trait Record: DeserializeOwned {
+    /// What one is, in messages ("a link").
+    const KIND: &'static str;
+    /// The oldest format this build reads.
+    const OLDEST: u8 = 1;
+    /// The format it was written in.
+    fn format(&self) -> u8;
+}
+
+macro_rules! record {
+    ($type:ty, $kind:literal) => {
+        impl Record for $type {
+            const KIND: &'static str = $kind;
+            fn format(&self) -> u8 {
+                self.v
+            }
+        }
+    };
+}
+
+record!(LogEntry, "a change-log entry");
+record!(Link, "a link");
+record!(PendingUpdates, "a record of pending updates");
+record!(InFlight, "an in-flight copy");
+record!(DeadLetter, "a dead letter");
+record!(CopyCheckpoint, "a first-sync checkpoint");
+
+impl Record for PairStats {
+    const KIND: &'static str = "a pair's figures";
+    // Figures of releases before they carried a version read as format 0,
+    // as do those that started from the default figures before this build.
+    const OLDEST: u8 = 0;
+    fn format(&self) -> u8 {
+        self.v
+    }
+}
+
+/// The version of a JSON record, whatever else it holds.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    v: u8,
+}
+
 /// The agent's state, over any [`Kv`].
 #[derive(Clone)]
 pub struct State {
     kv: Arc<dyn Kv>,
+    /// The state directory, for messages.
+    dir: Arc<str>,
 }
 
 /// Writes to apply atomically with [`State::commit`].
@@ -508,17 +564,108 @@ impl StateBatch {
 }
 
 impl State {
-    /// Opens the state in `dir` (created when missing).
+    /// Opens the state in `dir` (created when missing). A store written by
+    /// a newer release is refused ([`StoreError::NewerFormat`]); any other
+    /// is marked as holding this build's format from now on.
     pub fn open(dir: &Path) -> StoreResult<State> {
-        Ok(State {
-            kv: Arc::new(SledKv::open(dir)?),
-        })
+        State::over(Arc::new(SledKv::open(dir)?), dir.display().to_string())
     }
 
     /// A state kept in memory only (for tests).
     pub fn in_memory() -> State {
-        State {
-            kv: Arc::new(MemoryKv::default()),
+        State::over(Arc::new(MemoryKv::default()), "(in memory)".to_owned())
+            .expect("a new store in memory takes this build's format")
+    }
+
+    fn over(kv: Arc<dyn Kv>, dir: String) -> StoreResult<State> {
+        let state = State {
+            kv,
+            dir: dir.into(),
+        };
+        state.claim_format()?;
+        Ok(state)
+    }
+
+    /// Checks the store's format marker, then sets it to this build's
+    /// format: from now on the store may hold records in it. A store
+    /// without one was written before the marker, in format 1.
+    fn claim_format(&self) -> StoreResult<()> {
+        let found = match self.kv.get(STORE_FORMAT)?.as_deref() {
+            None => None,
+            Some(&[v]) => Some(v),
+            Some(_) => {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(STORE_FORMAT).into_owned(),
+                    reason: "the format marker is not one byte".into(),
+                })
+            }
+        };
+        if let Some(v) = found {
+            self.check_format("the store", v, 1)?;
+        }
+        if found != Some(FORMAT_VERSION) {
+            let mut batch = Batch::default();
+            batch.put(STORE_FORMAT.to_vec(), vec![FORMAT_VERSION]);
+            self.kv.apply(batch)?;
+            self.kv.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a format this build does not read: newer than its own, or
+    /// older than `oldest`.
+    fn check_format(&self, record: &'static str, found: u8, oldest: u8) -> StoreResult<()> {
+        match self.format_error(record, found, oldest) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn format_error(&self, record: &'static str, found: u8, oldest: u8) -> Option<StoreError> {
+        if found > FORMAT_VERSION {
+            return Some(StoreError::NewerFormat {
+                dir: self.dir.to_string(),
+                record,
+                found,
+                known: FORMAT_VERSION,
+            });
+        }
+        (found < oldest).then(|| StoreError::UnknownFormat {
+            dir: self.dir.to_string(),
+            record,
+            found,
+            oldest,
+            known: FORMAT_VERSION,
+        })
+    }
+
+    /// Decodes a JSON record, of a format this build reads.
+    fn read<T: Record>(&self, key: &[u8], bytes: &[u8]) -> StoreResult<T> {
+        match decode::<T>(key, bytes) {
+            Ok(record) => {
+                self.check_format(T::KIND, record.format(), T::OLDEST)?;
+                Ok(record)
+            }
+            // A newer release may have reshaped the record: its version
+            // says why it cannot be read better than the parse error.
+            Err(e) => match serde_json::from_slice::<Head>(bytes) {
+                Ok(Head { v }) => Err(self.format_error(T::KIND, v, T::OLDEST).unwrap_or(e)),
+                Err(_) => Err(e),
+            },
+        }
+    }
+
+    /// Decodes a link, binary or JSON, of a format this build reads.
+    fn read_link(&self, key: &[u8], bytes: &[u8]) -> StoreResult<Link> {
+        match bytes {
+            // The version comes right after the tag, checked before the
+            // rest: a newer format may lay that out differently.
+            [LINK_BINARY, v, ..] => {
+                self.check_format(Link::KIND, *v, Link::OLDEST)?;
+                decode_link(key, bytes)
+            }
+            [LINK_BINARY] => decode_link(key, bytes),
+            _ => self.read(key, bytes),
         }
     }
 
@@ -585,7 +732,7 @@ impl State {
         self.kv
             .scan(LOG, after.as_deref(), limit)?
             .into_iter()
-            .map(|(k, v)| decode(&k, &v))
+            .map(|(k, v)| self.read(&k, &v))
             .collect()
     }
 
@@ -600,7 +747,7 @@ impl State {
             }
             after = page.last().map(|(k, _)| k.clone());
             for (k, v) in page {
-                let entry: LogEntry = decode(&k, &v)?;
+                let entry: LogEntry = self.read(&k, &v)?;
                 *counts.entry(entry.pair).or_default() += 1;
             }
         }
@@ -638,7 +785,7 @@ impl State {
         let record = pair_key(LINK_BY_SOURCE, pair, &source_key);
         match self.kv.get(&record)? {
             Some(bytes) => {
-                let link = decode_link(&record, &bytes)?;
+                let link = self.read_link(&record, &bytes)?;
                 // The target index may point at a link that has moved on to
                 // a new target key; only an exact match counts.
                 Ok((link.key(side) == key).then_some(link))
@@ -659,7 +806,7 @@ impl State {
             }
             after = page.last().map(|(k, _)| k.clone());
             for (k, v) in page {
-                out.push(decode_link(&k, &v)?);
+                out.push(self.read_link(&k, &v)?);
             }
         }
     }
@@ -680,7 +827,7 @@ impl State {
                 let mut link_key = LINK_BY_SOURCE.to_vec();
                 link_key.extend_from_slice(rest);
                 if let Some(bytes) = self.kv.get(&link_key)? {
-                    let link = decode_link(&link_key, &bytes)?;
+                    let link = self.read_link(&link_key, &bytes)?;
                     let pair_len = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
                     let pair = String::from_utf8_lossy(&rest[..pair_len]).into_owned();
                     if link.deleted {
@@ -698,7 +845,7 @@ impl State {
     /// A first-sync checkpoint.
     pub fn checkpoint(&self, name: &str) -> StoreResult<Option<CopyCheckpoint>> {
         let key = pair_key(CHECKPOINT, name, "");
-        self.kv.get(&key)?.map(|v| decode(&key, &v)).transpose()
+        self.kv.get(&key)?.map(|v| self.read(&key, &v)).transpose()
     }
 
     /// The dead letter of a record, if it has one.
@@ -709,7 +856,7 @@ impl State {
         key: &Key,
     ) -> StoreResult<Option<DeadLetter>> {
         let k = dead_letter_key(side, pair, key);
-        self.kv.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.kv.get(&k)?.map(|v| self.read(&k, &v)).transpose()
     }
 
     /// Whether every key pair in the databases' mapping tables is linked in
@@ -740,7 +887,7 @@ impl State {
         self.kv
             .scan(IN_FLIGHT, None, usize::MAX)?
             .into_iter()
-            .map(|(k, v)| decode(&k, &v))
+            .map(|(k, v)| self.read(&k, &v))
             .collect()
     }
 
@@ -757,7 +904,7 @@ impl State {
                         key: String::from_utf8_lossy(&k).into_owned(),
                         reason: "not an id".into(),
                     })?;
-                Ok((id, decode(&k, &v)?))
+                Ok((id, self.read(&k, &v)?))
             })
             .collect()
     }
@@ -767,7 +914,7 @@ impl State {
         self.kv
             .scan(DEAD_LETTER, None, usize::MAX)?
             .into_iter()
-            .map(|(k, v)| decode(&k, &v))
+            .map(|(k, v)| self.read(&k, &v))
             .collect()
     }
 
@@ -777,9 +924,12 @@ impl State {
         Ok(self
             .kv
             .get(&key)?
-            .map(|v| decode(&key, &v))
+            .map(|v| self.read(&key, &v))
             .transpose()?
-            .unwrap_or_default())
+            .unwrap_or(PairStats {
+                v: FORMAT_VERSION,
+                ..PairStats::default()
+            }))
     }
 }
 
@@ -947,5 +1097,222 @@ mod tests {
         assert!(!link.unchanged(Side::Target, &Fingerprint::of(&other)));
         link.pending[1] = Some(Fingerprint::of(&other));
         assert!(link.unchanged(Side::Target, &Fingerprint::of(&other)));
+    }
+
+    /// `result` is the refusal of a record of format `FORMAT_VERSION + 1`,
+    /// named, in one line that says what to do.
+    fn assert_newer<T: std::fmt::Debug>(result: StoreResult<T>, record: &str, dir: &Path) {
+        let err = result.expect_err(record);
+        let newer = FORMAT_VERSION + 1;
+        assert!(
+            matches!(&err, StoreError::NewerFormat { record: r, found, known, .. }
+                if *r == record && *found == newer && *known == FORMAT_VERSION),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        for needle in [
+            &format!(
+                "state directory {}: {record} is in format {newer}",
+                dir.display()
+            ),
+            "written by a newer tandem-agent",
+            &format!("this build reads formats up to {FORMAT_VERSION}"),
+            "upgrade tandem-agent",
+            "`tandem-agent rebuild-state`",
+        ] {
+            assert!(message.contains(needle), "{needle:?} not in {message}");
+        }
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn records_of_a_newer_format_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = FORMAT_VERSION + 1;
+        {
+            let state = State::open(dir.path()).unwrap();
+            let mut link = Link::new(key(1), key(2));
+            link.v = newer;
+            let mut batch = StateBatch::default();
+            batch.put_link("p", &link);
+            batch.put_dead_letter(&DeadLetter {
+                v: newer,
+                side: Side::Source,
+                pair: "p".into(),
+                key: key(3),
+                row: None,
+                reason: "refused".into(),
+                failed_at: Utc::now(),
+                changes: 1,
+            });
+            batch.put_checkpoint(
+                "p/source",
+                &CopyCheckpoint {
+                    v: newer,
+                    after: None,
+                    done: false,
+                },
+            );
+            batch.put_stats(
+                "p",
+                &PairStats {
+                    v: newer,
+                    ..PairStats::default()
+                },
+            );
+            batch.put_in_flight(&InFlight {
+                v: newer,
+                pair: "p".into(),
+                dest: Side::Target,
+                link: Link::new(key(4), key(5)),
+                replaces: None,
+            });
+            batch.put_pending_updates(
+                7,
+                &PendingUpdates {
+                    v: newer,
+                    pair: "p".into(),
+                    dest: Side::Target,
+                    updates: Vec::new(),
+                },
+            );
+            // A change-log entry as a newer release would append it.
+            let entry = LogEntry {
+                v: newer,
+                seq: 1,
+                side: Side::Source,
+                pair: "p".into(),
+                key: key(6),
+                row: None,
+                captured_at: Utc::now(),
+            };
+            batch.batch.put(log_key(1), encode(&entry));
+            state.commit(batch, true).unwrap();
+        }
+
+        // WHEN this build reads them from the store on disk
+        let state = State::open(dir.path()).unwrap();
+        let at = dir.path();
+        assert_newer(state.link("p", Side::Source, &key(1)), "a link", at);
+        assert_newer(state.link("p", Side::Target, &key(2)), "a link", at);
+        assert_newer(state.links("p"), "a link", at);
+        assert_newer(
+            state.dead_letter(Side::Source, "p", &key(3)),
+            "a dead letter",
+            at,
+        );
+        assert_newer(state.dead_letters(), "a dead letter", at);
+        assert_newer(state.checkpoint("p/source"), "a first-sync checkpoint", at);
+        assert_newer(state.stats("p"), "a pair's figures", at);
+        assert_newer(state.in_flight(), "an in-flight copy", at);
+        assert_newer(state.pending_updates(), "a record of pending updates", at);
+        assert_newer(state.log_entries(10), "a change-log entry", at);
+        assert_newer(state.log_counts(), "a change-log entry", at);
+    }
+
+    #[test]
+    fn a_newer_record_of_another_shape_is_refused_as_newer_not_as_damage() {
+        let state = State::in_memory();
+        let newer = FORMAT_VERSION + 1;
+        let mut batch = Batch::default();
+        // Fields renamed, another added: the version still says what it is.
+        batch.put(
+            dead_letter_key(Side::Source, "p", &key(1)),
+            format!(r#"{{"v":{newer},"origin":"source","values":{{}}}}"#).into_bytes(),
+        );
+        // A binary link whose layout after the version changed.
+        batch.put(
+            pair_key(LINK_BY_SOURCE, "p", &key(2).encode()),
+            vec![LINK_BINARY, newer, 0xff],
+        );
+        state.kv.apply(batch).unwrap();
+        let dir = Path::new("(in memory)");
+        assert_newer(state.dead_letters(), "a dead letter", dir);
+        assert_newer(state.links("p"), "a link", dir);
+    }
+
+    #[test]
+    fn a_format_no_release_writes_is_damage() {
+        let state = State::in_memory();
+        let mut link = Link::new(key(1), key(2));
+        link.v = 0;
+        let mut batch = StateBatch::default();
+        batch.put_link("p", &link);
+        state.commit(batch, false).unwrap();
+        let err = state.links("p").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::UnknownFormat {
+                    found: 0,
+                    oldest: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("a link is in format 0, which no tandem-agent writes"),
+            "{message}"
+        );
+        assert!(message.contains("rebuild-state"), "{message}");
+    }
+
+    #[test]
+    fn a_store_marked_by_a_newer_release_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            assert_eq!(
+                state.kv.get(STORE_FORMAT).unwrap(),
+                Some(vec![FORMAT_VERSION]),
+                "a new store is marked with this build's format"
+            );
+            let mut batch = Batch::default();
+            batch.put(STORE_FORMAT.to_vec(), vec![FORMAT_VERSION + 1]);
+            state.kv.apply(batch).unwrap();
+            state.kv.flush().unwrap();
+        }
+        let err = State::open(dir.path()).err().expect("a newer store opens");
+        assert_newer(Err::<(), _>(err), "the store", dir.path());
+        // Refused, it is left as it was.
+        let kv = SledKv::open(dir.path()).unwrap();
+        assert_eq!(
+            kv.get(STORE_FORMAT).unwrap(),
+            Some(vec![FORMAT_VERSION + 1])
+        );
+    }
+
+    #[test]
+    fn a_store_of_an_earlier_release_still_reads_and_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = Link::new(key(1), key(2));
+        {
+            // What a release before the marker left: a link in JSON and
+            // figures without a version.
+            let kv = SledKv::open(dir.path()).unwrap();
+            let mut batch = Batch::default();
+            batch.put(
+                pair_key(LINK_BY_SOURCE, "p", &key(1).encode()),
+                serde_json::to_vec(&link).unwrap(),
+            );
+            batch.put(
+                pair_key(STATS, "p", ""),
+                br#"{"applied":[{"inserted":3,"updated":0,"deleted":0},{"inserted":0,"updated":0,"deleted":0}],"conflicts":0,"last_sync":null,"last_lag_ms":null}"#.to_vec(),
+            );
+            kv.apply(batch).unwrap();
+            kv.flush().unwrap();
+        }
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.links("p").unwrap(), [link]);
+        let stats = state.stats("p").unwrap();
+        assert_eq!((stats.v, stats.applied[0].inserted), (0, 3));
+        assert_eq!(
+            state.kv.get(STORE_FORMAT).unwrap(),
+            Some(vec![FORMAT_VERSION])
+        );
+        // Figures first recorded by this build carry its format.
+        assert_eq!(state.stats("q").unwrap().v, FORMAT_VERSION);
     }
 }

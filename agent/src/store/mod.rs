@@ -40,6 +40,45 @@ pub enum StoreError {
     /// Another process holds the state directory.
     #[error("state directory {0} is in use by another tandem-agent process")]
     Locked(String),
+    /// The store, or a record in it, was written by a newer release in a
+    /// format this build cannot read. Not retried: only an operator can
+    /// upgrade the agent or give up the store.
+    #[error(
+        "state directory {dir}: {record} is in format {found}, written by a newer \
+         tandem-agent (this build reads formats up to {known}): upgrade tandem-agent, or run \
+         `tandem-agent rebuild-state` to set this store aside and rebuild the links from the \
+         databases (then `tandem-agent reconcile` for the changes it held unapplied)"
+    )]
+    NewerFormat {
+        /// The state directory.
+        dir: String,
+        /// What was read: "the store", "a link", "a dead letter"...
+        record: &'static str,
+        /// The format it is in.
+        found: u8,
+        /// The newest format this build reads.
+        known: u8,
+    },
+    /// A record carries a format version that no release writes: older
+    /// than any this build reads. Damage, as no release wrote it.
+    #[error(
+        "state directory {dir}: {record} is in format {found}, which no tandem-agent writes \
+         (this build reads formats {oldest} to {known}): the store is damaged; run \
+         `tandem-agent rebuild-state` to rebuild it from the databases (the damaged store is \
+         kept aside)"
+    )]
+    UnknownFormat {
+        /// The state directory.
+        dir: String,
+        /// What was read.
+        record: &'static str,
+        /// The format it claims.
+        found: u8,
+        /// The oldest format this build reads for such a record.
+        oldest: u8,
+        /// The newest format this build reads.
+        known: u8,
+    },
 }
 
 /// Result of a store call.
