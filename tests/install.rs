@@ -208,3 +208,85 @@ async fn install_upgrades_version_1_in_place_and_loses_no_change() {
     );
     assert_eq!(source.pending_changes().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_older_and_newer_installations_and_install_never_downgrades() {
+    let source = Db::create(Engine::Postgres).await;
+    let target = Db::create(Engine::Mysql).await;
+    for db in [&source, &target] {
+        db.exec(&format!(
+            "CREATE TABLE customers (id {}, name {})",
+            db.id(),
+            db.text()
+        ))
+        .await;
+    }
+    let agent = Agent::new(&source, &target, &[("customers", "customers")], "");
+    agent.install().await;
+
+    // GIVEN the source records version 1 and the target a version a newer
+    // build installed
+    source.exec("UPDATE tandem.version SET version = 1").await;
+    target.exec("UPDATE tandem_version SET version = 3").await;
+
+    // WHEN checked, THEN each is named with what to do
+    let out = agent.output(&["check"]).await;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "source: installed Tandem objects are version 1, this build needs 2: run \
+             `tandem-agent install-triggers --config"
+        ) && said.contains("to upgrade them from 1 to 2"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "target: installed Tandem objects are version 3, written by a newer tandem-agent \
+             (this build knows versions up to 2): upgrade tandem-agent"
+        ),
+        "{said}"
+    );
+
+    // AND install-triggers refuses before installing anything on either side
+    let before = source.catalog().await;
+    let out = agent.output(&["install-triggers"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "target: preparing the install script: tandem_version records schema version 3, \
+             written by a newer tandem-agent"
+        ),
+        "{err}"
+    );
+    assert_eq!(source.catalog().await, before);
+    assert_eq!(
+        source
+            .value("SELECT version FROM tandem.version")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        target
+            .value("SELECT version FROM tandem_version")
+            .await
+            .as_deref(),
+        Some("3")
+    );
+
+    // WHEN only the source is upgraded, THEN it is at this build's version
+    agent.ok(&["install-triggers", "--side", "source"]).await;
+    assert_eq!(
+        source
+            .value("SELECT version FROM tandem.version")
+            .await
+            .as_deref(),
+        Some("2")
+    );
+}

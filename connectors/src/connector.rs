@@ -482,10 +482,12 @@ pub struct Installation {
     pub missing_triggers: Vec<TableName>,
 }
 
-/// The version of the installed objects this build writes and expects.
-/// Version 2: PostgreSQL's capture functions notify only while an agent
-/// waits (`tandem.waiting`), and its change table has no check on `op`.
-/// `install-triggers` upgrades version 1 in place, change rows kept.
+/// The version of the installed objects this build writes and expects:
+/// the number of the last upgrade step of every engine (see
+/// [`crate::upgrade`]). Version 2: PostgreSQL's capture functions notify
+/// only while an agent waits (`tandem.waiting`), and its change table has
+/// no check on `op`. `install-triggers` runs the steps a database lacks, in
+/// place, change rows kept.
 pub const SCHEMA_VERSION: i32 = 2;
 
 /// One thing [`Connector::probe`] found: a problem that stops the sync,
@@ -543,8 +545,11 @@ pub trait Connector: Send + Sync {
     async fn describe(&self, table: &TableName) -> Result<TableSchema>;
 
     /// The statements that install (or bring up to date) the change table,
-    /// mapping table, version row and one capture trigger per table.
-    /// Running them twice changes nothing.
+    /// mapping table, version row and one capture trigger per table: the
+    /// upgrade steps above the version the database records (see
+    /// [`crate::upgrade`]), then the triggers. Running them twice changes
+    /// nothing. A database whose version is newer than
+    /// [`SCHEMA_VERSION`] is refused ([`crate::ErrorKind::Schema`]).
     async fn install_script(&self, tables: &[TableSchema]) -> Result<Vec<String>>;
 
     /// The statements that remove everything `install_script` created,

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod sqlite;
 pub mod template;
 mod tls;
+pub mod upgrade;
 pub mod value;
 
 #[cfg(test)]

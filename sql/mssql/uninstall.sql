@@ -1,7 +1,7 @@
--- Removes everything install.sql and capture_trigger.sql created: first every
--- capture trigger (named tandem_capture_...) on any table of the database,
--- configured or not, then Tandem's tables and schema. Statements are
--- separated by lines holding only "-- ;;"; each is one batch.
+-- Removes everything the upgrade steps and capture_trigger.sql created, at any
+-- version: first every capture trigger (named tandem_capture_...) on any table
+-- of the database, configured or not, then Tandem's tables and schema.
+-- Statements are separated by lines holding only "-- ;;"; each is one batch.
 DECLARE @trigger nvarchar(600);
 DECLARE tandem_triggers CURSOR LOCAL FAST_FORWARD FOR
     SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(tr.name)

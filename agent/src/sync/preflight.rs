@@ -68,8 +68,14 @@ impl Integration {
                 None => found.push(PlanProblem::database(format!(
                     "{side}: Tandem change table is not installed: {fix}"
                 ))),
-                Some(v) if v != SCHEMA_VERSION => found.push(PlanProblem::database(format!(
-                    "{side}: installed Tandem objects are version {v}, this agent needs {SCHEMA_VERSION}: {fix}"
+                Some(v) if v < SCHEMA_VERSION => found.push(PlanProblem::database(format!(
+                    "{side}: installed Tandem objects are version {v}, this build needs \
+                     {SCHEMA_VERSION}: {fix} to upgrade them from {v} to {SCHEMA_VERSION}"
+                ))),
+                Some(v) if v > SCHEMA_VERSION => found.push(PlanProblem::database(format!(
+                    "{side}: installed Tandem objects are version {v}, written by a newer \
+                     tandem-agent (this build knows versions up to {SCHEMA_VERSION}): upgrade \
+                     tandem-agent"
                 ))),
                 Some(_) => {
                     for table in installed.missing_triggers {

@@ -1,5 +1,7 @@
 //! The install and uninstall scripts, filled from the files under
-//! `sql/mssql/`, running them, and what an installation looks like now.
+//! `sql/mssql/` (Tandem's tables from the upgrade steps in
+//! `sql/mssql/upgrade/`), running them, and what an installation looks like
+//! now.
 //!
 //! Tandem's tables live in schema `tandem` (`changes`, `id_map`, `version`);
 //! each synced table gets one set-based trigger `tandem_capture_<table>` in
@@ -14,12 +16,11 @@ use super::client::{
     batch, classify, display_name, qualified, query_rows, quote_ident, quote_literal, schema_of,
     Client, Param, SESSION_RESET,
 };
-use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::connector::{Engine, Installation, SCHEMA_VERSION};
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableSchema};
-use crate::template;
+use crate::{template, upgrade};
 
-const INSTALL_SQL: &str = include_str!("../../../sql/mssql/install.sql");
 const CAPTURE_TRIGGER_SQL: &str = include_str!("../../../sql/mssql/capture_trigger.sql");
 const UNINSTALL_SQL: &str = include_str!("../../../sql/mssql/uninstall.sql");
 
@@ -35,15 +36,18 @@ const MAX_NAME: usize = 128;
 /// with `CREATE`).
 fn fill_statements(script: &str, values: &[(&str, &str)]) -> Vec<String> {
     template::fill_statements(script, values)
-        .into_iter()
-        .map(|statement| {
-            statement
-                .lines()
-                .skip_while(|l| l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .iter()
+        .map(|statement| bare(statement))
         .collect()
+}
+
+/// A statement without the comment lines that open it.
+fn bare(statement: &str) -> String {
+    statement
+        .lines()
+        .skip_while(|l| l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The name of `table`'s capture trigger: `tandem_capture_<table>`; a name
@@ -195,10 +199,16 @@ pub(crate) fn capture_statements(table: &TableSchema) -> Result<Vec<String>> {
     trigger_with(table, &fingerprint(table)?)
 }
 
-/// The whole install script for `tables`.
-pub(crate) fn install_statements(tables: &[TableSchema]) -> Result<Vec<String>> {
-    let version = SCHEMA_VERSION.to_string();
-    let mut statements = fill_statements(INSTALL_SQL, &[("version", &version)]);
+/// The whole install script for `tables` in a database at version
+/// `installed`: the upgrade steps it lacks, then the triggers.
+pub(crate) fn install_statements(
+    installed: Option<i32>,
+    tables: &[TableSchema],
+) -> Result<Vec<String>> {
+    let mut statements: Vec<String> = upgrade::script(Engine::Mssql, installed, SCHEMA_VERSION)?
+        .iter()
+        .map(|s| bare(s))
+        .collect();
     for table in tables {
         statements.extend(capture_statements(table)?);
     }
@@ -255,10 +265,12 @@ pub(crate) async fn run_script(client: &Client, statements: &[String]) -> Result
     Ok(())
 }
 
-/// The installed version, and the tables whose trigger is missing, disabled,
-/// or not the one this build writes.
-pub(crate) async fn installation(client: &Client, tables: &[TableSchema]) -> Result<Installation> {
-    let context = |e: tiberius::error::Error| classify(e).context("cannot read what is installed");
+fn installation_error(e: tiberius::error::Error) -> ConnectorError {
+    classify(e).context("cannot read what is installed")
+}
+
+/// The version `tandem.version` records; `None` when nothing is installed.
+pub(crate) async fn installed_version(client: &Client) -> Result<Option<i32>> {
     let mut conn = client.conn().await?;
     let exists = query_rows(
         &mut conn,
@@ -266,24 +278,31 @@ pub(crate) async fn installation(client: &Client, tables: &[TableSchema]) -> Res
         Vec::new(),
     )
     .await
-    .map_err(context)?;
+    .map_err(installation_error)?;
     let installed = exists
         .first()
         .and_then(|r| r.get::<bool, _>(0))
         .unwrap_or(false);
-    let version = if installed {
-        query_rows(
-            &mut conn,
-            "SELECT version FROM tandem.version WHERE id = 1",
-            Vec::new(),
-        )
-        .await
-        .map_err(context)?
-        .first()
-        .and_then(|r| r.get::<i32, _>(0))
-    } else {
-        None
-    };
+    if !installed {
+        return Ok(None);
+    }
+    Ok(query_rows(
+        &mut conn,
+        "SELECT version FROM tandem.version WHERE id = 1",
+        Vec::new(),
+    )
+    .await
+    .map_err(installation_error)?
+    .first()
+    .and_then(|r| r.get::<i32, _>(0)))
+}
+
+/// The installed version, and the tables whose trigger is missing, disabled,
+/// or not the one this build writes.
+pub(crate) async fn installation(client: &Client, tables: &[TableSchema]) -> Result<Installation> {
+    let context = installation_error;
+    let version = installed_version(client).await?;
+    let mut conn = client.conn().await?;
 
     let mut missing_triggers = Vec::new();
     for table in tables {
@@ -343,8 +362,8 @@ mod tests {
 
     #[test]
     fn install_script_creates_schema_tables_and_version_idempotently() {
-        let statements = install_statements(&[]).unwrap();
-        assert_eq!(statements.len(), 5, "{statements:#?}");
+        let statements = install_statements(None, &[]).unwrap();
+        assert_eq!(statements.len(), 4 + 2, "{statements:#?}");
         assert_eq!(
             statements[0],
             "IF SCHEMA_ID(N'tandem') IS NULL EXEC(N'CREATE SCHEMA tandem')"
@@ -382,17 +401,50 @@ mod tests {
         assert!(statements[3].starts_with(
             "IF OBJECT_ID(N'tandem.version', N'U') IS NULL\nCREATE TABLE tandem.version"
         ));
-        let version = &statements[4];
-        assert!(version.starts_with("IF EXISTS (SELECT 1 FROM tandem.version WHERE id = 1)"));
-        assert!(version.contains(&format!(
-            "UPDATE tandem.version SET version = {SCHEMA_VERSION} WHERE id = 1 AND version <> {SCHEMA_VERSION};"
-        )));
-        assert!(version.contains(&format!(
-            "INSERT INTO tandem.version (id, version) VALUES (1, {SCHEMA_VERSION});"
-        )));
+        // Each step's number, recorded after it and never lowered: step 2
+        // brought nothing to SQL Server.
+        for (at, version) in [(4, 1), (5, 2)] {
+            let write = &statements[at];
+            assert!(
+                write.starts_with("IF EXISTS (SELECT 1 FROM tandem.version WHERE id = 1)"),
+                "{write}"
+            );
+            assert!(write.contains(&format!(
+                "UPDATE tandem.version SET version = {version} WHERE id = 1 AND version < {version};"
+            )));
+            assert!(write.contains(&format!(
+                "INSERT INTO tandem.version (id, version) VALUES (1, {version});"
+            )));
+        }
         assert!(statements
             .iter()
             .all(|s| !s.contains("{{") && !s.starts_with("--")));
+    }
+
+    #[test]
+    fn install_script_runs_the_steps_the_database_lacks() {
+        let v = SCHEMA_VERSION;
+        let t = table("dbo", "t", &[("id", DataType::Int, "int")]);
+        let tables = std::slice::from_ref(&t);
+        let triggers = capture_statements(&t).unwrap();
+        assert_eq!(install_statements(Some(v), tables).unwrap(), triggers);
+        let from_one = install_statements(Some(1), tables).unwrap();
+        assert_eq!(from_one.len(), (v as usize - 1) + triggers.len());
+        assert!(from_one[0].contains("SET version = 2 WHERE id = 1 AND version < 2;"));
+        assert_eq!(
+            install_statements(None, tables).unwrap(),
+            [install_statements(None, &[]).unwrap(), triggers].concat()
+        );
+        let err = install_statements(Some(v + 1), tables).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Schema);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "tandem.version records schema version {}, written by a newer tandem-agent \
+                 (this build knows versions up to {v}): upgrade tandem-agent",
+                v + 1
+            )
+        );
     }
 
     #[test]
@@ -604,7 +656,7 @@ END"
             capture_statements(&t).unwrap_err().kind(),
             crate::ErrorKind::Schema
         );
-        assert!(install_statements(&[t]).is_err());
+        assert!(install_statements(None, &[t]).is_err());
     }
 
     #[test]

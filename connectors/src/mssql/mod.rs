@@ -130,7 +130,8 @@ impl Connector for MssqlConnector {
     }
 
     async fn install_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
-        install::install_statements(tables)
+        let installed = install::installed_version(&self.client).await?;
+        install::install_statements(installed, tables)
     }
 
     async fn uninstall_script(&self, _tables: &[TableSchema]) -> Result<Vec<String>> {

@@ -1,5 +1,6 @@
 //! The install and uninstall scripts, filled from the files under
-//! `sql/mysql/`, and what an installation looks like now.
+//! `sql/mysql/` (the tables from the upgrade steps in `sql/mysql/upgrade/`),
+//! and what an installation looks like now.
 //!
 //! Tandem's tables live in the synced database (`tandem_changes`,
 //! `tandem_id_map`, `tandem_version`); each synced table gets three triggers
@@ -9,12 +10,11 @@
 use std::collections::HashMap;
 
 use super::client::{int_of, one_line, quote_ident, text_literal, text_of, Client, Flavour};
-use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::connector::{Engine, Installation, SCHEMA_VERSION};
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableSchema};
-use crate::template;
+use crate::{template, upgrade};
 
-const INSTALL: &str = include_str!("../../../sql/mysql/install.sql");
 const CAPTURE_TRIGGER: &str = include_str!("../../../sql/mysql/capture_trigger.sql");
 const DROP_TRIGGER: &str = include_str!("../../../sql/mysql/drop_trigger.sql");
 const UNINSTALL: &str = include_str!("../../../sql/mysql/uninstall.sql");
@@ -31,14 +31,18 @@ fn fill_statements(script: &str, values: &[(&str, &str)]) -> Vec<String> {
 /// The statements of a script, without the comment lines that open them.
 fn statements(script: &str) -> Vec<String> {
     crate::template::statements(script)
-        .into_iter()
-        .map(|s| {
-            s.lines()
-                .skip_while(|l| l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .iter()
+        .map(|s| bare(s))
         .collect()
+}
+
+/// A statement without the comment lines that open it.
+fn bare(statement: &str) -> String {
+    statement
+        .lines()
+        .skip_while(|l| l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Every trigger this crate creates starts with this.
@@ -169,9 +173,20 @@ fn drop_trigger(quoted: &str) -> String {
     fill_statements(DROP_TRIGGER, &[("trigger", quoted)]).concat()
 }
 
-/// The whole install script for `tables`.
-pub fn install_statements(flavour: Flavour, tables: &[TableSchema]) -> Result<Vec<String>> {
-    let mut out = fill_statements(INSTALL, &[("version", &SCHEMA_VERSION.to_string())]);
+/// The whole install script for `tables` in a database at version
+/// `installed`: the upgrade steps it lacks, then the triggers. Not one
+/// transaction (MySQL commits DDL by itself): a step that fails half-way
+/// is run again by the next install, and each changes nothing when it
+/// already ran.
+pub fn install_statements(
+    flavour: Flavour,
+    installed: Option<i32>,
+    tables: &[TableSchema],
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = upgrade::script(Engine::Mysql, installed, SCHEMA_VERSION)?
+        .iter()
+        .map(|s| bare(s))
+        .collect();
     for table in tables {
         out.extend(trigger_statements(flavour, table)?);
     }
@@ -222,9 +237,8 @@ fn body_of(statement: &str) -> Option<String> {
     Some(one_line(&statement[at + "FOR EACH ROW".len()..]))
 }
 
-/// What is installed: the version row and the tables whose triggers are
-/// missing or differ from what this build would install.
-pub async fn installation(client: &Client, tables: &[TableSchema]) -> Result<Installation> {
+/// The version `tandem_version` records; `None` when nothing is installed.
+pub async fn installed_version(client: &Client) -> Result<Option<i32>> {
     let exists = client
         .rows(
             "SELECT TABLE_NAME FROM information_schema.TABLES \
@@ -232,19 +246,25 @@ pub async fn installation(client: &Client, tables: &[TableSchema]) -> Result<Ins
             Vec::new(),
         )
         .await?;
-    let version = if exists.iter().any(|r| text_of(&r[0]) == "tandem_version") {
-        let rows = client
-            .rows(
-                "SELECT version FROM tandem_version WHERE id = 1",
-                Vec::new(),
-            )
-            .await?;
-        rows.first()
-            .and_then(|r| int_of(&r[0]))
-            .and_then(|v| i32::try_from(v).ok())
-    } else {
-        None
-    };
+    if !exists.iter().any(|r| text_of(&r[0]) == "tandem_version") {
+        return Ok(None);
+    }
+    let rows = client
+        .rows(
+            "SELECT version FROM tandem_version WHERE id = 1",
+            Vec::new(),
+        )
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| int_of(&r[0]))
+        .and_then(|v| i32::try_from(v).ok()))
+}
+
+/// What is installed: the version row and the tables whose triggers are
+/// missing or differ from what this build would install.
+pub async fn installation(client: &Client, tables: &[TableSchema]) -> Result<Installation> {
+    let version = installed_version(client).await?;
 
     let present = triggers(client).await?;
     let mut missing_triggers = Vec::new();
@@ -335,11 +355,40 @@ mod tests {
         assert!(sql[3].contains(
             "OLD.`a` <=> NEW.`a` AND CAST(OLD.`b` AS BINARY) <=> CAST(NEW.`b` AS BINARY)"
         ));
-        let all = install_statements(Flavour::MySql, &[t]).unwrap();
+        let all = install_statements(Flavour::MySql, None, std::slice::from_ref(&t)).unwrap();
         assert!(all[0].starts_with("CREATE TABLE IF NOT EXISTS tandem_changes"));
         assert!(all
             .iter()
             .any(|s| s.contains(&format!("VALUES (1, {SCHEMA_VERSION})"))));
+        assert!(all.iter().all(|s| !s.starts_with("--")), "{all:#?}");
+        assert_eq!(all[all.len() - 6..], sql[..]);
+    }
+
+    #[test]
+    fn install_runs_the_steps_the_database_lacks() {
+        let v = SCHEMA_VERSION;
+        let t = table("t", &[("id", DataType::Int)]);
+        let triggers = trigger_statements(Flavour::MariaDb, &t).unwrap();
+        let tables = std::slice::from_ref(&t);
+        // Version 2 brought nothing to MySQL: from 1, its number first.
+        let from_one = install_statements(Flavour::MariaDb, Some(1), tables).unwrap();
+        assert_eq!(
+            from_one[0],
+            "INSERT INTO tandem_version (id, version) VALUES (1, 2)\n  \
+             ON DUPLICATE KEY UPDATE version = GREATEST(version, 2)"
+        );
+        assert_eq!(from_one[from_one.len() - 3..], triggers[..]);
+        assert_eq!(
+            install_statements(Flavour::MariaDb, Some(v), tables).unwrap(),
+            triggers
+        );
+        let err = install_statements(Flavour::MariaDb, Some(v + 1), tables).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Schema);
+        assert!(
+            err.to_string()
+                .starts_with("tandem_version records schema version"),
+            "{err}"
+        );
     }
 
     #[test]

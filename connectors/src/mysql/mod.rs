@@ -93,7 +93,8 @@ impl Connector for MysqlConnector {
     }
 
     async fn install_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
-        install::install_statements(self.client.flavour, tables)
+        let installed = install::installed_version(&self.client).await?;
+        install::install_statements(self.client.flavour, installed, tables)
     }
 
     async fn uninstall_script(&self, _tables: &[TableSchema]) -> Result<Vec<String>> {

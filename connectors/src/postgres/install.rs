@@ -1,17 +1,17 @@
 //! The installed SQL: schema `tandem` (change table, mapping table, version
-//! row) and one capture trigger per table, from the files in `sql/postgres/`.
+//! row) from the upgrade steps in `sql/postgres/upgrade/`, and one capture
+//! trigger per table, from the files in `sql/postgres/`.
 
 use deadpool_postgres::Pool;
 use tokio_postgres::Client;
 
-use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::connector::{Engine, Installation, SCHEMA_VERSION};
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableName, TableSchema};
-use crate::template;
+use crate::{template, upgrade};
 
 use super::client::{pg_error, pool_error, qualified, quote_ident, quote_literal, schema_of};
 
-const INSTALL_SQL: &str = include_str!("../../../sql/postgres/install.sql");
 const CAPTURE_TRIGGER_SQL: &str = include_str!("../../../sql/postgres/capture_trigger.sql");
 const UNINSTALL_TRIGGER_SQL: &str = include_str!("../../../sql/postgres/uninstall_trigger.sql");
 const UNINSTALL_SQL: &str = include_str!("../../../sql/postgres/uninstall.sql");
@@ -117,10 +117,13 @@ pub(crate) fn capture_statements(table: &TableSchema) -> Result<Vec<String>> {
     Ok(template::fill_statements(CAPTURE_TRIGGER_SQL, &values))
 }
 
-/// The full install script.
-pub(crate) fn install_statements(tables: &[TableSchema]) -> Result<Vec<String>> {
-    let version = SCHEMA_VERSION.to_string();
-    let mut statements = template::fill_statements(INSTALL_SQL, &[("version", &version)]);
+/// The full install script for a database at version `installed`: the
+/// upgrade steps it lacks, then the capture triggers of `tables`.
+pub(crate) fn install_statements(
+    installed: Option<i32>,
+    tables: &[TableSchema],
+) -> Result<Vec<String>> {
+    let mut statements = upgrade::script(Engine::Postgres, installed, SCHEMA_VERSION)?;
     for table in tables {
         statements.extend(capture_statements(table)?);
     }
@@ -189,9 +192,11 @@ fn first_line(statement: &str) -> String {
     }
 }
 
-/// The installed version and the tables without an up-to-date trigger.
-pub(crate) async fn installation(client: &Client, tables: &[TableSchema]) -> Result<Installation> {
-    let context = "cannot read what is installed";
+const INSTALLATION_CONTEXT: &str = "cannot read what is installed";
+
+/// The version `tandem.version` records; `None` when nothing is installed.
+pub(crate) async fn installed_version(client: &Client) -> Result<Option<i32>> {
+    let context = INSTALLATION_CONTEXT;
     let installed: bool = client
         .query_one(
             "select pg_catalog.to_regclass('tandem.version') is not null",
@@ -200,15 +205,20 @@ pub(crate) async fn installation(client: &Client, tables: &[TableSchema]) -> Res
         .await
         .map_err(|e| pg_error(e, context))?
         .get(0);
-    let version = if installed {
-        client
-            .query_opt("select version from tandem.version", &[])
-            .await
-            .map_err(|e| pg_error(e, context))?
-            .map(|row| row.get::<_, i32>(0))
-    } else {
-        None
-    };
+    if !installed {
+        return Ok(None);
+    }
+    Ok(client
+        .query_opt("select version from tandem.version", &[])
+        .await
+        .map_err(|e| pg_error(e, context))?
+        .map(|row| row.get::<_, i32>(0)))
+}
+
+/// The installed version and the tables without an up-to-date trigger.
+pub(crate) async fn installation(client: &Client, tables: &[TableSchema]) -> Result<Installation> {
+    let context = INSTALLATION_CONTEXT;
+    let version = installed_version(client).await?;
     let relations: Vec<String> = tables.iter().map(|t| qualified(&t.name)).collect();
     let functions: Vec<String> = tables
         .iter()
@@ -302,7 +312,7 @@ mod tests {
             vec![
                 "-- Removes the capture trigger of one configured table.\ndrop trigger if exists tandem_capture on \"Sales\".\"we\"\"ird ü\";".to_owned(),
                 "drop trigger if exists tandem_truncate on \"Sales\".\"we\"\"ird ü\";".to_owned(),
-                "-- Removes everything install.sql and capture_trigger.sql created. The capture\n-- functions live in schema tandem, so dropping it also drops the triggers of\n-- tables that are no longer configured (they depend on those functions).\ndrop schema if exists tandem cascade;".to_owned(),
+                "-- Removes everything the upgrade steps and capture_trigger.sql created, at\n-- any version. The capture functions live in schema tandem, so dropping it\n-- also drops the triggers of tables that are no longer configured (they\n-- depend on those functions).\ndrop schema if exists tandem cascade;".to_owned(),
             ]
         );
     }
@@ -369,12 +379,35 @@ mod tests {
     }
 
     #[test]
-    fn install_script_fills_the_version() {
-        let statements = install_statements(&[]).unwrap();
-        assert_eq!(statements.len(), 7);
-        assert!(statements
-            .iter()
-            .any(|s| s.contains(&format!("values (true, {SCHEMA_VERSION})"))));
-        assert!(statements.iter().all(|s| !s.contains("{{")));
+    fn install_script_runs_the_steps_the_database_lacks() {
+        let v = SCHEMA_VERSION;
+        let empty = install_statements(None, &[]).unwrap();
+        assert_eq!(empty, upgrade::script(Engine::Postgres, None, v).unwrap());
+        assert!(empty[0].contains("create schema if not exists tandem;"));
+        assert!(empty
+            .last()
+            .unwrap()
+            .contains(&format!("values (true, {v})")));
+        assert!(empty.iter().all(|s| !s.contains("{{")));
+        // Version 1: step 2 only, which keeps the change table.
+        let from_one = install_statements(Some(1), &[]).unwrap();
+        assert_eq!(from_one.len(), 3, "{from_one:#?}");
+        assert!(from_one[0].contains("drop constraint if exists changes_op_check"));
+        assert!(from_one[1].contains("create unlogged table if not exists tandem.waiting"));
+        assert!(from_one[2].contains("values (true, 2)"));
+        assert!(!from_one.iter().any(|s| s.contains("create table")));
+        // Up to date: only the triggers.
+        let t = table("public", "t", &[("id", DataType::Int)]);
+        assert_eq!(
+            install_statements(Some(v), std::slice::from_ref(&t)).unwrap(),
+            capture_statements(&t).unwrap()
+        );
+        // Newer: refused, nothing installed.
+        let err = install_statements(Some(v + 1), &[t]).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Schema);
+        assert!(
+            err.to_string().contains("written by a newer tandem-agent"),
+            "{err}"
+        );
     }
 }

@@ -110,7 +110,8 @@ impl Connector for PostgresConnector {
     }
 
     async fn install_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
-        install::install_statements(tables)
+        let installed = install::installed_version(&*self.client().await?).await?;
+        install::install_statements(installed, tables)
     }
 
     async fn uninstall_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {

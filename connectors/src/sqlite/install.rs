@@ -1,4 +1,5 @@
-//! The install and uninstall scripts, from the SQL files in `sql/sqlite/`.
+//! The install and uninstall scripts, from the SQL files in `sql/sqlite/`
+//! (Tandem's tables from the upgrade steps in `sql/sqlite/upgrade/`).
 //!
 //! Three triggers per table (`tandem_ins_<table>`, `tandem_upd_<table>`,
 //! `tandem_del_<table>`). SQLite has no `CREATE OR REPLACE TRIGGER`, and it
@@ -14,12 +15,13 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use super::client::{int_of, query, quote_ident, text_literal, text_of};
-use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::connector::{Engine, Installation, SCHEMA_VERSION};
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableSchema};
 use crate::template::{fill_statements, statements};
+use crate::upgrade;
 
-const INSTALL: &str = include_str!("../../../sql/sqlite/install.sql");
+const CLEAR_APPLYING: &str = include_str!("../../../sql/sqlite/clear_applying.sql");
 const CAPTURE_TRIGGER: &str = include_str!("../../../sql/sqlite/capture_trigger.sql");
 const DROP_TRIGGER: &str = include_str!("../../../sql/sqlite/drop_trigger.sql");
 const UNINSTALL: &str = include_str!("../../../sql/sqlite/uninstall.sql");
@@ -241,14 +243,18 @@ pub struct Present {
     pub sql: String,
 }
 
-/// The whole install script for `tables`, given the triggers now in the
-/// database: Tandem's tables, then the triggers that are missing or differ
-/// (and any other capture trigger on a configured table, say one named
-/// after the table's name before a rename).
+/// The whole install script for `tables`, given the version the database
+/// records and the triggers now in it: the upgrade steps it lacks, then the
+/// triggers that are missing or differ (and any other capture trigger on a
+/// configured table, say one named after the table's name before a
+/// rename).
 pub fn install_statements(
     tables: &[TableSchema],
+    installed: Option<i32>,
     present: &HashMap<String, Present>,
 ) -> Result<Vec<String>> {
+    let mut out = upgrade::script(Engine::Sqlite, installed, SCHEMA_VERSION)?;
+    out.extend(statements(CLEAR_APPLYING));
     let mut creates = Vec::new();
     let mut stale: Vec<&String> = Vec::new();
     for table in tables {
@@ -273,7 +279,6 @@ pub fn install_statements(
     }
     stale.sort();
     stale.dedup();
-    let mut out = fill_statements(INSTALL, &[("version", &SCHEMA_VERSION.to_string())]);
     // Stale triggers go first: their names are not ours (compared
     // case-insensitively, as SQLite does).
     out.extend(stale.into_iter().map(|name| drop_trigger(name)));
@@ -331,17 +336,24 @@ pub fn has_table(conn: &Connection, name: &str) -> Result<bool> {
     .is_empty())
 }
 
-/// What is installed: the version row and the tables whose triggers are
-/// missing or differ from what this build would install (blocking).
-pub fn installation(conn: &Connection, tables: &[TableSchema]) -> Result<Installation> {
-    let version = if has_table(conn, "tandem_version")? {
+/// The version `tandem_version` records; `None` when nothing is
+/// installed (blocking).
+pub fn installed_version(conn: &Connection) -> Result<Option<i32>> {
+    if !has_table(conn, "tandem_version")? {
+        return Ok(None);
+    }
+    Ok(
         query(conn, "SELECT version FROM tandem_version WHERE id = 1", &[])?
             .first()
             .and_then(|r| int_of(&r[0]))
-            .and_then(|v| i32::try_from(v).ok())
-    } else {
-        None
-    };
+            .and_then(|v| i32::try_from(v).ok()),
+    )
+}
+
+/// What is installed: the version row and the tables whose triggers are
+/// missing or differ from what this build would install (blocking).
+pub fn installation(conn: &Connection, tables: &[TableSchema]) -> Result<Installation> {
+    let version = installed_version(conn)?;
     let present = triggers(conn)?;
     let missing_triggers = tables
         .iter()
@@ -405,18 +417,53 @@ mod tests {
         assert!(sql[2].contains("AFTER DELETE"));
     }
 
+    /// Statements an install of an up-to-date database runs besides the
+    /// triggers.
+    fn every_install() -> usize {
+        install_statements(&[], Some(SCHEMA_VERSION), &HashMap::new())
+            .unwrap()
+            .len()
+    }
+
     #[test]
     fn a_name_cannot_forge_a_statement() {
         let t = table("x\n-- ;;\nDROP TABLE y", &[("id\n-- ;;", DataType::Int)]);
         assert_eq!(trigger_statements(&t).unwrap().len(), 3);
-        let sql = install_statements(&[t], &HashMap::new()).unwrap();
-        assert_eq!(sql.len(), statements(INSTALL).len() + 3);
+        let sql = install_statements(&[t], Some(SCHEMA_VERSION), &HashMap::new()).unwrap();
+        assert_eq!(sql.len(), every_install() + 3);
+    }
+
+    #[test]
+    fn install_runs_the_steps_the_database_lacks() {
+        let v = SCHEMA_VERSION;
+        let none = HashMap::new();
+        let fresh = install_statements(&[], None, &none).unwrap();
+        assert!(fresh[0].contains("CREATE TABLE IF NOT EXISTS tandem_changes"));
+        assert!(fresh
+            .iter()
+            .any(|s| s.contains(&format!("VALUES (1, {v})"))));
+        // The marker is cleared by every install, after the steps.
+        assert_eq!(fresh.last().unwrap(), &statements(CLEAR_APPLYING)[0]);
+        assert_eq!(
+            install_statements(&[], Some(v), &none).unwrap(),
+            statements(CLEAR_APPLYING)
+        );
+        // Version 2 brought nothing to SQLite: from 1, its number only.
+        let from_one = install_statements(&[], Some(1), &none).unwrap();
+        assert_eq!(from_one.len(), 2, "{from_one:#?}");
+        assert!(from_one[0].contains("VALUES (1, 2)"), "{}", from_one[0]);
+        let err = install_statements(&[], Some(v + 1), &none).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Schema);
+        assert!(
+            err.to_string().contains("written by a newer tandem-agent"),
+            "{err}"
+        );
     }
 
     #[test]
     fn install_leaves_current_triggers_alone() {
         let t = table("link", &[("a", DataType::Int), ("b", DataType::Bytes)]);
-        let base = statements(INSTALL).len();
+        let base = every_install();
         let creates = triggers_of(&t).unwrap();
         let mut present: HashMap<String, Present> = creates
             .iter()
@@ -434,7 +481,11 @@ mod tests {
             .kept()
             .starts_with("CREATE TRIGGER \"tandem_ins_link\""));
         let tables = [t];
-        assert_eq!(install_statements(&tables, &present).unwrap().len(), base);
+        let v = Some(SCHEMA_VERSION);
+        assert_eq!(
+            install_statements(&tables, v, &present).unwrap().len(),
+            base
+        );
 
         // One differs, one is missing, one stale trigger is on the table.
         present.get_mut("tandem_upd_link").unwrap().sql.push(' ');
@@ -453,16 +504,12 @@ mod tests {
                 sql: String::new(),
             },
         );
-        let sql = install_statements(&tables, &present).unwrap();
+        let sql = install_statements(&tables, v, &present).unwrap();
         assert_eq!(sql.len(), base + 4, "{sql:#?}");
         assert_eq!(sql[base], "DROP TRIGGER IF EXISTS \"tandem_ins_old name\"");
         assert_eq!(sql[base + 1], "DROP TRIGGER IF EXISTS \"tandem_upd_link\"");
         assert!(sql[base + 2].contains("CREATE TRIGGER \"tandem_upd_link\""));
         assert!(sql[base + 3].contains("CREATE TRIGGER \"tandem_del_link\""));
-        assert!(sql[0].contains("CREATE TABLE IF NOT EXISTS tandem_changes"));
-        assert!(sql
-            .iter()
-            .any(|s| s.contains(&format!("VALUES (1, {SCHEMA_VERSION})"))));
     }
 
     #[test]

@@ -101,8 +101,11 @@ impl Connector for SqliteConnector {
     }
 
     async fn install_script(&self, tables: &[TableSchema]) -> Result<Vec<String>> {
-        let present = self.client.run(|conn| install::triggers(conn)).await?;
-        install::install_statements(tables, &present)
+        let (installed, present) = self
+            .client
+            .run(|conn| Ok((install::installed_version(conn)?, install::triggers(conn)?)))
+            .await?;
+        install::install_statements(tables, installed, &present)
     }
 
     async fn uninstall_script(&self, _tables: &[TableSchema]) -> Result<Vec<String>> {

@@ -1,8 +1,8 @@
--- Tandem's objects in a SQL Server database (2016 and later), schema version
--- {{version}}: schema tandem with the change table the capture triggers write
--- into, the mapping table of the records the agent created here, and the
--- version of these objects. Running this script again changes nothing.
--- Statements are separated by lines holding only "-- ;;"; each is one batch.
+-- Step 1: Tandem's objects in a SQL Server database (2016 and later):
+-- schema tandem with the change table the capture triggers write into, the
+-- mapping table of the records the agent created here, and the version
+-- row's table. Statements are separated by lines holding only "-- ;;";
+-- each is one batch. See sql/README.md for how steps are run.
 IF SCHEMA_ID(N'tandem') IS NULL EXEC(N'CREATE SCHEMA tandem')
 -- ;;
 -- One row per captured insert ('I'), update ('U') or delete ('D'): the
@@ -37,12 +37,3 @@ CREATE TABLE tandem.version (
         CONSTRAINT tandem_version_single CHECK (id = 1),
     version int NOT NULL
 )
--- ;;
-IF EXISTS (SELECT 1 FROM tandem.version WHERE id = 1)
-BEGIN
-    UPDATE tandem.version SET version = {{version}} WHERE id = 1 AND version <> {{version}};
-END
-ELSE
-BEGIN
-    INSERT INTO tandem.version (id, version) VALUES (1, {{version}});
-END

@@ -1,8 +1,8 @@
--- Tandem's objects in a SQLite database, schema version {{version}}: the
--- change table the capture triggers write into, the mapping table of the
--- records the agent created here, the version of these objects, and the
--- marker of the agent's own transactions. Running this again changes
--- nothing. Statements are separated by lines holding only "-- ;;".
+-- Step 1: Tandem's objects in a SQLite database: the change table the
+-- capture triggers write into, the mapping table of the records the agent
+-- created here, the version row's table, and the marker of the agent's own
+-- transactions. Statements are separated by lines holding only "-- ;;";
+-- see sql/README.md for how steps are run.
 --
 -- One row per captured insert ('I'), update ('U') or delete ('D'): the
 -- primary key of the row as a JSON array. No AUTOINCREMENT: it would leave
@@ -33,10 +33,6 @@ CREATE TABLE IF NOT EXISTS tandem_version (
   version INTEGER NOT NULL
 )
 -- ;;
-INSERT INTO tandem_version (id, version) VALUES (1, {{version}})
-  ON CONFLICT (id) DO UPDATE SET version = excluded.version
-  WHERE version IS NOT excluded.version
--- ;;
 -- The echo marker: the agent inserts a row here at the start of each of its
 -- write transactions and deletes it before committing, so the row is only
 -- ever seen by the agent's own writes, which the triggers then skip. SQLite
@@ -45,7 +41,3 @@ INSERT INTO tandem_version (id, version) VALUES (1, {{version}})
 CREATE TABLE IF NOT EXISTS tandem_applying (
   id INTEGER PRIMARY KEY
 )
--- ;;
--- A marker can never be committed; should one be there all the same, no
--- change would be captured: clear it.
-DELETE FROM tandem_applying

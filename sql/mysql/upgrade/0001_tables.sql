@@ -1,6 +1,9 @@
--- Tandem's objects in a MySQL / MariaDB database: the change table the
--- capture triggers write into, the mapping table of the records the agent
--- created here, and the version of these objects. Idempotent.
+-- Step 1: Tandem's objects in a MySQL / MariaDB database: the change table
+-- the capture triggers write into, the mapping table of the records the
+-- agent created here, and the version row's table. MySQL commits each DDL
+-- statement by itself, so a step that fails half-way is run again in full
+-- by the next install-triggers: every statement of a step must change
+-- nothing when it already ran (see sql/README.md).
 CREATE TABLE IF NOT EXISTS tandem_changes (
   seq BIGINT AUTO_INCREMENT PRIMARY KEY,
   table_name VARCHAR(192) NOT NULL,
@@ -22,6 +25,3 @@ CREATE TABLE IF NOT EXISTS tandem_version (
   id TINYINT PRIMARY KEY,
   version INT NOT NULL
 ) ENGINE=InnoDB
--- ;;
-INSERT INTO tandem_version (id, version) VALUES (1, {{version}})
-  ON DUPLICATE KEY UPDATE version = {{version}}

@@ -1,0 +1,3 @@
+-- Step 2: nothing here. Version 2 changed PostgreSQL's objects only (the
+-- waiting table, no check on op); the version number is shared by every
+-- engine, and this step records it.
