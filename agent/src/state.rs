@@ -1123,6 +1123,8 @@ mod tests {
             assert!(message.contains(needle), "{needle:?} not in {message}");
         }
         assert!(!message.contains('\n'), "{message}");
+        // Only an operator can do what it says: never retried.
+        assert!(!crate::sync::SyncError::from(err).is_retryable());
     }
 
     #[test]
