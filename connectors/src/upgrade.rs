@@ -15,7 +15,8 @@
 //! The capture triggers are not steps: they follow the configured tables,
 //! and every install writes them again where they differ.
 
-use crate::connector::{Engine, SCHEMA_VERSION};
+use crate::connector::SCHEMA_VERSION;
+use crate::engine::Engine;
 use crate::error::ConnectorError;
 use crate::template;
 

@@ -1277,3 +1277,90 @@ async fn columns_say_the_widths_postgres_allows_and_every_schemas_tables_are_lis
     assert_eq!(column("credit").capacity.digits, Some((12, 2)));
     assert_eq!(column("loose").capacity.digits, None);
 }
+
+/// What step 2 changed on PostgreSQL, seen in the catalog: the check on
+/// `op` is gone and the waiting table is there. A writer mid-transaction
+/// when the upgrade runs keeps its change.
+#[tokio::test]
+async fn postgres_step_2_drops_the_check_and_adds_the_waiting_table() {
+    let (db, connector, table) = common::contract::upgrades::items::<Postgres>().await;
+    let client = raw_client(&db.url).await;
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let check = "select count(*) from pg_catalog.pg_constraint \
+                 where conname = 'changes_op_check' \
+                 and conrelid = 'tandem.changes'::regclass";
+    let waiting = "select count(*) from pg_catalog.pg_class \
+                   where relname = 'waiting' and relpersistence = 'u' \
+                   and relnamespace = 'tandem'::regnamespace";
+    common::contract::upgrades::run(
+        &connector,
+        &tandem_connectors::upgrade::script(Engine::Postgres, None, 1).unwrap(),
+    )
+    .await;
+    assert_eq!((count(check).await, count(waiting).await), (1, 0));
+    assert!(
+        client
+            .batch_execute(
+                "insert into tandem.changes (table_name, op, pk) values ('x', '?', '[]')"
+            )
+            .await
+            .is_err(),
+        "version 1 checks op"
+    );
+
+    // GIVEN a writer in the middle of a transaction that captured a change
+    let writer = raw_client(&db.url).await;
+    writer
+        .batch_execute(
+            "begin; insert into tandem.changes (table_name, op, pk) \
+             values ('public.items', 'I', '[7]')",
+        )
+        .await
+        .unwrap();
+
+    // WHEN install-triggers upgrades, it waits for that transaction
+    let script = connector
+        .install_script(std::slice::from_ref(&table))
+        .await
+        .unwrap();
+    let upgrading = {
+        let connector = connector.clone();
+        tokio::spawn(async move { connector.run_script(&script).await })
+    };
+    let blocked = format!(
+        "select count(*) from pg_catalog.pg_stat_activity \
+         where datname = '{}' and wait_event_type = 'Lock'",
+        db.name
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client
+        .query_one(&blocked, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(!upgrading.is_finished(), "the upgrade did not wait");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upgrade never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.batch_execute("commit").await.unwrap();
+    upgrading.await.unwrap().unwrap();
+
+    // THEN version 2's objects are in place and the change is kept
+    assert_eq!((count(check).await, count(waiting).await), (0, 1));
+    assert_eq!(
+        common::contract::upgrades::version(&connector).await,
+        Some(2)
+    );
+    assert_eq!(
+        common::contract::upgrades::captured(&connector, &table).await,
+        ["[7]"]
+    );
+}

@@ -16,7 +16,8 @@ use super::client::{
     batch, classify, display_name, qualified, query_rows, quote_ident, quote_literal, schema_of,
     Client, Param, SESSION_RESET,
 };
-use crate::connector::{Engine, Installation, SCHEMA_VERSION};
+use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableSchema};
 use crate::{template, upgrade};

@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 
 use super::client::{int_of, one_line, quote_ident, text_literal, text_of, Client, Flavour};
-use crate::connector::{Engine, Installation, SCHEMA_VERSION};
+use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableSchema};
 use crate::{template, upgrade};

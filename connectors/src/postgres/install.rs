@@ -5,7 +5,8 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::Client;
 
-use crate::connector::{Engine, Installation, SCHEMA_VERSION};
+use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableName, TableSchema};
 use crate::{template, upgrade};

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use super::client::{int_of, query, quote_ident, text_literal, text_of};
-use crate::connector::{Engine, Installation, SCHEMA_VERSION};
+use crate::connector::{Installation, SCHEMA_VERSION};
+use crate::engine::Engine;
 use crate::error::{ConnectorError, Result};
 use crate::schema::{Column, DataType, TableSchema};
 use crate::template::{fill_statements, statements};

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod catalog;
 pub mod connecting;
 pub mod copies;
+pub mod upgrades;
 pub mod values;
 pub mod writes;
 
@@ -63,6 +64,11 @@ macro_rules! contract_tests {
             writes::a_dropped_transaction_releases_its_locks,
             writes::scan_pages_in_key_order_and_fetch_finds_each_row_once,
             writes::rows_are_found_by_any_columns,
+            upgrades::from_nothing_to_this_version,
+            upgrades::from_version_one_to_this_version_keeping_changes,
+            upgrades::a_second_install_runs_no_step,
+            upgrades::steps_run_again_over_what_they_did_change_nothing,
+            upgrades::a_newer_installation_is_refused,
         );
     };
     (@each $server:ty; $($module:ident :: $test:ident),* $(,)?) => {
