@@ -16,6 +16,7 @@ pub mod mssql;
 pub mod mysql;
 pub mod postgres;
 pub mod schema;
+pub mod sql;
 pub mod sqlite;
 pub mod template;
 mod tls;
