@@ -15,7 +15,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 
 use super::capture::placeholders;
-use super::client::{classify, execute, query, quote_ident, with_conn, Conn};
+use super::client::{classify, execute, query, with_conn, Conn, SQL};
 use super::install::has_table;
 use super::types::{key_forms, read_value, write_value};
 use crate::connector::{IdMapRow, Transaction};
@@ -26,25 +26,6 @@ use crate::value::{Key, Row, Value};
 /// The one savepoint name (nesting is not needed).
 const SAVEPOINT: &str = "tandem_sp";
 
-/// `SELECT` list of every column of `table`, in catalog order.
-fn select_list(table: &TableSchema) -> String {
-    table
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn key_list(table: &TableSchema) -> String {
-    table
-        .primary_key
-        .iter()
-        .map(|k| quote_ident(k))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn no_key(table: &TableSchema) -> ConnectorError {
     ConnectorError::schema(format!("table {} has no primary key", table.name))
 }
@@ -52,9 +33,9 @@ fn no_key(table: &TableSchema) -> ConnectorError {
 /// `"k" = ?`, or `"k" IN (?, ?)` for a value with several stored forms.
 fn match_forms(column: &str, forms: usize) -> String {
     if forms == 1 {
-        format!("{} = ?", quote_ident(column))
+        SQL.key_match([column], 1)
     } else {
-        format!("{} IN ({})", quote_ident(column), placeholders(forms))
+        SQL.keys_in(&[column], forms, 1)
     }
 }
 
@@ -117,8 +98,8 @@ pub fn select_by_keys(table: &TableSchema, keys: &[Key]) -> Result<(String, Vec<
     };
     let sql = format!(
         "SELECT {} FROM {} WHERE {condition}",
-        select_list(table),
-        quote_ident(&table.name.name)
+        SQL.select_list(table),
+        SQL.table(&table.name)
     );
     Ok((sql, params))
 }
@@ -135,15 +116,15 @@ pub fn stored_key(
     let (condition, params) = key_condition(table, key)?;
     let sql = format!(
         "SELECT {} FROM {} WHERE {condition} LIMIT 1",
-        key_list(table),
-        quote_ident(&table.name.name)
+        SQL.key_list(table),
+        SQL.table(&table.name)
     );
     Ok((sql, params, written))
 }
 
 /// One page of a keyset scan, after a key or from the start.
 pub fn scan_sql(table: &TableSchema, after: bool) -> String {
-    let keys = key_list(table);
+    let keys = SQL.key_list(table);
     let condition = if !after {
         String::new()
     } else if table.primary_key.len() == 1 {
@@ -156,8 +137,8 @@ pub fn scan_sql(table: &TableSchema, after: bool) -> String {
     };
     format!(
         "SELECT {} FROM {}{condition} ORDER BY {keys} LIMIT ?",
-        select_list(table),
-        quote_ident(&table.name.name)
+        SQL.select_list(table),
+        SQL.table(&table.name)
     )
 }
 
@@ -166,8 +147,8 @@ pub fn scan_sql(table: &TableSchema, after: bool) -> String {
 pub fn select_one_sql(table: &TableSchema, condition: &str) -> String {
     format!(
         "SELECT {} FROM {} WHERE {condition}",
-        select_list(table),
-        quote_ident(&table.name.name)
+        SQL.select_list(table),
+        SQL.table(&table.name)
     )
 }
 
@@ -175,48 +156,38 @@ pub fn select_one_sql(table: &TableSchema, condition: &str) -> String {
 /// where asked.
 pub fn insert_sql(table: &TableSchema, columns: &[&Column], returning: bool) -> String {
     let mut sql = if columns.is_empty() {
-        format!(
-            "INSERT INTO {} DEFAULT VALUES",
-            quote_ident(&table.name.name)
-        )
+        format!("INSERT INTO {} DEFAULT VALUES", SQL.table(&table.name))
     } else {
-        let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
         format!(
             "INSERT INTO {} ({}) VALUES ({})",
-            quote_ident(&table.name.name),
-            names.join(", "),
+            SQL.table(&table.name),
+            SQL.columns(columns.iter().map(|c| c.name.as_str())),
             placeholders(columns.len())
         )
     };
     if returning {
         sql.push_str(" RETURNING ");
-        sql.push_str(&key_list(table));
+        sql.push_str(&SQL.key_list(table));
     }
     sql
 }
 
 /// `UPDATE` of `columns` of the row matching `condition`.
 pub fn update_sql(table: &TableSchema, columns: &[&Column], condition: &str) -> String {
-    let sets: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{} = ?", quote_ident(&c.name)))
-        .collect();
     format!(
         "UPDATE {} SET {} WHERE {condition}",
-        quote_ident(&table.name.name),
-        sets.join(", ")
+        SQL.table(&table.name),
+        SQL.assignments(columns.iter().map(|c| c.name.as_str()), 1)
     )
 }
 
 /// `DELETE` of the row matching `condition`.
 pub fn delete_sql(table: &TableSchema, condition: &str) -> String {
-    format!(
-        "DELETE FROM {} WHERE {condition}",
-        quote_ident(&table.name.name)
-    )
+    format!("DELETE FROM {} WHERE {condition}", SQL.table(&table.name))
 }
 
-/// A row as read with [`select_list`], converted to canonical values.
+/// A row as read with [`Dialect::select_list`](crate::sql::Dialect::select_list),
+/// converted to canonical values.
 pub fn row_of(table: &TableSchema, values: Vec<SqlValue>) -> Result<Row> {
     table
         .columns
@@ -462,10 +433,7 @@ impl Transaction for SqliteTransaction {
         })
         .map_err(context)?;
         if columns.is_empty() {
-            let sql = format!(
-                "SELECT 1 FROM {} WHERE {condition}",
-                quote_ident(&table.name.name)
-            );
+            let sql = format!("SELECT 1 FROM {} WHERE {condition}", SQL.table(&table.name));
             return Ok(!self.rows(sql, params).await.map_err(context)?.is_empty());
         }
         values.append(&mut params);

@@ -21,6 +21,7 @@ use rusqlite::{ffi, Connection, OpenFlags};
 
 use crate::connector::{redact_url, EndpointConfig};
 use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::sql::Dialect;
 
 /// How long a statement waits for another connection's lock before it
 /// fails with `SQLITE_BUSY` (a transient error).
@@ -295,16 +296,19 @@ pub fn path_of(url: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// How SQLite spells identifiers, literals and parameters.
+pub(crate) const SQL: Dialect = Dialect::Sqlite;
+
 /// Quotes an identifier for SQLite: in double quotes, double quotes
 /// doubled.
 pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    SQL.ident(name)
 }
 
 /// A string literal: in single quotes, single quotes doubled (SQLite knows
 /// no backslash escapes).
 pub fn text_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    SQL.literal(text)
 }
 
 /// Text of a catalog value.
