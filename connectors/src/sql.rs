@@ -144,9 +144,9 @@ impl Dialect {
     /// The key equal to any of `count` keys, parameters numbered from
     /// `first` key by key: `"k" IN (?, ?)`, or for a composite key the row
     /// value `("a", "b") IN ((?, ?), (?, ?))`.
-    pub fn keys_in(self, names: &[&str], count: usize, first: usize) -> String {
+    pub fn keys_in<S: AsRef<str>>(self, names: &[S], count: usize, first: usize) -> String {
         let width = names.len();
-        let columns = self.columns(names.iter().copied());
+        let columns = self.columns(names.iter().map(AsRef::as_ref));
         if width == 1 {
             return format!("{columns} IN ({})", self.params(first, count));
         }

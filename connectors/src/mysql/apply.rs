@@ -19,7 +19,7 @@ use super::batch::{
     runs, surviving_links, update_many_sql, weight, BulkTypes, WireMix, MAX_KEYS, MAX_UPDATE_ROWS,
 };
 use super::capture::placeholders;
-use super::client::{classify, int_of, quote_ident, text_of, Flavour, KeptSessions};
+use super::client::{classify, int_of, text_of, Flavour, KeptSessions, SQL};
 use super::types::{from_mysql, normalize, read_value, write_value};
 use crate::connector::{CopyOf, IdMapRow, Transaction};
 use crate::error::{ConnectorError, ErrorKind, Result};
@@ -29,33 +29,9 @@ use crate::value::{Key, Row, Value};
 /// The one savepoint name (nesting is not needed).
 const SAVEPOINT: &str = "tandem_sp";
 
-/// `SELECT` list of every column of `table`, in catalog order.
-pub fn select_list(table: &TableSchema) -> String {
-    table
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn key_list(table: &TableSchema) -> String {
-    table
-        .primary_key
-        .iter()
-        .map(|k| quote_ident(k))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `` `k1` = ? AND `k2` = ? ``
 pub fn key_match(table: &TableSchema) -> String {
-    table
-        .primary_key
-        .iter()
-        .map(|k| format!("{} = ?", quote_ident(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ")
+    SQL.key_match(table.primary_key.iter().map(String::as_str), 1)
 }
 
 fn no_key(table: &TableSchema) -> ConnectorError {
@@ -66,25 +42,15 @@ fn no_key(table: &TableSchema) -> ConnectorError {
 pub fn select_all_sql(table: &TableSchema) -> String {
     format!(
         "SELECT {} FROM {}",
-        select_list(table),
-        quote_ident(&table.name.name)
+        SQL.select_list(table),
+        SQL.table(&table.name)
     )
 }
 
 /// The condition of any of `count` keys: `k IN (?, ?)` or
 /// `(k1, k2) IN ((?, ?), (?, ?))`.
 pub fn keys_in(table: &TableSchema, count: usize) -> String {
-    let width = table.primary_key.len();
-    if width == 1 {
-        format!("{} IN ({})", key_list(table), placeholders(count))
-    } else {
-        let tuple = format!("({})", placeholders(width));
-        format!(
-            "({}) IN ({})",
-            key_list(table),
-            vec![tuple; count].join(", ")
-        )
-    }
+    SQL.keys_in(&table.primary_key, count, 1)
 }
 
 /// The table, named for a statement that finds rows by [`keys_in`]. A
@@ -94,7 +60,7 @@ pub fn keys_in(table: &TableSchema, count: usize) -> String {
 /// of 500 keys took 28 ms on a 20,000-row link table, 2.5 ms with the
 /// hint (`tandem-bench` measures it: "composite keys").
 pub fn keyed_table(table: &TableSchema) -> String {
-    let name = quote_ident(&table.name.name);
+    let name = SQL.table(&table.name);
     if table.primary_key.len() > 1 {
         format!("{name} FORCE INDEX (PRIMARY)")
     } else {
@@ -107,7 +73,7 @@ pub fn keyed_table(table: &TableSchema) -> String {
 pub fn select_by_keys_sql(table: &TableSchema, count: usize) -> String {
     format!(
         "SELECT {} FROM {} WHERE {}",
-        select_list(table),
+        SQL.select_list(table),
         keyed_table(table),
         keys_in(table, count)
     )
@@ -115,7 +81,7 @@ pub fn select_by_keys_sql(table: &TableSchema, count: usize) -> String {
 
 /// One page of a keyset scan, after a key or from the start.
 pub fn scan_sql(table: &TableSchema, after: bool) -> String {
-    let keys = key_list(table);
+    let keys = SQL.key_list(table);
     let condition = if !after {
         String::new()
     } else if table.primary_key.len() == 1 {
@@ -128,8 +94,8 @@ pub fn scan_sql(table: &TableSchema, after: bool) -> String {
     };
     format!(
         "SELECT {} FROM {}{condition} ORDER BY {keys} LIMIT ?",
-        select_list(table),
-        quote_ident(&table.name.name)
+        SQL.select_list(table),
+        SQL.table(&table.name)
     )
 }
 
@@ -137,38 +103,33 @@ pub fn scan_sql(table: &TableSchema, after: bool) -> String {
 pub fn select_for_update_sql(table: &TableSchema) -> String {
     format!(
         "SELECT {} FROM {} WHERE {} FOR UPDATE",
-        select_list(table),
-        quote_ident(&table.name.name),
+        SQL.select_list(table),
+        SQL.table(&table.name),
         key_match(table)
     )
 }
 
 /// `INSERT` of `columns`, with `RETURNING` the key where asked (MariaDB).
 pub fn insert_sql(table: &TableSchema, columns: &[&Column], returning: bool) -> String {
-    let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",
-        quote_ident(&table.name.name),
-        names.join(", "),
+        SQL.table(&table.name),
+        SQL.columns(columns.iter().map(|c| c.name.as_str())),
         placeholders(columns.len())
     );
     if returning {
         sql.push_str(" RETURNING ");
-        sql.push_str(&key_list(table));
+        sql.push_str(&SQL.key_list(table));
     }
     sql
 }
 
 /// `UPDATE` of `columns` of the row with one key.
 pub fn update_sql(table: &TableSchema, columns: &[&Column]) -> String {
-    let sets: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{} = ?", quote_ident(&c.name)))
-        .collect();
     format!(
         "UPDATE {} SET {} WHERE {}",
-        quote_ident(&table.name.name),
-        sets.join(", "),
+        SQL.table(&table.name),
+        SQL.assignments(columns.iter().map(|c| c.name.as_str()), 1),
         key_match(table)
     )
 }
@@ -177,7 +138,7 @@ pub fn update_sql(table: &TableSchema, columns: &[&Column]) -> String {
 pub fn delete_sql(table: &TableSchema) -> String {
     format!(
         "DELETE FROM {} WHERE {}",
-        quote_ident(&table.name.name),
+        SQL.table(&table.name),
         key_match(table)
     )
 }
@@ -202,7 +163,8 @@ pub fn key_params(table: &TableSchema, key: &Key) -> Result<Vec<MyValue>> {
         .collect()
 }
 
-/// A row as read with [`select_list`], converted to canonical values.
+/// A row as read with [`Dialect::select_list`](crate::sql::Dialect::select_list),
+/// converted to canonical values.
 pub fn row_of(table: &TableSchema, values: Vec<MyValue>) -> Result<Row> {
     table
         .columns
@@ -698,7 +660,7 @@ impl Transaction for MysqlTransaction {
         if columns.is_empty() {
             let sql = format!(
                 "SELECT 1 FROM {} WHERE {}",
-                quote_ident(&table.name.name),
+                SQL.table(&table.name),
                 key_match(table)
             );
             return Ok(!self.rows(&sql, params).await.map_err(context)?.is_empty());

@@ -17,9 +17,9 @@ use std::ops::Range;
 
 use mysql_async::Value as MyValue;
 
-use super::apply::{key_match, keyed_table, keys_in, select_list};
+use super::apply::{key_match, keyed_table, keys_in};
 use super::capture::placeholders;
-use super::client::quote_ident;
+use super::client::SQL;
 use crate::connector::IdMapRow;
 use crate::schema::{Column, DataType, TableSchema};
 
@@ -233,17 +233,16 @@ pub fn insert_many_sql(
     rows: usize,
     returning: bool,
 ) -> String {
-    let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
     let tuple = format!("({})", placeholders(columns.len()));
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES {}",
-        quote_ident(&table.name.name),
-        names.join(", "),
+        SQL.table(&table.name),
+        SQL.columns(columns.iter().map(|c| c.name.as_str())),
         vec![tuple; rows].join(", ")
     );
     if returning {
         sql.push_str(" RETURNING ");
-        sql.push_str(&select_list(table));
+        sql.push_str(&SQL.select_list(table));
     }
     sql
 }
@@ -264,7 +263,7 @@ pub fn update_many_sql(table: &TableSchema, columns: &[&Column], rows: usize) ->
     );
     let sets: Vec<String> = columns
         .iter()
-        .map(|c| format!("{} = {case}", quote_ident(&c.name)))
+        .map(|c| format!("{} = {case}", SQL.ident(&c.name)))
         .collect();
     format!(
         "UPDATE {} SET {} WHERE {}",
@@ -281,13 +280,13 @@ pub fn delete_many_sql(table: &TableSchema, count: usize) -> String {
     if table.primary_key.len() == 1 {
         return format!(
             "DELETE FROM {} WHERE {}",
-            quote_ident(&table.name.name),
+            SQL.table(&table.name),
             keys_in(table, count)
         );
     }
     format!(
         "DELETE tandem_row FROM {} AS tandem_row FORCE INDEX (PRIMARY) WHERE {}",
-        quote_ident(&table.name.name),
+        SQL.table(&table.name),
         keys_in(table, count)
     )
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mysql_async::Value as MyValue;
 
-use super::client::{int_of, text_of, Client};
+use super::client::{int_of, text_of, Client, SQL};
 use super::types::from_mysql;
 use crate::connector::CapturedChange;
 use crate::error::{ConnectorError, Result};
@@ -16,7 +16,7 @@ const DELETE_CHUNK: usize = 1_000;
 
 /// `?, ?, ?` for `n` parameters.
 pub fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
+    SQL.params(1, n)
 }
 
 fn table_params(tables: &[TableName]) -> Vec<MyValue> {
@@ -35,11 +35,7 @@ pub async fn read_changes(
     if tables.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT seq, table_name, op, pk, captured_at FROM tandem_changes \
-         WHERE table_name IN ({}) ORDER BY seq LIMIT ?",
-        placeholders(tables.len())
-    );
+    let sql = SQL.read_changes_sql(tables.len());
     let mut params = table_params(tables);
     params.push(MyValue::UInt(limit as u64));
     let rows = client
@@ -71,10 +67,7 @@ pub async fn delete_changes(client: &Client, seqs: &[i64]) -> Result<()> {
     }
     let mut conn = client.conn().await?;
     for chunk in seqs.chunks(DELETE_CHUNK) {
-        let sql = format!(
-            "DELETE FROM tandem_changes WHERE seq IN ({})",
-            placeholders(chunk.len())
-        );
+        let sql = SQL.delete_changes_sql(chunk.len());
         let params = chunk.iter().map(|s| MyValue::Int(*s)).collect();
         super::client::exec_drop(&mut conn, &sql, params)
             .await
@@ -88,11 +81,7 @@ pub async fn count_changes(client: &Client, tables: &[TableName]) -> Result<Vec<
     if tables.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT table_name, COUNT(*) FROM tandem_changes \
-         WHERE table_name IN ({}) GROUP BY table_name ORDER BY table_name",
-        placeholders(tables.len())
-    );
+    let sql = SQL.count_changes_sql(tables.len());
     let rows = client
         .rows(&sql, table_params(tables))
         .await

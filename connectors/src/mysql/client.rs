@@ -25,6 +25,7 @@ use secrecy::ExposeSecret;
 
 use crate::connector::{redact_url, EndpointConfig, TlsConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::sql::Dialect;
 
 /// The statements every session runs before use.
 const SESSION_SETUP: [&str; 2] = ["SET time_zone = '+00:00'", "SET NAMES utf8mb4"];
@@ -276,18 +277,18 @@ pub async fn exec_drop(conn: &mut Conn, sql: &str, params: Vec<mysql_async::Valu
     Ok(conn.affected_rows())
 }
 
+/// How MySQL spells identifiers, literals and parameters.
+pub const SQL: Dialect = Dialect::MySql;
+
 /// Quotes an identifier for MySQL: in backticks, backticks doubled.
 pub fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
+    SQL.ident(name)
 }
 
 /// A string literal that no quoting rule or `sql_mode` can break: the UTF-8
 /// bytes as a hex literal, converted to utf8mb4.
 pub fn text_literal(text: &str) -> String {
-    format!(
-        "CONVERT(X'{}' USING utf8mb4)",
-        hex::encode_upper(text.as_bytes())
-    )
+    SQL.literal(text)
 }
 
 /// Text of a database value, for catalog answers.

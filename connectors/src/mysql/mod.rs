@@ -146,8 +146,8 @@ impl Connector for MysqlConnector {
         matches!(column.data_type, crate::DataType::Int).then(|| {
             format!(
                 "ALTER TABLE {} MODIFY {} {} NOT NULL AUTO_INCREMENT;",
-                client::quote_ident(&table.name.name),
-                client::quote_ident(key),
+                client::SQL.table(&table.name),
+                client::SQL.ident(key),
                 column.native_type.to_uppercase()
             )
         })
@@ -198,7 +198,7 @@ impl Connector for MysqlConnector {
                     lacking.join(", "),
                     table.name,
                     lacking.join(", "),
-                    client::quote_ident(&table.name.name)
+                    client::SQL.table(&table.name)
                 ));
             }
         }
@@ -216,18 +216,16 @@ impl Connector for MysqlConnector {
         }
         let context = |e: ConnectorError| e.context(format!("read rows of table {}", table.name));
         let mut params = Vec::with_capacity(values.len());
-        let mut conditions = Vec::with_capacity(columns.len());
         for (name, value) in columns.iter().zip(values) {
             let column = table.column(name).ok_or_else(|| {
                 ConnectorError::schema(format!("table {} has no column {name}", table.name))
             })?;
             params.push(types::write_value(&table.name, column, value).map_err(context)?);
-            conditions.push(format!("{} = ?", client::quote_ident(name)));
         }
         let sql = format!(
             "{} WHERE {}",
             apply::select_all_sql(table),
-            conditions.join(" AND ")
+            client::SQL.key_match(columns.iter().map(String::as_str), 1)
         );
         let found = self.client.rows(&sql, params).await.map_err(context)?;
         found
@@ -310,10 +308,7 @@ impl Connector for MysqlConnector {
         let counted = self
             .client
             .rows(
-                &format!(
-                    "SELECT count(*) FROM {}",
-                    client::quote_ident(&table.name.name)
-                ),
+                &format!("SELECT count(*) FROM {}", client::SQL.table(&table.name)),
                 Vec::new(),
             )
             .await
