@@ -18,7 +18,7 @@ use super::batch::{
     delete_many_sql, fetch_many_sql, insert_many_sql, key_arrays, record_copies_sql, row_arrays,
     update_many_sql, FORGET_LINKS_SQL, INSERT_COPIES_SQL,
 };
-use super::client::{kind_of, pg_error, pool_error, qualified, quote_ident, server_message};
+use super::client::{kind_of, pg_error, pool_error, server_message, SQL};
 use super::statistics::{IdMapGrowth, ANALYZE_ID_MAP_SQL};
 use super::types::{
     cast_param, column_in_message, key_columns, key_condition, key_params, params, read_key,
@@ -378,7 +378,7 @@ impl Transaction for PgTransaction {
         let sql = format!(
             "select {} from {} where {} for update",
             select_list(table),
-            qualified(&table.name),
+            SQL.table(&table.name),
             key_condition(&columns, 1)
         );
         let rows = self
@@ -405,17 +405,16 @@ impl Transaction for PgTransaction {
         } else {
             let list: Vec<String> = key
                 .iter()
-                .map(|c| format!("{}::text", quote_ident(&c.name)))
+                .map(|c| format!("{}::text", SQL.ident(&c.name)))
                 .collect();
             format!(" returning {}", list.join(", "))
         };
         let sql = if written.is_empty() {
             format!(
                 "insert into {} default values{returning}",
-                qualified(&table.name)
+                SQL.table(&table.name)
             )
         } else {
-            let names: Vec<String> = written.iter().map(|(c, _)| quote_ident(&c.name)).collect();
             let casts: Vec<String> = written
                 .iter()
                 .enumerate()
@@ -423,8 +422,8 @@ impl Transaction for PgTransaction {
                 .collect();
             format!(
                 "insert into {} ({}){} values ({}){returning}",
-                qualified(&table.name),
-                names.join(", "),
+                SQL.table(&table.name),
+                SQL.columns(written.iter().map(|(c, _)| c.name.as_str())),
                 if overriding {
                     " overriding system value"
                 } else {
@@ -453,7 +452,7 @@ impl Transaction for PgTransaction {
         if written.is_empty() {
             let sql = format!(
                 "select 1 from {} where {} for update",
-                qualified(&table.name),
+                SQL.table(&table.name),
                 key_condition(&columns, 1)
             );
             let rows = self
@@ -465,11 +464,11 @@ impl Transaction for PgTransaction {
         let sets: Vec<String> = written
             .iter()
             .enumerate()
-            .map(|(i, (c, _))| format!("{} = {}", quote_ident(&c.name), cast_param(i + 1, c)))
+            .map(|(i, (c, _))| format!("{} = {}", SQL.ident(&c.name), cast_param(i + 1, c)))
             .collect();
         let sql = format!(
             "update {} set {} where {}",
-            qualified(&table.name),
+            SQL.table(&table.name),
             sets.join(", "),
             key_condition(&columns, written.len() + 1)
         );
@@ -487,7 +486,7 @@ impl Transaction for PgTransaction {
         let values = key_params(table, &columns, key)?;
         let sql = format!(
             "delete from {} where {}",
-            qualified(&table.name),
+            SQL.table(&table.name),
             key_condition(&columns, 1)
         );
         let count = self

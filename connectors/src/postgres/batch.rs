@@ -8,9 +8,10 @@
 
 use crate::error::Result;
 use crate::schema::{Column, TableSchema};
+use crate::sql::comma;
 use crate::value::{Key, Row};
 
-use super::client::{qualified, quote_ident};
+use super::client::SQL;
 use super::types::{key_params, write_text};
 
 /// `u.c0::integer, u.c1::text`: the unnested text columns named `prefix`
@@ -50,18 +51,15 @@ fn select_list_of(table: &TableSchema, alias: &str) -> String {
     table
         .columns
         .iter()
-        .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+        .map(|c| format!("{alias}.{}::text", SQL.ident(&c.name)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// `(t."a", t."b")`
 fn key_tuple(columns: &[&Column], alias: &str) -> String {
-    let names: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{alias}.{}", quote_ident(&c.name)))
-        .collect();
-    format!("({})", names.join(", "))
+    let names = columns.iter().map(|c| SQL.column(Some(alias), &c.name));
+    format!("({})", comma(names))
 }
 
 /// Column-wise text arrays of `keys`: one array per key column.
@@ -101,7 +99,7 @@ pub(super) fn fetch_many_sql(table: &TableSchema, key: &[&Column]) -> String {
     format!(
         "select {} from {} as t where {} in (select {} from {}) for update of t",
         select_list_of(table, "t"),
-        qualified(&table.name),
+        SQL.table(&table.name),
         key_tuple(key, "t"),
         casts("k", key).join(", "),
         unnest(1, &[("k", key.len())], false)
@@ -112,11 +110,10 @@ pub(super) fn fetch_many_sql(table: &TableSchema, key: &[&Column]) -> String {
 /// array order and returns them as written, in the same order.
 pub(super) fn insert_many_sql(table: &TableSchema, columns: &[&Column]) -> String {
     let overriding = columns.iter().any(|c| c.always_generated);
-    let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
     format!(
         "insert into {} as t ({}){} select {} from {} order by u.n returning {}",
-        qualified(&table.name),
-        names.join(", "),
+        SQL.table(&table.name),
+        SQL.columns(columns.iter().map(|c| c.name.as_str())),
         if overriding {
             " overriding system value"
         } else {
@@ -135,16 +132,16 @@ pub(super) fn update_many_sql(table: &TableSchema, key: &[&Column], columns: &[&
     let sets: Vec<String> = columns
         .iter()
         .zip(casts("c", columns))
-        .map(|(c, cast)| format!("{} = {cast}", quote_ident(&c.name)))
+        .map(|(c, cast)| format!("{} = {cast}", SQL.ident(&c.name)))
         .collect();
     let matches: Vec<String> = key
         .iter()
         .zip(casts("k", key))
-        .map(|(c, cast)| format!("t.{} = {cast}", quote_ident(&c.name)))
+        .map(|(c, cast)| format!("t.{} = {cast}", SQL.ident(&c.name)))
         .collect();
     format!(
         "update {} as t set {} from {} where {} returning {}",
-        qualified(&table.name),
+        SQL.table(&table.name),
         sets.join(", "),
         unnest(1, &[("k", key.len()), ("c", columns.len())], false),
         matches.join(" and "),
@@ -156,7 +153,7 @@ pub(super) fn update_many_sql(table: &TableSchema, key: &[&Column], columns: &[&
 pub(super) fn delete_many_sql(table: &TableSchema, key: &[&Column]) -> String {
     format!(
         "delete from {} as t where {} in (select {} from {})",
-        qualified(&table.name),
+        SQL.table(&table.name),
         key_tuple(key, "t"),
         casts("k", key).join(", "),
         unnest(1, &[("k", key.len())], false)

@@ -22,6 +22,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::connector::{redact_url, EndpointConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::TableName;
+use crate::sql::Dialect;
 
 /// Session settings every connection starts with, so that the text forms
 /// the server prints are the ones [`crate::Value::parse_text`] reads.
@@ -187,18 +188,17 @@ fn address_of(config: &tokio_postgres::Config) -> String {
     }
 }
 
+/// How PostgreSQL spells identifiers, literals and parameters.
+pub(crate) const SQL: Dialect = Dialect::Postgres;
+
 /// Quotes an identifier: `we"ird` -> `"we""ird"`.
 pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    SQL.ident(name)
 }
 
 /// Quotes a string literal, safe whatever `standard_conforming_strings` is.
 pub(crate) fn quote_literal(text: &str) -> String {
-    if text.contains('\\') {
-        format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
-    } else {
-        format!("'{}'", text.replace('\'', "''"))
-    }
+    SQL.literal(text)
 }
 
 /// The schema used when a table name has none.
@@ -211,11 +211,7 @@ pub(crate) fn schema_of(table: &TableName) -> &str {
 
 /// `"schema"."table"`.
 pub(crate) fn qualified(table: &TableName) -> String {
-    format!(
-        "{}.{}",
-        quote_ident(schema_of(table)),
-        quote_ident(&table.name)
-    )
+    SQL.table(table)
 }
 
 /// What an SQLSTATE means to the agent.

@@ -12,7 +12,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::value::{Key, Row, Value};
 
-use super::client::quote_ident;
+use super::client::SQL;
 
 /// The canonical category of a column, from its base type (domains already
 /// resolved): `name` and `schema` of the base type, its `typtype`.
@@ -54,7 +54,7 @@ pub(crate) fn select_list(table: &TableSchema) -> String {
     table
         .columns
         .iter()
-        .map(|c| format!("{}::text", quote_ident(&c.name)))
+        .map(|c| format!("{}::text", SQL.ident(&c.name)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -146,7 +146,7 @@ pub(crate) fn key_condition(columns: &[&Column], first_param: usize) -> String {
         .map(|(i, c)| {
             format!(
                 "{} = {}",
-                quote_ident(&c.name),
+                SQL.ident(&c.name),
                 cast_param(first_param + i, c)
             )
         })
