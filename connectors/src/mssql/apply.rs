@@ -17,9 +17,7 @@ use deadpool::managed::Object;
 use tiberius::error::Error as TdsError;
 use tiberius::ColumnData;
 
-use super::client::{
-    batch, classify, qualified, query_rows, quote_ident, Client, Conn, Param, SESSION_RESET,
-};
+use super::client::{batch, classify, query_rows, Client, Conn, Param, SESSION_RESET, SQL};
 use super::types::{key_params, param_expr, read_expr, read_row, read_values, write_value};
 use crate::connector::{IdMapRow, Transaction};
 use crate::error::{ConnectorError, ErrorKind, Result};
@@ -66,30 +64,29 @@ pub(crate) fn select_list(table: &TableSchema) -> String {
     table
         .columns
         .iter()
-        .map(|c| read_expr(c, &format!("t.{}", quote_ident(&c.name))))
+        .map(|c| read_expr(c, &format!("t.{}", SQL.ident(&c.name))))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn prefixed(alias: Option<&str>, column: &Column) -> String {
-    match alias {
-        Some(alias) => format!("{alias}.{}", quote_ident(&column.name)),
-        None => quote_ident(&column.name),
-    }
 }
 
 /// `t.[k1] = @P{first} AND t.[k2] = CAST(@P{first + 1} AS decimal(38, 2))`.
 pub(crate) fn key_match(key: &[&Column], alias: Option<&str>, first: usize) -> String {
     key.iter()
         .enumerate()
-        .map(|(i, c)| format!("{} = {}", prefixed(alias, c), param_expr(first + i, c)))
+        .map(|(i, c)| {
+            format!(
+                "{} = {}",
+                SQL.column(alias, &c.name),
+                param_expr(first + i, c)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" AND ")
 }
 
 fn key_order(key: &[&Column]) -> String {
     key.iter()
-        .map(|c| prefixed(Some("t"), c))
+        .map(|c| SQL.column(Some("t"), &c.name))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -99,14 +96,14 @@ fn key_order(key: &[&Column]) -> String {
 /// value comparisons).
 pub(crate) fn select_by_keys_sql(table: &TableSchema, key: &[&Column], count: usize) -> String {
     let width = key.len();
-    let source = qualified(&table.name);
+    let source = SQL.table(&table.name);
     let select = select_list(table);
     let order = key_order(key);
     if let [column] = key {
         let params: Vec<String> = (1..=count).map(|n| param_expr(n, column)).collect();
         return format!(
             "SELECT {select} FROM {source} AS t WHERE {} IN ({}) ORDER BY {order}",
-            prefixed(Some("t"), column),
+            SQL.column(Some("t"), &column.name),
             params.join(", ")
         );
     }
@@ -124,7 +121,7 @@ pub(crate) fn select_by_keys_sql(table: &TableSchema, key: &[&Column], count: us
     let on: Vec<String> = key
         .iter()
         .zip(&names)
-        .map(|(c, k)| format!("{} = k.{k}", prefixed(Some("t"), c)))
+        .map(|(c, k)| format!("{} = k.{k}", SQL.column(Some("t"), &c.name)))
         .collect();
     format!(
         "SELECT {select} FROM {source} AS t JOIN (VALUES {}) AS k ({}) ON {} ORDER BY {order}",
@@ -145,12 +142,18 @@ pub(crate) fn scan_sql(table: &TableSchema, key: &[&Column], after: bool) -> Str
                 let mut parts: Vec<String> = key[..last]
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| format!("{} = {}", prefixed(Some("t"), c), param_expr(i + 1, c)))
+                    .map(|(i, c)| {
+                        format!(
+                            "{} = {}",
+                            SQL.column(Some("t"), &c.name),
+                            param_expr(i + 1, c)
+                        )
+                    })
                     .collect();
                 let c = key[last];
                 parts.push(format!(
                     "{} > {}",
-                    prefixed(Some("t"), c),
+                    SQL.column(Some("t"), &c.name),
                     param_expr(last + 1, c)
                 ));
                 format!("({})", parts.join(" AND "))
@@ -163,7 +166,7 @@ pub(crate) fn scan_sql(table: &TableSchema, key: &[&Column], after: bool) -> Str
     format!(
         "SELECT TOP (@P{limit}) {} FROM {} AS t{condition} ORDER BY {}",
         select_list(table),
-        qualified(&table.name),
+        SQL.table(&table.name),
         key_order(key)
     )
 }
@@ -173,7 +176,7 @@ pub(crate) fn select_for_update_sql(table: &TableSchema, key: &[&Column]) -> Str
     format!(
         "SELECT {} FROM {} AS t WITH (UPDLOCK, ROWLOCK) WHERE {}",
         select_list(table),
-        qualified(&table.name),
+        SQL.table(&table.name),
         key_match(key, Some("t"), 1)
     )
 }
@@ -190,7 +193,7 @@ pub(crate) fn is_identity(column: &Column) -> bool {
 /// selected from a table variable filled by `OUTPUT ... INTO`. An explicit
 /// value for an identity column is let in with `IDENTITY_INSERT`.
 pub(crate) fn insert_sql(table: &TableSchema, key: &[&Column], columns: &[&Column]) -> String {
-    let target = qualified(&table.name);
+    let target = SQL.table(&table.name);
     let identity = columns.iter().any(|c| is_identity(c));
     let mut sql = String::new();
     let names: Vec<String> = (1..=key.len()).map(|i| format!("k{i}")).collect();
@@ -210,13 +213,13 @@ pub(crate) fn insert_sql(table: &TableSchema, key: &[&Column], columns: &[&Colum
     }
     sql.push_str(&format!("INSERT INTO {target}"));
     if !columns.is_empty() {
-        let list: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
-        sql.push_str(&format!(" ({})", list.join(", ")));
+        let list = SQL.columns(columns.iter().map(|c| c.name.as_str()));
+        sql.push_str(&format!(" ({list})"));
     }
     if !key.is_empty() {
         let output: Vec<String> = key
             .iter()
-            .map(|c| format!("inserted.{}", quote_ident(&c.name)))
+            .map(|c| format!("inserted.{}", SQL.ident(&c.name)))
             .collect();
         sql.push_str(&format!(
             " OUTPUT {} INTO @tandem_key ({})",
@@ -254,13 +257,13 @@ pub(crate) fn update_sql(table: &TableSchema, key: &[&Column], columns: &[&Colum
     let sets: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{} = {}", quote_ident(&c.name), param_expr(i + 1, c)))
+        .map(|(i, c)| format!("{} = {}", SQL.ident(&c.name), param_expr(i + 1, c)))
         .collect();
     format!(
         "DECLARE @tandem_n TABLE (n int);\n\
          UPDATE {} SET {} OUTPUT 1 INTO @tandem_n (n) WHERE {};\n\
          SELECT COUNT(*) FROM @tandem_n;",
-        qualified(&table.name),
+        SQL.table(&table.name),
         sets.join(", "),
         key_match(key, None, columns.len() + 1)
     )
@@ -270,7 +273,7 @@ pub(crate) fn update_sql(table: &TableSchema, key: &[&Column], columns: &[&Colum
 pub(crate) fn exists_sql(table: &TableSchema, key: &[&Column]) -> String {
     format!(
         "SELECT COUNT(*) FROM {} WITH (UPDLOCK, ROWLOCK) WHERE {}",
-        qualified(&table.name),
+        SQL.table(&table.name),
         key_match(key, None, 1)
     )
 }
@@ -281,7 +284,7 @@ pub(crate) fn delete_sql(table: &TableSchema, key: &[&Column]) -> String {
         "DECLARE @tandem_n TABLE (n int);\n\
          DELETE FROM {} OUTPUT 1 INTO @tandem_n (n) WHERE {};\n\
          SELECT COUNT(*) FROM @tandem_n;",
-        qualified(&table.name),
+        SQL.table(&table.name),
         key_match(key, None, 1)
     )
 }
@@ -437,7 +440,7 @@ impl MssqlTransaction {
             Err(e) => {
                 if columns.iter().any(|c| is_identity(c)) {
                     // The batch may have stopped before switching it off.
-                    let off = format!("SET IDENTITY_INSERT {} OFF", qualified(&table.name));
+                    let off = format!("SET IDENTITY_INSERT {} OFF", SQL.table(&table.name));
                     let _ = batch(conn, &off).await;
                 }
                 return Err(self.fail(e).await);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tiberius::ColumnData;
 
-use super::client::{display_name, Client, Param};
+use super::client::{display_name, Client, Param, SQL};
 use super::types::from_sql;
 use crate::connector::CapturedChange;
 use crate::error::{ConnectorError, Result};
@@ -21,10 +21,7 @@ const DELETE_CHUNK: usize = 2_000;
 
 /// `@P{first}, @P{first + 1}, ...`, `count` of them.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("@P{n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    SQL.params(first, count)
 }
 
 fn table_params(tables: &[TableName]) -> Vec<Param> {
@@ -55,10 +52,7 @@ pub(crate) fn count_changes_sql(tables: usize) -> String {
 
 /// The statement deleting `count` change rows by sequence number.
 pub(crate) fn delete_changes_sql(count: usize) -> String {
-    format!(
-        "DELETE FROM tandem.changes WHERE seq IN ({})",
-        placeholders(1, count)
-    )
+    SQL.delete_changes_sql(count)
 }
 
 /// Up to `limit` change rows of `tables`, lowest sequence first.

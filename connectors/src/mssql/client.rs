@@ -22,6 +22,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use crate::connector::{redact_url, EndpointConfig, TlsMode};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::schema::TableName;
+use crate::sql::Dialect;
 
 /// A tiberius session over a tokio TCP stream.
 pub(crate) type TdsClient = tiberius::Client<Compat<TcpStream>>;
@@ -411,14 +412,17 @@ pub(crate) async fn batch(client: &mut TdsClient, sql: &str) -> std::result::Res
     Ok(())
 }
 
+/// How SQL Server spells identifiers, literals and parameters.
+pub(crate) const SQL: Dialect = Dialect::SqlServer;
+
 /// Quotes an identifier for SQL Server: in brackets, `]` doubled.
 pub(crate) fn quote_ident(name: &str) -> String {
-    format!("[{}]", name.replace(']', "]]"))
+    SQL.ident(name)
 }
 
 /// A Unicode string literal, quotes doubled: `N'it''s'`.
 pub(crate) fn quote_literal(text: &str) -> String {
-    format!("N'{}'", text.replace('\'', "''"))
+    SQL.literal(text)
 }
 
 /// The table's schema, `dbo` when it has none.
@@ -428,11 +432,7 @@ pub(crate) fn schema_of(table: &TableName) -> &str {
 
 /// `[schema].[table]`.
 pub(crate) fn qualified(table: &TableName) -> String {
-    format!(
-        "{}.{}",
-        quote_ident(schema_of(table)),
-        quote_ident(&table.name)
-    )
+    SQL.table(table)
 }
 
 /// The name as the triggers record it and `read_changes` matches it:

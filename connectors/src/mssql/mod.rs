@@ -66,7 +66,7 @@ use async_trait::async_trait;
 use tiberius::ColumnData;
 
 use self::apply::{key_columns, scan_sql, select_by_keys_sql, MssqlTransaction};
-use self::client::{qualified, Client, Param, DEFAULT_SCHEMA};
+use self::client::{Client, Param, DEFAULT_SCHEMA, SQL};
 use self::types::{key_params, read_row};
 use crate::connector::{
     CapturedChange, Connector, EndpointConfig, IdMapRow, Installation, RowCount, Transaction,
@@ -177,7 +177,7 @@ impl Connector for MssqlConnector {
             .and_then(|r| r.get::<&str, _>(0).map(str::to_owned))
             .unwrap_or_else(|| "<the agent's user>".to_owned());
         for table in tables {
-            let name = qualified(&table.name);
+            let name = SQL.table(&table.name);
             // CREATE TRIGGER needs ALTER on the table.
             let sql = "SELECT HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'SELECT'), HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'INSERT'), \
                        HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'UPDATE'), HAS_PERMS_BY_NAME(@P1, 'OBJECT', 'DELETE'), \
@@ -202,7 +202,7 @@ impl Connector for MssqlConnector {
                     lacking.join(", "),
                     table.name,
                     lacking.join(", "),
-                    client::quote_ident(&user)
+                    client::SQL.ident(&user)
                 ));
             }
         }
@@ -275,7 +275,7 @@ impl Connector for MssqlConnector {
                  (SELECT CAST(SUM(p.rows) AS bigint) FROM sys.partitions AS p \
                   WHERE p.object_id = OBJECT_ID(@P1, N'U') AND p.index_id IN (0, 1))",
                 vec![Param(ColumnData::String(Some(
-                    qualified(&table.name).into(),
+                    SQL.table(&table.name).into(),
                 )))],
             )
             .await
@@ -298,7 +298,7 @@ impl Connector for MssqlConnector {
         let counted = self
             .client
             .rows(
-                &format!("SELECT COUNT_BIG(*) FROM {}", qualified(&table.name)),
+                &format!("SELECT COUNT_BIG(*) FROM {}", SQL.table(&table.name)),
                 Vec::new(),
             )
             .await
