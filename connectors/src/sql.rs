@@ -155,6 +155,18 @@ impl Dialect {
         format!("({columns}) IN ({rows})")
     }
 
+    /// The key after a key bound from `first`, in key order: `"k" > ?`,
+    /// or for a composite key the row value `("a", "b") > (?, ?)`.
+    pub fn after_key<S: AsRef<str>>(self, names: &[S], first: usize) -> String {
+        let columns = self.columns(names.iter().map(AsRef::as_ref));
+        let params = self.params(first, names.len());
+        if names.len() == 1 {
+            format!("{columns} > {params}")
+        } else {
+            format!("({columns}) > ({params})")
+        }
+    }
+
     /// The table the capture triggers write change rows to.
     pub fn changes_table(self) -> &'static str {
         match self {
@@ -311,6 +323,16 @@ mod tests {
             "(\"a\", \"b\") IN (($2, $3), ($4, $5))"
         );
         assert_eq!(SqlServer.keys_in(&["k"], 2, 1), "[k] IN (@P1, @P2)");
+    }
+
+    #[test]
+    fn keys_after_a_key_compare_row_values() {
+        assert_eq!(MySql.after_key(&["k"], 1), "`k` > ?");
+        assert_eq!(Sqlite.after_key(&["a", "b"], 1), "(\"a\", \"b\") > (?, ?)");
+        assert_eq!(
+            Postgres.after_key(&["a", "b"], 2),
+            "(\"a\", \"b\") > ($2, $3)"
+        );
     }
 
     #[test]

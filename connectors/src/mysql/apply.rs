@@ -81,21 +81,16 @@ pub fn select_by_keys_sql(table: &TableSchema, count: usize) -> String {
 
 /// One page of a keyset scan, after a key or from the start.
 pub fn scan_sql(table: &TableSchema, after: bool) -> String {
-    let keys = SQL.key_list(table);
-    let condition = if !after {
-        String::new()
-    } else if table.primary_key.len() == 1 {
-        format!(" WHERE {keys} > ?")
+    let condition = if after {
+        format!(" WHERE {}", SQL.after_key(&table.primary_key, 1))
     } else {
-        format!(
-            " WHERE ({keys}) > ({})",
-            placeholders(table.primary_key.len())
-        )
+        String::new()
     };
     format!(
-        "SELECT {} FROM {}{condition} ORDER BY {keys} LIMIT ?",
+        "SELECT {} FROM {}{condition} ORDER BY {} LIMIT ?",
         SQL.select_list(table),
-        SQL.table(&table.name)
+        SQL.table(&table.name),
+        SQL.key_list(table)
     )
 }
 
