@@ -35,7 +35,7 @@ impl Dialect {
     }
 
     /// The schema a table without one is in, on engines with schemas.
-    pub fn default_schema(self) -> Option<&'static str> {
+    pub const fn default_schema(self) -> Option<&'static str> {
         match self {
             Dialect::Postgres => Some("public"),
             Dialect::SqlServer => Some("dbo"),

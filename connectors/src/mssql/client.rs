@@ -34,7 +34,10 @@ pub(crate) type Conn = Object<Manager>;
 const DEFAULT_PORT: u16 = 1433;
 
 /// The schema of a configured table name without one.
-pub(crate) const DEFAULT_SCHEMA: &str = "dbo";
+pub(crate) const DEFAULT_SCHEMA: &str = match SQL.default_schema() {
+    Some(schema) => schema,
+    None => panic!("SQL Server tables are in schemas"),
+};
 
 /// How long opening a session (TCP, pre-login, login, setup) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

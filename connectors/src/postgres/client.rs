@@ -202,7 +202,10 @@ pub(crate) fn quote_literal(text: &str) -> String {
 }
 
 /// The schema used when a table name has none.
-pub(crate) const DEFAULT_SCHEMA: &str = "public";
+pub(crate) const DEFAULT_SCHEMA: &str = match SQL.default_schema() {
+    Some(schema) => schema,
+    None => panic!("PostgreSQL tables are in schemas"),
+};
 
 /// The table's schema, `public` when it has none.
 pub(crate) fn schema_of(table: &TableName) -> &str {
