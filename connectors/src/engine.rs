@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connector::{Connector, EndpointConfig};
 use crate::error::Result;
+use crate::sql::Dialect;
 
 /// The database engines Tandem talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,14 +137,21 @@ impl Engine {
         }
     }
 
+    /// How the engine spells SQL; `None` for an API.
+    pub fn dialect(self) -> Option<Dialect> {
+        match self {
+            Engine::Postgres => Some(Dialect::Postgres),
+            Engine::Mysql => Some(Dialect::MySql),
+            Engine::Sqlite => Some(Dialect::Sqlite),
+            Engine::Mssql => Some(Dialect::SqlServer),
+            Engine::Http => None,
+        }
+    }
+
     /// The schema a table named without one is in, where the engine has
     /// schemas.
     pub fn default_schema(self) -> Option<&'static str> {
-        match self {
-            Engine::Postgres => Some("public"),
-            Engine::Mssql => Some("dbo"),
-            Engine::Mysql | Engine::Sqlite | Engine::Http => None,
-        }
+        self.dialect().and_then(Dialect::default_schema)
     }
 }
 
