@@ -314,7 +314,8 @@ async fn a_token_taken_back_is_renewed_once_on_the_401() {
     .await;
     let refreshes = oauth.token_requests("refresh_token").await;
 
-    // Every access token taken back: the agent's next request meets 401.
+    // Every access token taken back: the agent's next request meets 401 (or
+    // 403, Kinto's answer where it knows the resource).
     assert!(oauth.destroy_issued().await >= 1);
     db.exec("INSERT INTO tasks (title) VALUES ('after')").await;
     let alice = oauth.user_token().await;

@@ -2,7 +2,9 @@
 //!
 //! Every request waits for its turn under the configured rate and
 //! concurrency. A 429 is always retried after its `Retry-After` (the server
-//! did nothing); so is a 401 once, with a renewed token, under OAuth2. A
+//! did nothing); so is a 401 once, with a renewed token, under OAuth2, and
+//! a 403 once per token (Kinto answers a token it no longer takes with 403
+//! where it knows the resource). A
 //! 5xx, a timeout or a broken connection is retried with exponential
 //! backoff and jitter only when the request is safe to repeat (GET, PUT,
 //! DELETE, and a PATCH of absolute values); a create is never sent twice
@@ -286,13 +288,19 @@ impl Client {
                 }
             };
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !renewed {
+            if !renewed && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                 if let (Some(tokens), Some(stale)) = (&self.tokens, &bearer) {
                     // Refused before doing anything: once more, with a new
                     // token.
-                    renewed = true;
-                    tokens.renew(stale).await?;
-                    continue;
+                    let again = if status == StatusCode::UNAUTHORIZED {
+                        Some(tokens.renew(stale).await?)
+                    } else {
+                        tokens.renew_after_403(stale).await?
+                    };
+                    if again.is_some() {
+                        renewed = true;
+                        continue;
+                    }
                 }
             }
             if status == StatusCode::TOO_MANY_REQUESTS {

@@ -46,6 +46,9 @@ struct Token {
     /// `Bearer <token>`, marked sensitive (its Debug shows no token).
     header: HeaderValue,
     renew_at: Option<Instant>,
+    /// Got because the API answered the one before with 403: a 403 to
+    /// this one is the API's answer, not a token it no longer takes.
+    after_403: bool,
 }
 
 /// The refresh token kept in the state directory, with the fingerprint
@@ -147,6 +150,29 @@ impl Tokens {
         let header = token.header.clone();
         *current = Some(token);
         Ok(header)
+    }
+
+    /// A new token after the API answered `stale` with 403, once per token:
+    /// some APIs (Kinto) answer a token they no longer take with 403, not
+    /// 401. `None` when `stale` itself came from such a renewal, so that an
+    /// API whose 403s are its answers (a record one may not read) costs no
+    /// more than one token request per token.
+    pub async fn renew_after_403(&self, stale: &HeaderValue) -> Result<Option<HeaderValue>> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref() {
+            if token.header != *stale {
+                return Ok(Some(token.header.clone()));
+            }
+            if token.after_403 {
+                return Ok(None);
+            }
+        }
+        info!(token_url = %self.spec.token_url, "the API refused the access token (403); renewing it once");
+        let mut token = self.fetch().await?;
+        token.after_403 = true;
+        let header = token.header.clone();
+        *current = Some(token);
+        Ok(Some(header))
     }
 
     /// The refresh token to use: the configured one, or a later one it was
@@ -369,7 +395,11 @@ impl Tokens {
                     refused(format!("{what}: the access token is not valid in a header"))
                 })?;
         header.set_sensitive(true);
-        Ok(Token { header, renew_at })
+        Ok(Token {
+            header,
+            renew_at,
+            after_403: false,
+        })
     }
 }
 
@@ -404,6 +434,7 @@ mod tests {
         *tokens.current.try_lock().unwrap() = Some(Token {
             header,
             renew_at: None,
+            after_403: false,
         });
         let shown = format!("{tokens:?}");
         assert!(shown.contains("id.example.com"), "{shown}");
