@@ -198,3 +198,50 @@ async fn a_state_directory_of_a_newer_release_is_refused_until_rebuilt() {
     assert_eq!(source.rows(sql).await, target.rows(sql).await);
     assert_eq!(target.count("SELECT count(*) FROM items").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebuild_state_refuses_while_the_service_runs_and_moves_nothing() {
+    let (_source, _target, agent) = synced_items().await;
+    let mut service = agent
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the service");
+    let store = agent.dir.path().join("state").join("store");
+    // GIVEN the service holds the store (`dead-letters retry`, with no
+    // letter to retry, says when it does)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = agent.output(&["dead-letters", "retry"]).await;
+        if String::from_utf8_lossy(&out.stderr).contains("the service runs") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // WHEN the state is rebuilt beside it, THEN that is refused in one line
+    let out = agent.output(&["rebuild-state"]).await;
+    let refused = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && refused.contains("stop it before rebuild-state"),
+        "{refused}"
+    );
+    assert_eq!(refused.trim().lines().count(), 1, "one line: {refused}");
+    harness::terminate(&mut service).await;
+    assert!(store.exists(), "the store is where it was");
+    let aside = std::fs::read_dir(agent.dir.path().join("state"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("store.replaced-")
+        })
+        .count();
+    assert_eq!(aside, 0, "nothing moved aside under the service");
+}

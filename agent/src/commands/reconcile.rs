@@ -103,6 +103,16 @@ pub(super) async fn reconcile(path: &Path, repair: bool) -> anyhow::Result<ExitC
 pub(super) async fn rebuild_state(path: &Path) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     let store = config.state_dir.join("store");
+    // Moved aside under a running service, the store would be split in
+    // two: the service goes on writing into the old one.
+    if store.exists() {
+        if let Err(StoreError::Locked(dir)) = crate::state::State::open(&config.state_dir) {
+            anyhow::bail!(
+                "the service runs with state directory {dir}: stop it before rebuild-state \
+                 (the state is left as it is)"
+            );
+        }
+    }
     let kept = if store.exists() {
         let aside = config.state_dir.join(format!(
             "store.replaced-{}",
