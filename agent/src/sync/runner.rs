@@ -135,7 +135,10 @@ impl Agent {
         let mut captured = [0; 2];
         for side in Side::BOTH {
             if tail[side.index()] {
-                captured[side.index()] = self.tail(side, &mut paused).await?;
+                // Links the endpoint found by itself come first: a change of
+                // such a copy is then an update of it, not a new record.
+                self.adopt_found_links(side).await?;
+                captured[side.index()] = self.tailer().tail(side, &mut paused).await?;
             }
         }
         crate::crash::point("tailed");

@@ -11,12 +11,12 @@ use tandem_connectors::{ChangeOp, Key, Row};
 use tracing::debug;
 
 use super::drift::Pauses;
-use super::{Agent, Route, SyncError, SyncResult};
+use super::{Agent, Integration, Route, SyncError, SyncResult};
 use crate::config::Side;
 use crate::mapping::plan::PairId;
 use crate::mapping::split;
 use crate::observe::metrics;
-use crate::state::NewEntry;
+use crate::state::{NewEntry, State};
 
 /// Change rows read per round trip.
 pub const TAIL_BATCH: usize = 2000;
@@ -32,7 +32,31 @@ pub struct TailerState {
     pub set_aside: std::sync::Mutex<std::collections::BTreeSet<(usize, i64)>>,
 }
 
+/// The tailer, the stage from a side's change table to the change log:
+/// reads the committed change rows, reads the rows they name, logs them,
+/// and only then acknowledges them (deletes the change rows). A view over
+/// what it needs of the agent.
+pub struct Tailer<'a> {
+    /// Endpoints and plan.
+    pub integration: &'a Integration,
+    /// The state directory (its change log).
+    pub state: &'a State,
+    /// What the tailer keeps between passes.
+    tail_state: &'a TailerState,
+}
+
 impl Agent {
+    /// The tailer over this agent's integration and state.
+    pub fn tailer(&self) -> Tailer<'_> {
+        Tailer {
+            integration: &self.integration,
+            state: &self.state,
+            tail_state: &self.tail_state,
+        }
+    }
+}
+
+impl Tailer<'_> {
     /// Moves every committed change of `side` into the change log; returns
     /// the number of change rows consumed. The change rows of `paused`
     /// pairs are left where they are; a TRUNCATE pauses its pair there
@@ -42,9 +66,6 @@ impl Agent {
         let connector = integration.endpoint(side);
         let err = integration.error(side);
         let mut consumed = 0;
-        // Links the endpoint found by itself come first: a change of such
-        // a copy is then an update of it, not a new record.
-        self.adopt_found_links(side).await?;
         for _ in 0..TAIL_ROUNDS {
             let tables = integration.tables_of(side, |pair| !paused.contains_key(&pair));
             let read = connector
@@ -71,7 +92,7 @@ impl Agent {
                 if change.op == ChangeOp::Truncate {
                     paused.insert(
                         pair,
-                        truncate_alert(self, side, pair, &change.table, change.seq),
+                        truncate_alert(integration, side, pair, &change.table, change.seq),
                     );
                     // The pair's changes read before the marker wait too:
                     // their rows are read now, after the TRUNCATE, and would
@@ -236,16 +257,22 @@ impl Agent {
 
 /// The alert of a TRUNCATE: the agent cannot tell whether the other side
 /// should lose the same rows, so it asks.
-fn truncate_alert(agent: &Agent, side: Side, pair: PairId, table: &str, seq: i64) -> String {
-    let name = &agent.integration.plan.pairs[pair].name;
+fn truncate_alert(
+    integration: &Integration,
+    side: Side,
+    pair: PairId,
+    table: &str,
+    seq: i64,
+) -> String {
+    let name = &integration.plan.pairs[pair].name;
     format!(
         "pair {name}: {side} table {table} was truncated (change {seq}); Tandem does not guess \
          whether the other side should lose the same rows: make the sides agree (truncate the \
          other table too, or `tandem-agent reconcile --repair --config {config}`), then delete \
          the marker on the {side}: DELETE FROM {changes} WHERE seq = {seq}",
-        config = agent.integration.config.path.display(),
+        config = integration.config.path.display(),
         // Only PostgreSQL captures TRUNCATE today.
-        changes = agent.integration.endpoint(side).engine().change_table(),
+        changes = integration.endpoint(side).engine().change_table(),
     )
 }
 
@@ -269,7 +296,7 @@ mod tests {
         source.fail_nth(Call::DeleteChanges, 1, Fault::Connection);
 
         let mut paused = Default::default();
-        let failed = rig.agent.tail(Side::Source, &mut paused).await;
+        let failed = rig.agent.tailer().tail(Side::Source, &mut paused).await;
 
         assert!(failed.is_err(), "the lost acknowledgement is reported");
         assert_eq!(
@@ -302,7 +329,12 @@ mod tests {
         let acks = source.calls(Call::DeleteChanges);
 
         let mut paused = Default::default();
-        assert!(rig.agent.tail(Side::Source, &mut paused).await.is_err());
+        assert!(rig
+            .agent
+            .tailer()
+            .tail(Side::Source, &mut paused)
+            .await
+            .is_err());
 
         assert_eq!(rig.agent.state.log_len().unwrap(), 0);
         assert_eq!(
